@@ -1,0 +1,68 @@
+"""The backend interface and the registry that a recipe's ``backend = "..."`` names.
+
+A backend decides how a stage trains (devices, precision, optimiser sharding); what
+is trained and how it is scored belong to the task code in the worker. Every backend
+must leave the model in a state ``save`` can write in the transformers layout, so the
+next phase loads it whatever backend trained it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+
+@dataclass
+class TrainStats:
+    steps: int
+    examples: int  # training examples (features) consumed
+    wall_s: float
+    examples_per_s: float
+    final_loss: float
+
+
+# report(step, total_steps, loss, lr, examples_per_s)
+ProgressFn = Callable[[int, int, float, float, float], None]
+
+
+class Backend(ABC):
+    name: ClassVar[str]
+
+    def __init__(self, options: dict[str, Any] | None = None):
+        self.options = dict(options or {})
+
+    @property
+    @abstractmethod
+    def device(self):
+        """The torch device the model lives on for training and evaluation."""
+
+    @abstractmethod
+    def train(self, model, dataset: Sequence[Any], collate: Callable[[list[Any]], dict],
+              hparams: dict[str, Any], seed: int, report: ProgressFn) -> TrainStats:
+        """Train ``model`` in place on ``dataset`` with the recipe's hyper-parameters."""
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The precision context for forward passes (evaluation too)."""
+        return contextlib.nullcontext()
+
+    def save(self, model, tokenizer, out_dir: Path) -> None:
+        """Write a checkpoint ``from_pretrained`` loads: safetensors, transformers layout."""
+        model.save_pretrained(out_dir, safe_serialization=True)
+        tokenizer.save_pretrained(out_dir)
+
+
+def registry() -> dict[str, type[Backend]]:
+    from .torch_backend import TorchBackend
+
+    return {cls.name: cls for cls in (TorchBackend,)}
+
+
+def get_backend(name: str, options: dict[str, Any] | None = None) -> Backend:
+    backends = registry()
+    if name not in backends:
+        raise KeyError(f"unknown backend {name!r}; known: {', '.join(sorted(backends))}")
+    return backends[name](options)

@@ -1,0 +1,162 @@
+"""Exact re-implementations of the published extractive-QA evaluation scripts.
+
+* ``squad_v1``: SQuAD v1.1 ``evaluate-v1.1.py`` (used by XQuAD and TyDiQA-GoldP).
+* ``mlqa``: MLQA ``mlqa_evaluation_v1.py`` with its per-language normalisation.
+
+Both score every gold question: a question without a prediction counts as 0, each
+question takes the maximum over its gold answers, and the totals are on a 0-100 scale.
+Pure Python: the control plane and the workers share this module.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import string
+import sys
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+
+__all__ = [
+    "QA_METRICS",
+    "MLQA_LANGUAGES",
+    "normalize_squad",
+    "normalize_mlqa",
+    "qa_f1",
+    "qa_exact",
+    "score_qa",
+]
+
+# --- SQuAD v1.1 -------------------------------------------------------------------
+
+_ASCII_PUNCT = frozenset(string.punctuation)
+_EN_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+
+def normalize_squad(text: str) -> str:
+    """Lower-case, drop ASCII punctuation, drop a/an/the, collapse white space."""
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in _ASCII_PUNCT)
+    text = _EN_ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+# --- MLQA -------------------------------------------------------------------------
+
+
+
+@functools.cache
+def _unicode_punct() -> frozenset[str]:
+    """Every Unicode punctuation character plus ASCII punctuation (built on first use)."""
+    return frozenset(
+        chr(i) for i in range(sys.maxunicode) if unicodedata.category(chr(i)).startswith("P")
+    ) | _ASCII_PUNCT
+
+_WHITESPACE_LANGS = frozenset({"en", "es", "hi", "vi", "de", "ar"})
+_MIXED_SEGMENTATION_LANGS = frozenset({"zh"})
+MLQA_LANGUAGES = tuple(sorted(_WHITESPACE_LANGS | _MIXED_SEGMENTATION_LANGS))
+_MLQA_ARTICLES: dict[str, re.Pattern[str] | None] = {
+    "en": re.compile(r"\b(a|an|the)\b"),
+    "es": re.compile(r"\b(un|una|unos|unas|el|la|los|las)\b"),
+    "hi": None,
+    "vi": re.compile(r"\b(của|là|cái|chiếc|những)\b"),
+    "de": re.compile(r"\b(ein|eine|einen|einem|eines|einer|der|die|das|den|dem|des)\b"),
+    # The published script's pattern, kept as written: it removes every "ال".
+    "ar": re.compile(r"\sال^|ال"),
+    "zh": None,
+}
+_CJK = re.compile(r"[\u4e00-\u9fa5]")
+
+
+def _mixed_segmentation(text: str) -> list[str]:
+    """Split CJK characters and punctuation one by one, white-space split the rest."""
+    punct = _unicode_punct()
+    pieces: list[str] = []
+    pending = ""
+    for ch in text:
+        if _CJK.search(ch) or ch in punct:
+            if pending:
+                pieces.extend(pending.split())
+                pending = ""
+            pieces.append(ch)
+        else:
+            pending += ch
+    if pending:
+        pieces.extend(pending.split())
+    return pieces
+
+
+def normalize_mlqa(text: str, lang: str) -> str:
+    if lang not in _MLQA_ARTICLES:
+        raise ValueError(f"MLQA has no normalisation for language {lang!r}; known: {', '.join(MLQA_LANGUAGES)}")
+    punct = _unicode_punct()
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in punct)
+    articles = _MLQA_ARTICLES[lang]
+    if articles is not None:
+        text = articles.sub(" ", text)
+    tokens = _mixed_segmentation(text) if lang in _MIXED_SEGMENTATION_LANGS else text.split()
+    return " ".join(t for t in tokens if t.strip())
+
+
+# --- shared scoring ---------------------------------------------------------------
+
+Normalizer = Callable[[str], str]
+
+
+def _normalizer(metric: str, lang: str | None) -> Normalizer:
+    if metric == "squad_v1":
+        return normalize_squad
+    if metric == "mlqa":
+        if lang is None:
+            raise ValueError("the MLQA metric needs the language of the answers")
+        normalize_mlqa("", lang)  # validates the language once, up front
+        return lambda s: normalize_mlqa(s, lang)
+    raise ValueError(f"unknown QA metric {metric!r}; known: {', '.join(QA_METRICS)}")
+
+
+QA_METRICS = ("squad_v1", "mlqa")
+
+
+def qa_f1(prediction: str, gold: str, normalize: Normalizer) -> float:
+    pred_tokens = normalize(prediction).split()
+    gold_tokens = normalize(gold).split()
+    common = Counter(pred_tokens) & Counter(gold_tokens)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision = same / len(pred_tokens)
+    recall = same / len(gold_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def qa_exact(prediction: str, gold: str, normalize: Normalizer) -> float:
+    return float(normalize(prediction) == normalize(gold))
+
+
+def score_qa(
+    gold: Mapping[str, Iterable[str]],
+    predictions: Mapping[str, str],
+    metric: str = "squad_v1",
+    lang: str | None = None,
+) -> dict[str, float]:
+    """Score predictions against gold answers, as the published scripts do.
+
+    ``gold`` maps each question id to its gold answer texts. Questions missing from
+    ``predictions`` score 0; predictions for unknown ids are ignored.
+    """
+    normalize = _normalizer(metric, lang)
+    total = 0
+    exact = f1 = 0.0
+    for qid, answers in gold.items():
+        answers = list(answers)
+        total += 1
+        if qid not in predictions:
+            continue
+        pred = predictions[qid]
+        exact += max((qa_exact(pred, a, normalize) for a in answers), default=0.0)
+        f1 += max((qa_f1(pred, a, normalize) for a in answers), default=0.0)
+    if total == 0:
+        return {"exact_match": 0.0, "f1": 0.0, "count": 0}
+    return {"exact_match": 100.0 * exact / total, "f1": 100.0 * f1 / total, "count": total}

@@ -1,0 +1,177 @@
+"""From a recipe to a plan: stages with content-hash cache keys and launch commands.
+
+* ``base``: only for a model built from a configuration: trains the tokenizer and saves
+  the freshly initialised model, so that every later stage loads it with
+  ``from_pretrained`` like any hub or local model.
+* ``intermediate``: one per (intermediate task, backend, seed); arms that ask for the same
+  one share it, so it is never trained twice.
+* ``target``: one per (arm, target task, seed): fine-tunes on the task's English training
+  data with a fresh head, then evaluates in every language.
+
+A stage's key hashes everything that determines its output, including its inputs' keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .recipe import Recipe, TaskSettings
+from .tasks import TASKS
+
+
+@dataclass
+class Stage:
+    id: str
+    kind: str  # base | intermediate | target
+    key: str
+    deps: tuple[str, ...]  # ids of the stages whose output this one reads
+    spec: dict[str, Any]
+    arms: tuple[str, ...] = ()
+    seed: int | None = None
+    task: str | None = None
+
+    def dir(self, cache_dir: Path) -> Path:
+        return cache_dir / f"{self.kind}-{self.key[:20]}"
+
+
+@dataclass
+class Plan:
+    recipe: Recipe
+    stages: list[Stage]
+    output_dir: Path
+    cache_dir: Path
+    by_id: dict[str, Stage] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.by_id = {s.id: s for s in self.stages}
+
+    def stage_dir(self, stage: Stage) -> Path:
+        return stage.dir(self.cache_dir)
+
+    def is_done(self, stage: Stage) -> bool:
+        return (self.stage_dir(stage) / "DONE").is_file()
+
+    def command(self, stage: Stage) -> list[str]:
+        """The exact command that starts the worker for one stage."""
+        return [sys.executable, "-m", "backends.worker", str(self.stage_dir(stage) / "stage.json")]
+
+    def worker_spec(self, stage: Stage) -> dict[str, Any]:
+        """What the worker reads: the stage's spec plus where its inputs and outputs live."""
+        return {
+            **stage.spec,
+            "id": stage.id,
+            "key": stage.key,
+            "stage_dir": str(self.stage_dir(stage)),
+            "inputs": {dep: str(self.stage_dir(self.by_id[dep])) for dep in stage.deps},
+        }
+
+
+def _file_fingerprint(path: str) -> dict[str, Any]:
+    stat = Path(path).stat()
+    return {"path": path, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _hash(payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _task_spec(name: str, settings: TaskSettings) -> dict[str, Any]:
+    spec = TASKS[name]
+    data = asdict(settings)
+    files = {}
+    for key in ("train_file", "validation_file"):
+        if data[key]:
+            files[key] = _file_fingerprint(data[key])
+    if data["eval_files"]:
+        files["eval_files"] = [_file_fingerprint(data["eval_files"].format(lang=lang))
+                               for lang in settings.languages]
+    return {"name": name, "kind": spec.kind, "metric": spec.metric, "settings": data,
+            "files": files}
+
+
+def build_plan(recipe: Recipe, output_dir: Path | None = None,
+               cache_dir: Path | None = None) -> Plan:
+    output_dir = Path(output_dir or recipe.output_dir or Path("runs") / recipe.name).resolve()
+    cache_dir = Path(cache_dir or output_dir / "stages").resolve()
+    stages: list[Stage] = []
+    model = recipe.model
+    model_spec: dict[str, Any]
+    base_deps: tuple[str, ...] = ()
+    if model.source == "config":
+        corpus = [c if not Path(c).is_file() else _file_fingerprint(c) for c in model.tokenizer.corpus]
+        base_spec = {"kind": "base", "model": asdict(model), "corpus": corpus}
+        base = Stage(id="base", kind="base", key=_hash([__version__, base_spec]), deps=(),
+                     spec=base_spec, arms=tuple(a.name for a in recipe.arms))
+        stages.append(base)
+        base_deps = ("base",)
+        model_spec = {"stage": "base", "key": base.key,
+                      "trust_remote_code": model.trust_remote_code}
+    elif model.source == "hub":
+        model_spec = {"hub": model.hub, "revision": model.revision,
+                      "trust_remote_code": model.trust_remote_code}
+    else:
+        model_spec = {"path": model.path, "trust_remote_code": model.trust_remote_code,
+                      "config": _file_fingerprint(str(Path(model.path) / "config.json"))}
+
+    for seed in recipe.seeds:
+        intermediate_of: dict[str, Stage] = {}
+        for arm in recipe.arms:
+            if not arm.intermediate:
+                continue
+            spec = {
+                "kind": "intermediate",
+                "model": model_spec,
+                "tasks": [_task_spec(t, recipe.tasks[t]) for t in arm.intermediate],
+                "hparams": asdict(recipe.hparams_intermediate),
+                "backend": arm.backend,
+                "seed": seed,
+            }
+            key = _hash([__version__, spec])
+            existing = next((s for s in stages if s.key == key), None)
+            if existing is not None:
+                existing.arms += (arm.name,)
+                intermediate_of[arm.name] = existing
+                continue
+            stage = Stage(id=f"intermediate/{'+'.join(arm.intermediate)}/{arm.backend}/seed{seed}",
+                          kind="intermediate", key=key, deps=base_deps, spec=spec,
+                          arms=(arm.name,), seed=seed, task="+".join(arm.intermediate))
+            stages.append(stage)
+            intermediate_of[arm.name] = stage
+        for arm in recipe.arms:
+            for task in recipe.targets:
+                inter = intermediate_of.get(arm.name)
+                init = {"stage": inter.id, "key": inter.key,
+                        "trust_remote_code": model.trust_remote_code} if inter else model_spec
+                deps = (inter.id,) if inter else base_deps
+                spec = {
+                    "kind": "target",
+                    "model": init,
+                    "task": _task_spec(task, recipe.tasks[task]),
+                    "hparams": asdict(recipe.hparams_target),
+                    "backend": arm.backend,
+                    "seed": seed,
+                }
+                stages.append(Stage(id=f"target/{arm.name}/{task}/seed{seed}", kind="target",
+                                    key=_hash([__version__, spec]), deps=deps, spec=spec,
+                                    arms=(arm.name,), seed=seed, task=task))
+    return Plan(recipe=recipe, stages=stages, output_dir=output_dir, cache_dir=cache_dir)
+
+
+def describe(plan: Plan) -> str:
+    """The plan for people: each stage, its key, whether it is cached, its command."""
+    lines = [f"recipe {plan.recipe.name}: {len(plan.stages)} stages; "
+             f"results in {plan.output_dir}, stage cache in {plan.cache_dir}"]
+    for stage in plan.stages:
+        state = "cached" if plan.is_done(stage) else "pending"
+        after = f" after {', '.join(stage.deps)}" if stage.deps else ""
+        lines.append(f"{stage.id}  key {stage.key[:12]}  {state}  arms {', '.join(stage.arms)}{after}")
+        lines.append(f"  $ {shlex.join(plan.command(stage))}")
+    return "\n".join(lines)

@@ -1,0 +1,101 @@
+"""Headless progress: a live bar per stage on a terminal, plain lines in a file or pipe."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+
+def _eta(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class PlainDisplay:
+    """Lines for logs: each stage's start and end, scores, progress every ~10% or 30 s."""
+
+    def __init__(self, out: TextIO | None = None, every_s: float = 30.0):
+        self.out = out or sys.stdout
+        self.every_s = every_s
+        self._last: dict[str, tuple[float, int]] = {}
+        self._started: dict[str, float] = {}
+
+    def print(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def stage_started(self, stage: str, total_steps: int) -> None:
+        self._started[stage] = time.monotonic()
+        self.print(f"[{stage}] started" + (f", {total_steps} steps" if total_steps else ""))
+
+    def progress(self, event: dict[str, Any]) -> None:
+        stage, step, total = event["stage"], event["step"], event["total_steps"]
+        now = time.monotonic()
+        last_time, last_step = self._last.get(stage, (0.0, 0))
+        if step < total and now - last_time < self.every_s and step - last_step < max(1, total // 10):
+            return
+        self._last[stage] = (now, step)
+        elapsed = now - self._started.get(stage, now)
+        eta = elapsed / step * (total - step) if step else 0.0
+        self.print(f"[{stage}] step {step}/{total} loss {event['loss']:.4f} lr {event['lr']:.2e} "
+                   f"{event['examples_per_s']:.1f} ex/s eta {_eta(eta)}")
+
+    def score(self, event: dict[str, Any]) -> None:
+        self.print(f"[{event['stage']}] {event['task']} {event['language']} {event['split']} "
+                   f"{event['metric']} {event['value']:.2f} (step {event['step']})")
+
+    def message(self, stage: str, text: str) -> None:
+        self.print(f"[{stage}] {text}")
+
+    def stage_finished(self, stage: str, status: str, detail: str = "") -> None:
+        self.print(f"[{stage}] {status}" + (f": {detail}" if detail else ""))
+
+    def close(self) -> None:
+        pass
+
+
+class LiveDisplay(PlainDisplay):
+    """Rich progress bars on a terminal: step of total, loss, examples/s, time left."""
+
+    def __init__(self, out: TextIO | None = None):
+        from rich.console import Console
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeRemainingColumn)
+
+        super().__init__(out)
+        self.console = Console(file=self.out)
+        self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TextColumn("{task.fields[stats]}"), TimeRemainingColumn(),
+                             console=self.console, transient=False)
+        self.bars.start()
+        self._tasks: dict[str, Any] = {}
+
+    def print(self, text: str) -> None:
+        self.bars.console.print(text, markup=False, highlight=False)
+
+    def stage_started(self, stage: str, total_steps: int) -> None:
+        self._tasks[stage] = self.bars.add_task(stage, total=total_steps or None, stats="")
+
+    def progress(self, event: dict[str, Any]) -> None:
+        task = self._tasks.get(event["stage"])
+        if task is None:
+            return
+        self.bars.update(task, completed=event["step"], total=event["total_steps"],
+                         stats=f"loss {event['loss']:.4f}  {event['examples_per_s']:.1f} ex/s")
+
+    def stage_finished(self, stage: str, status: str, detail: str = "") -> None:
+        task = self._tasks.get(stage)
+        if task is not None:
+            t = self.bars.tasks[task]
+            if t.total is None:
+                self.bars.update(task, total=1, completed=1)
+            self.bars.stop_task(task)
+        super().stage_finished(stage, status, detail)
+
+    def close(self) -> None:
+        self.bars.stop()
+
+
+def make_display(out: TextIO | None = None) -> PlainDisplay:
+    out = out or sys.stdout
+    return LiveDisplay(out) if out.isatty() else PlainDisplay(out)

@@ -1,0 +1,433 @@
+"""Recipes: TOML files validated into typed objects.
+
+Every problem is reported as one ``RecipeError`` line naming the file, the field and
+what would be right. Paths inside a recipe (model folders, data files, corpora) are
+relative to the recipe file; ``output_dir`` is relative to the working directory.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .tasks import TASKS, TaskSpec
+
+# Training backends known to the workers (``backends.registry`` must list the same names).
+BACKENDS = {
+    "torch": "plain PyTorch: AdamW, linear warm-up and decay, bf16 autocast on GPUs with it",
+}
+
+TOKENIZER_CORPORA = {"demo": "the generated text of the demo tasks, in all their languages"}
+
+
+class RecipeError(ValueError):
+    """A recipe problem, already phrased for people: ``FILE: FIELD: what is wrong``."""
+
+
+@dataclass(frozen=True)
+class HParams:
+    """Training and evaluation settings; defaults are the authors' QA settings."""
+
+    lr: float = 1e-5
+    weight_decay: float = 0.01
+    adam_eps: float = 1e-8
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    batch_size: int = 4
+    grad_accum: int = 4
+    epochs: float = 2.0
+    max_steps: int = 0  # 0: train for `epochs`; otherwise this many optimiser steps
+    max_length: int = 384
+    doc_stride: int = 128
+    max_query_length: int = 64
+    n_best: int = 20
+    max_answer_length: int = 30
+    eval_batch_size: int = 32
+    precision: str = "auto"  # auto: bf16 autocast where the GPU supports it, else fp32
+    log_every: int = 10
+    eval_before_training: bool = False  # target phase: also score English before training
+
+
+PRECISIONS = ("auto", "bf16", "fp32")
+_POSITIVE = {"lr", "batch_size", "grad_accum", "epochs", "max_length", "doc_stride",
+             "max_query_length", "n_best", "max_answer_length", "eval_batch_size", "log_every"}
+_NON_NEGATIVE = {"weight_decay", "adam_eps", "max_grad_norm", "max_steps", "warmup_ratio"}
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    vocab_size: int = 4000
+    corpus: tuple[str, ...] = ("demo",)  # "demo" or text files, one sentence a line
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Exactly one of ``hub``, ``path`` or ``config`` says where the encoder comes from."""
+
+    hub: str | None = None
+    revision: str | None = None
+    path: str | None = None
+    config: dict[str, Any] | None = None
+    tokenizer: TokenizerSpec | None = None
+    init_seed: int = 0
+    trust_remote_code: bool = False
+
+    @property
+    def source(self) -> str:
+        return "hub" if self.hub else "path" if self.path else "config"
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    intermediate: tuple[str, ...] = ()
+    backend: str = "torch"
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """Per-task choices: languages and where the data comes from."""
+
+    languages: tuple[str, ...]
+    train_file: str | None = None
+    validation_file: str | None = None
+    eval_files: str | None = None  # a path with "{lang}", one SQuAD JSON file a language
+    max_train_examples: int = 0  # 0: all
+    max_eval_examples: int = 0  # 0: all, per language
+    generated_train_examples: int = 2000  # generated tasks only
+    generated_eval_examples: int = 200
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    path: str
+    model: ModelSpec
+    arms: tuple[Arm, ...]
+    targets: tuple[str, ...]
+    seeds: tuple[int, ...]
+    tasks: dict[str, TaskSettings]
+    hparams_intermediate: HParams
+    hparams_target: HParams
+    description: str = ""
+    output_dir: str | None = None
+
+    @property
+    def baseline(self) -> Arm:
+        """The arm deltas are measured against: the first without intermediate tasks."""
+        for arm in self.arms:
+            if not arm.intermediate:
+                return arm
+        return self.arms[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- validation helpers ----------------------------------------------------------
+
+
+def _type_name(t: Any) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+            list: "a list", dict: "a table"}.get(t, str(t))
+
+
+class _Table:
+    """Reads one TOML table, field by field, and complains in one line."""
+
+    def __init__(self, file: str, where: str, data: Any):
+        self.file = file
+        self.where = where
+        if not isinstance(data, dict):
+            self.fail("", f"expected a table, got {type(data).__name__}")
+        self.data = dict(data)
+        self.seen: set[str] = set()
+
+    def name(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def fail(self, key: str, message: str) -> None:
+        field_name = self.name(key) if key else (self.where or "recipe")
+        raise RecipeError(f"{self.file}: {field_name}: {message}")
+
+    def get(self, key: str, kind: type, default: Any = None, required: bool = False) -> Any:
+        self.seen.add(key)
+        if key not in self.data:
+            if required:
+                self.fail(key, f"missing; expected {_type_name(kind)}")
+            return default
+        value = self.data[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            self.fail(key, f"expected {_type_name(kind)}, got {value!r}")
+        return value
+
+    def get_str_list(self, key: str, default: tuple[str, ...] = (), required: bool = False):
+        value = self.get(key, list, None, required)
+        if value is None:
+            return default
+        for item in value:
+            if not isinstance(item, str):
+                self.fail(key, f"expected a list of strings, got {item!r} in it")
+        return tuple(value)
+
+    def finish(self, known: list[str] | None = None) -> None:
+        unknown = [k for k in self.data if k not in self.seen]
+        if unknown:
+            key = unknown[0]
+            choices = sorted(known if known is not None else self.seen)
+            close = difflib.get_close_matches(key, choices, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(choices)}"
+            self.fail(key, f"unknown key; {hint}")
+
+
+def _choice_error(kind: str, value: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(value, choices, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {kind} {value!r}{hint}; expected one of: {', '.join(choices)}"
+
+
+# --- the sections ----------------------------------------------------------------
+
+_HPARAM_FIELDS = {f.name: f for f in fields(HParams)}
+
+
+def _hparams(file: str, where: str, data: dict, base: HParams) -> HParams:
+    table = _Table(file, where, data)
+    values = {}
+    for name, f in _HPARAM_FIELDS.items():
+        kind = {"float": float, "int": int, "str": str, "bool": bool}[f.type]
+        value = table.get(name, kind)
+        if value is None:
+            continue
+        if name in _POSITIVE and value <= 0:
+            table.fail(name, f"must be greater than 0, got {value!r}")
+        if name in _NON_NEGATIVE and value < 0:
+            table.fail(name, f"must be 0 or more, got {value!r}")
+        values[name] = value
+    table.finish(list(_HPARAM_FIELDS))
+    merged = HParams(**{**asdict(base), **values})
+    if merged.precision not in PRECISIONS:
+        table.fail("precision", _choice_error("precision", merged.precision, list(PRECISIONS)))
+    if merged.warmup_ratio >= 1:
+        table.fail("warmup_ratio", f"must be below 1, got {merged.warmup_ratio}")
+    if merged.doc_stride >= merged.max_length:
+        table.fail("doc_stride", f"must be below max_length ({merged.max_length}), got {merged.doc_stride}")
+    if merged.max_query_length >= merged.max_length - 3:
+        table.fail("max_query_length",
+                   f"must leave room for context below max_length ({merged.max_length}), "
+                   f"got {merged.max_query_length}")
+    return merged
+
+
+def _resolve(base: Path, value: str) -> str:
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def _model(file: str, base: Path, data: dict) -> ModelSpec:
+    table = _Table(file, "model", data)
+    hub = table.get("hub", str)
+    revision = table.get("revision", str)
+    path = table.get("path", str)
+    config = table.get("config", dict)
+    tok_data = table.get("tokenizer", dict)
+    init_seed = table.get("init_seed", int, 0)
+    trust = table.get("trust_remote_code", bool, False)
+    table.finish()
+    given = [k for k, v in (("hub", hub), ("path", path), ("config", config)) if v is not None]
+    if len(given) != 1:
+        table.fail("", "give exactly one of hub (a model id), path (a local folder) or "
+                       f"config (built from a configuration); got {', '.join(given) or 'none'}")
+    if path is not None:
+        path = _resolve(base, path)
+        if not (Path(path) / "config.json").is_file():
+            table.fail("path", f"no model folder with config.json at {path}")
+    tokenizer = None
+    if config is not None:
+        for key, value in config.items():
+            if not isinstance(value, (int, float, str, bool)):
+                table.fail(f"config.{key}", f"expected a number, string or boolean, got {value!r}")
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+                table.fail(f"config.{key}", f"must be 0 or more, got {value!r}")
+        for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
+            if key in config and config[key] == 0:
+                table.fail(f"config.{key}", "must be greater than 0")
+        if config.get("hidden_size", 768) % config.get("num_attention_heads", 12):
+            table.fail("config.num_attention_heads", "must divide hidden_size")
+        if "vocab_size" in config:
+            table.fail("config.vocab_size", "set by the trained tokenizer; give model.tokenizer.vocab_size")
+        tok = _Table(file, "model.tokenizer", tok_data or {})
+        vocab = tok.get("vocab_size", int, TokenizerSpec.vocab_size)
+        if vocab < 100:
+            tok.fail("vocab_size", f"must be at least 100, got {vocab}")
+        corpus = tok.get_str_list("corpus", TokenizerSpec.corpus)
+        if not corpus:
+            tok.fail("corpus", "must name at least one corpus")
+        tok.finish()
+        resolved = []
+        for item in corpus:
+            if item in TOKENIZER_CORPORA:
+                resolved.append(item)
+                continue
+            p = _resolve(base, item)
+            if not Path(p).is_file():
+                tok.fail("corpus", f"{item!r} is neither a known corpus ({', '.join(TOKENIZER_CORPORA)}) "
+                                   f"nor a file (looked at {p})")
+            resolved.append(p)
+        tokenizer = TokenizerSpec(vocab_size=vocab, corpus=tuple(resolved))
+    elif tok_data is not None:
+        table.fail("tokenizer", "only a model built from config trains a tokenizer; "
+                                "hub and path models bring their own")
+    return ModelSpec(hub=hub, revision=revision, path=path, config=config, tokenizer=tokenizer,
+                     init_seed=init_seed, trust_remote_code=trust)
+
+
+def _task_name(table: _Table, key: str, name: str) -> TaskSpec:
+    if name not in TASKS:
+        table.fail(key, _choice_error("task", name, sorted(TASKS)))
+    return TASKS[name]
+
+
+def _task_settings(file: str, base: Path, name: str, spec: TaskSpec, data: dict) -> TaskSettings:
+    table = _Table(file, f"tasks.{name}", data)
+    languages = table.get_str_list("languages", spec.languages)
+    if not languages:
+        table.fail("languages", "must name at least one language")
+    for lang in languages:
+        if lang not in spec.languages:
+            table.fail("languages", _choice_error(f"language for {name}", lang, list(spec.languages)))
+    if len(set(languages)) != len(languages):
+        table.fail("languages", "lists a language twice")
+    values: dict[str, Any] = {"languages": languages}
+    for key in ("train_file", "validation_file", "eval_files"):
+        value = table.get(key, str)
+        if value is None:
+            continue
+        if spec.generated:
+            table.fail(key, f"{name} is generated offline and reads no files")
+        value = _resolve(base, value)
+        if key == "eval_files":
+            if "{lang}" not in value:
+                table.fail(key, "must contain {lang}, filled with each evaluation language")
+            for lang in languages:
+                if not Path(value.format(lang=lang)).is_file():
+                    table.fail(key, f"no file for language {lang!r} at {value.format(lang=lang)}")
+        elif not Path(value).is_file():
+            table.fail(key, f"no file at {value}")
+        values[key] = value
+    for key in ("max_train_examples", "max_eval_examples"):
+        value = table.get(key, int)
+        if value is not None:
+            if value < 0:
+                table.fail(key, f"must be 0 (all) or more, got {value}")
+            values[key] = value
+    for key in ("generated_train_examples", "generated_eval_examples"):
+        value = table.get(key, int)
+        if value is not None:
+            if not spec.generated:
+                table.fail(key, f"only generated tasks take it; {name} loads its data")
+            if value <= 0:
+                table.fail(key, f"must be greater than 0, got {value}")
+            values[key] = value
+    table.finish([f.name for f in fields(TaskSettings)])
+    return TaskSettings(**values)
+
+
+def parse_recipe(text: str, file: str, base: Path | None = None) -> Recipe:
+    """Validate recipe text; ``base`` is the folder relative paths start from."""
+    base = base or Path(file).resolve().parent
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(f"{file}: TOML syntax: {exc}") from None
+    top = _Table(file, "", data)
+    name = top.get("name", str) or Path(file).stem
+    description = top.get("description", str, "")
+    output_dir = top.get("output_dir", str)
+    seeds = top.get("seeds", list, [0])
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        top.fail("seeds", f"expected a non-empty list of integers 0 or more, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        top.fail("seeds", "lists a seed twice")
+    model = _model(file, base, top.get("model", dict, required=True))
+
+    hp_data = top.get("hparams", dict, {})
+    shared = _hparams(file, "hparams", {k: v for k, v in hp_data.items()
+                                        if k not in ("intermediate", "target")}, HParams())
+    for key in ("intermediate", "target"):
+        if key in hp_data and not isinstance(hp_data[key], dict):
+            top.fail(f"hparams.{key}", "expected a table")
+    hp_inter = _hparams(file, "hparams.intermediate", hp_data.get("intermediate", {}), shared)
+    hp_target = _hparams(file, "hparams.target", hp_data.get("target", {}), shared)
+
+    targets = top.get_str_list("targets", required=True)
+    if not targets:
+        top.fail("targets", "must name at least one target task")
+    for t in targets:
+        _task_name(top, "targets", t)
+    if len(set(targets)) != len(targets):
+        top.fail("targets", "lists a task twice")
+
+    arms_data = top.get("arms", list, required=True)
+    if not arms_data:
+        top.fail("arms", "must define at least one arm ([[arms]])")
+    arms = []
+    for i, arm_data in enumerate(arms_data):
+        table = _Table(file, f"arms[{i}]", arm_data)
+        arm_name = table.get("name", str, required=True)
+        if not arm_name.strip() or "/" in arm_name:
+            table.fail("name", f"must be a non-empty name without '/', got {arm_name!r}")
+        intermediate = table.get_str_list("intermediate")
+        for t in intermediate:
+            spec = _task_name(table, "intermediate", t)
+            if spec.train is None and not spec.generated:
+                table.fail("intermediate", f"{t} has no training data to train on")
+        if len(set(intermediate)) != len(intermediate):
+            table.fail("intermediate", "lists a task twice")
+        if len(intermediate) > 1:
+            table.fail("intermediate", "several intermediate tasks at once (multi-task) are not "
+                                       "supported yet; give one task per arm")
+        backend = table.get("backend", str, "torch")
+        if backend not in BACKENDS:
+            table.fail("backend", _choice_error("backend", backend, sorted(BACKENDS)))
+        table.finish()
+        if any(a.name == arm_name for a in arms):
+            table.fail("name", f"another arm is already called {arm_name!r}")
+        arms.append(Arm(name=arm_name, intermediate=intermediate, backend=backend))
+
+    tasks_data = top.get("tasks", dict, {})
+    used = set(targets) | {t for a in arms for t in a.intermediate}
+    tasks: dict[str, TaskSettings] = {}
+    tasks_table = _Table(file, "tasks", tasks_data)
+    for task_name, settings in tasks_data.items():
+        _task_name(tasks_table, task_name, task_name)
+        if task_name not in used:
+            tasks_table.fail(task_name, "settings for a task no arm or target uses")
+        tasks_table.seen.add(task_name)
+    for task_name in sorted(used):
+        tasks[task_name] = _task_settings(file, base, task_name, TASKS[task_name],
+                                          tasks_data.get(task_name, {}))
+    top.finish(["name", "description", "output_dir", "seeds", "model", "hparams", "targets",
+                "arms", "tasks"])
+    return Recipe(name=name, path=str(Path(file)), model=model, arms=tuple(arms),
+                  targets=targets, seeds=tuple(seeds), tasks=tasks,
+                  hparams_intermediate=hp_inter, hparams_target=hp_target,
+                  description=description, output_dir=output_dir)
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: no such recipe file") from None
+    except IsADirectoryError:
+        raise RecipeError(f"{path}: is a folder; expected a recipe .toml file") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path}: not UTF-8 text; expected a TOML recipe") from None
+    return parse_recipe(text, str(path), path.resolve().parent)

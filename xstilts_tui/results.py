@@ -1,0 +1,158 @@
+"""The results store: every event appended as it arrives, compacted with polars.
+
+Under the output folder:
+* ``events.jsonl``: every event of every run, annotated with run, arms and seed;
+  appended and flushed line by line, so a crash loses nothing already reported.
+* ``results.parquet``: the tidy table of the latest run, one row per run, arm, seed,
+  stage, task, language, split, metric, step (and its value).
+* ``stages.parquet``: one row per stage of the latest run: status, wall time and cost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from .events import COST_FIELDS, encode
+
+RESULT_COLUMNS = {
+    "run": pl.String, "recipe": pl.String, "arm": pl.String, "seed": pl.Int64,
+    "stage": pl.String, "stage_key": pl.String, "task": pl.String, "language": pl.String,
+    "split": pl.String, "metric": pl.String, "value": pl.Float64, "step": pl.Int64,
+    "cached": pl.Boolean,
+}
+STAGE_COLUMNS = {
+    "run": pl.String, "stage": pl.String, "stage_key": pl.String, "kind": pl.String,
+    "arms": pl.String, "seed": pl.Int64, "task": pl.String, "status": pl.String,
+    "reason": pl.String, "cached": pl.Boolean, "wall_s": pl.Float64,
+    "examples_per_s": pl.Float64, "peak_memory_bytes": pl.Int64, "memory_kind": pl.String,
+    "trainable_params": pl.Int64, "total_params": pl.Int64, "checkpoint_bytes": pl.Int64,
+    "train_examples": pl.Int64, "steps": pl.Int64, "versions": pl.String,
+}
+
+
+def write_parquet_atomically(frame: pl.DataFrame, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    frame.write_parquet(tmp)
+    os.replace(tmp, path)
+
+
+class ResultsStore:
+    def __init__(self, output_dir: Path, run: str, recipe: str):
+        self.output_dir = Path(output_dir)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.run = run
+        self.recipe = recipe
+        self.rows: list[dict[str, Any]] = []
+        self.stages: list[dict[str, Any]] = []
+        self._log = open(self.output_dir / "events.jsonl", "a", encoding="utf-8")
+
+    def close(self) -> None:
+        self._log.close()
+
+    def record(self, event: dict[str, Any], *, stage_key: str, arms: tuple[str, ...],
+               seed: int | None, cached: bool) -> None:
+        """Append one worker event (annotated) and keep its score rows."""
+        annotated = {**event, "run": self.run, "arms": list(arms), "seed": seed,
+                     "stage_key": stage_key, "cached": cached}
+        self._log.write(encode(annotated))
+        self._log.flush()
+        if event["type"] == "score":
+            for arm in arms:
+                self.rows.append({
+                    "run": self.run, "recipe": self.recipe, "arm": arm, "seed": seed,
+                    "stage": event["stage"], "stage_key": stage_key, "task": event["task"],
+                    "language": event["language"], "split": event["split"],
+                    "metric": event["metric"], "value": float(event["value"]),
+                    "step": int(event["step"]), "cached": cached,
+                })
+
+    def stage_result(self, *, stage: str, stage_key: str, kind: str, arms: tuple[str, ...],
+                     seed: int | None, task: str | None, status: str, reason: str = "",
+                     cached: bool = False, finished: dict[str, Any] | None = None) -> None:
+        finished = finished or {}
+        row = {"run": self.run, "stage": stage, "stage_key": stage_key, "kind": kind,
+               "arms": ",".join(arms), "seed": seed, "task": task, "status": status,
+               "reason": reason, "cached": cached, "wall_s": finished.get("wall_s"),
+               "versions": json.dumps(finished["versions"]) if "versions" in finished else None}
+        for name in COST_FIELDS:
+            row[name] = finished.get(name)
+        self.stages.append({k: row.get(k) for k in STAGE_COLUMNS})
+
+    def results_frame(self) -> pl.DataFrame:
+        return pl.DataFrame(self.rows, schema=RESULT_COLUMNS)
+
+    def stages_frame(self) -> pl.DataFrame:
+        return pl.DataFrame(self.stages, schema=STAGE_COLUMNS)
+
+    def compact(self) -> None:
+        write_parquet_atomically(self.results_frame(), self.output_dir / "results.parquet")
+        write_parquet_atomically(self.stages_frame(), self.output_dir / "stages.parquet")
+
+
+def final_scores(results: pl.DataFrame, split: str = "test") -> pl.DataFrame:
+    """The last evaluation of each arm, seed, task, language and metric."""
+    if results.is_empty():
+        return results
+    return (results.filter(pl.col("split") == split)
+            .sort("step")
+            .group_by(["arm", "seed", "task", "language", "metric"], maintain_order=True)
+            .last())
+
+
+def _fmt(mean: float | None, std: float | None, n: int) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.1f}" if n < 2 or std is None else f"{mean:.1f}±{std:.1f}"
+
+
+def summary_tables(results: pl.DataFrame, arms: list[str], baseline: str,
+                   tasks: list[str], languages: dict[str, list[str]]) -> str:
+    """Per target task and metric: arms as rows, languages and their average as columns,
+    each cell the mean (± std over seeds) and, for other arms, the delta to the baseline."""
+    final = final_scores(results)
+    blocks = []
+    for task in tasks:
+        langs = languages[task]
+        for metric in ("f1", "exact_match"):
+            part = final.filter((pl.col("task") == task) & (pl.col("metric") == metric)) \
+                if not final.is_empty() else final
+            if part.is_empty():
+                continue
+            # The average over languages, per seed, then over seeds like the languages.
+            per_seed_avg = (part.filter(pl.col("language").is_in(langs))
+                            .group_by(["arm", "seed"])
+                            .agg(pl.col("value").mean(), pl.len().alias("n_lang"))
+                            .filter(pl.col("n_lang") == len(langs))
+                            .with_columns(pl.lit("avg").alias("language")))
+            both = pl.concat([part.select(["arm", "seed", "language", "value"]),
+                              per_seed_avg.select(["arm", "seed", "language", "value"])])
+            stats = both.group_by(["arm", "language"]).agg(
+                pl.col("value").mean().alias("mean"), pl.col("value").std().alias("std"),
+                pl.len().alias("n"))
+            cell = {(r["arm"], r["language"]): r for r in stats.iter_rows(named=True)}
+            columns = langs + ["avg"]
+            header = [f"{task} {metric}", *columns]
+            table = [header]
+            for arm in arms:
+                if not any((arm, c) in cell for c in columns):
+                    continue
+                line = [arm + (" (baseline)" if arm == baseline else "")]
+                for col in columns:
+                    r = cell.get((arm, col))
+                    text = _fmt(r["mean"], r["std"], r["n"]) if r else "-"
+                    base = cell.get((baseline, col))
+                    if r and base and arm != baseline:
+                        text += f" ({r['mean'] - base['mean']:+.1f})"
+                    line.append(text)
+                table.append(line)
+            widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+            lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(row, widths))) for row in table]
+            lines.insert(1, "-" * len(lines[0]))
+            blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) if blocks else "no scores were recorded"

@@ -1,0 +1,221 @@
+"""Dispatch: run a plan's stages as worker processes and collect their events.
+
+Stages run one after another in plan order. Each worker writes events to its stage's
+event file; this process tails that file, records every event in the results store and
+updates the display. A failed stage fails the stages that need its output; the others
+go on. Stages already done (their ``DONE`` marker exists) are not run again: their
+recorded events are replayed into this run's results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .events import decode
+from .plan import Plan, Stage
+from .progress import PlainDisplay
+from .results import ResultsStore
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class RunOutcome:
+    status: dict[str, str] = field(default_factory=dict)  # stage id -> done|cached|failed|skipped
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(s in ("done", "cached") for s in self.status.values())
+
+
+class EventTail:
+    """Reads whole lines appended to a file since the last read."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.offset = 0
+        self.partial = ""
+
+    def read(self) -> list[dict[str, Any]]:
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                handle.seek(self.offset)
+                chunk = handle.read()
+                self.offset = handle.tell()
+        except FileNotFoundError:
+            return []
+        text = self.partial + chunk
+        lines = text.split("\n")
+        self.partial = lines.pop()
+        return [e for e in (decode(line) for line in lines) if e is not None]
+
+
+def worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # The workers import `backends` and `xstilts_tui` from this checkout too when the
+    # project runs from source rather than from an installed copy.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return env
+
+
+def _log_tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    except FileNotFoundError:
+        return ""
+    return " | ".join(text[-lines:])
+
+
+class Runner:
+    def __init__(self, plan: Plan, display: PlainDisplay, poll_s: float = 0.2):
+        self.plan = plan
+        self.display = display
+        self.poll_s = poll_s
+        self.process: subprocess.Popen | None = None
+        self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+        self.store = ResultsStore(plan.output_dir, self.run_id, plan.recipe.name)
+
+    def _write_manifest(self) -> None:
+        manifest = {
+            "run": self.run_id,
+            "xstilts_tui": __version__,
+            "python": sys.version.split()[0],
+            "recipe": self.plan.recipe.to_dict(),
+            "stages": [{"id": s.id, "key": s.key, "kind": s.kind, "arms": list(s.arms),
+                        "seed": s.seed, "task": s.task, "deps": list(s.deps),
+                        "command": self.plan.command(s)} for s in self.plan.stages],
+        }
+        path = self.plan.output_dir / "run.json"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+        os.replace(tmp, path)
+
+    def _forward(self, stage: Stage, event: dict[str, Any], cached: bool) -> dict[str, Any] | None:
+        self.store.record(event, stage_key=stage.key, arms=stage.arms, seed=stage.seed, cached=cached)
+        kind = event["type"]
+        if kind == "progress":
+            self.display.progress(event)
+        elif kind == "score":
+            self.display.score(event)
+        elif kind in ("log", "error"):
+            self.display.message(stage.id, ("error: " if kind == "error" else "") + event["message"])
+        elif kind == "stage_started" and not cached:
+            self.display.stage_started(stage.id, event["total_steps"])
+        return event if kind == "stage_finished" else None
+
+    def _replay(self, stage: Stage) -> dict[str, Any] | None:
+        finished = None
+        for event in EventTail(self.plan.stage_dir(stage) / "events.jsonl").read():
+            if event["type"] in ("score", "stage_finished"):
+                finished = self._forward(stage, event, cached=True) or finished
+        return finished
+
+    def _launch(self, stage: Stage) -> tuple[int, dict[str, Any] | None, str]:
+        stage_dir = self.plan.stage_dir(stage)
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        for stale in ("events.jsonl", "DONE"):
+            (stage_dir / stale).unlink(missing_ok=True)
+        spec_path = stage_dir / "stage.json"
+        tmp = spec_path.with_name("stage.json.tmp")
+        tmp.write_text(json.dumps(self.plan.worker_spec(stage), indent=2), encoding="utf-8")
+        os.replace(tmp, spec_path)
+        tail = EventTail(stage_dir / "events.jsonl")
+        finished = None
+        error = ""
+        log_path = stage_dir / "worker.log"
+        with open(log_path, "w", encoding="utf-8") as log:
+            self.process = subprocess.Popen(self.plan.command(stage), stdout=log,
+                                            stderr=subprocess.STDOUT, env=worker_env(),
+                                            start_new_session=True)
+            try:
+                while True:
+                    code = self.process.poll()
+                    for event in tail.read():
+                        if event["type"] == "error":
+                            error = event["message"]
+                        finished = self._forward(stage, event, cached=False) or finished
+                    if code is not None:
+                        break
+                    time.sleep(self.poll_s)
+            finally:
+                if self.process.poll() is None:
+                    self.stop_worker()
+                self.process = None
+        if code != 0 and not error:
+            error = f"worker exited with code {code}; log {log_path}: {_log_tail(log_path)}"
+        return code, finished, error
+
+    def stop_worker(self, grace_s: float = 10.0) -> None:
+        """Stop the running worker and everything it started: SIGTERM, then SIGKILL."""
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        except ProcessLookupError:
+            pass
+
+    def run(self) -> RunOutcome:
+        outcome = RunOutcome()
+        self._write_manifest()
+        try:
+            for stage in self.plan.stages:
+                failed_deps = [d for d in stage.deps if outcome.status.get(d) in ("failed", "skipped")]
+                if failed_deps:
+                    reason = f"needs {', '.join(failed_deps)}, which did not finish"
+                    outcome.status[stage.id], outcome.reasons[stage.id] = "skipped", reason
+                    self.store.stage_result(stage=stage.id, stage_key=stage.key, kind=stage.kind,
+                                            arms=stage.arms, seed=stage.seed, task=stage.task,
+                                            status="skipped", reason=reason)
+                    self.display.stage_finished(stage.id, "skipped", reason)
+                    continue
+                if self.plan.is_done(stage):
+                    finished = self._replay(stage)
+                    outcome.status[stage.id] = "cached"
+                    self.store.stage_result(stage=stage.id, stage_key=stage.key, kind=stage.kind,
+                                            arms=stage.arms, seed=stage.seed, task=stage.task,
+                                            status="cached", cached=True, finished=finished)
+                    self.display.stage_finished(stage.id, "cached", f"key {stage.key[:12]}")
+                    continue
+                code, finished, error = self._launch(stage)
+                ok = code == 0 and finished is not None and finished.get("status") == "ok" \
+                    and self.plan.is_done(stage)
+                status = "done" if ok else "failed"
+                outcome.status[stage.id] = status
+                if not ok:
+                    outcome.reasons[stage.id] = error or "worker ended without finishing the stage"
+                self.store.stage_result(stage=stage.id, stage_key=stage.key, kind=stage.kind,
+                                        arms=stage.arms, seed=stage.seed, task=stage.task,
+                                        status=status, reason=outcome.reasons.get(stage.id, ""),
+                                        finished=finished)
+                self.display.stage_finished(
+                    stage.id, status,
+                    f"{finished['wall_s']:.1f} s" if ok else outcome.reasons[stage.id])
+                self.store.compact()
+        finally:
+            self.stop_worker()
+            self.store.compact()
+            self.store.close()
+            self.display.close()
+        return outcome
+
+
+def clear_stage(plan: Plan, stage: Stage) -> None:
+    """Forget a stage's cached output (it will run again)."""
+    shutil.rmtree(plan.stage_dir(stage), ignore_errors=True)
