@@ -23,14 +23,24 @@ class QAFeature:
 
 
 def _truncate_questions(tokenizer, questions: list[str], max_query_length: int) -> tuple[list[str], list[int]]:
-    enc = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True)
-    cut, lengths = [], []
-    for question, ids, offsets in zip(questions, enc["input_ids"], enc["offset_mapping"]):
-        if len(ids) > max_query_length:
-            question = question[: offsets[max_query_length - 1][1]]
-            ids = ids[:max_query_length]
-        cut.append(question)
-        lengths.append(len(ids))
+    cut = list(questions)
+    lengths = [0] * len(cut)
+    todo = list(range(len(cut)))
+    # Cut each long question at the end of its max_query_length-th token; a cut text can
+    # tokenise into a few more pieces, so tokenise again until every question fits.
+    while todo:
+        enc = tokenizer([cut[i] for i in todo], add_special_tokens=False,
+                        return_offsets_mapping=True)
+        again = []
+        for i, ids, offsets in zip(todo, enc["input_ids"], enc["offset_mapping"]):
+            lengths[i] = len(ids)
+            if len(ids) > max_query_length:
+                end = offsets[max_query_length - 1][1]
+                if end >= len(cut[i]):  # pieces sharing offsets: drop the last character
+                    end = len(cut[i]) - 1
+                cut[i] = cut[i][:end]
+                again.append(i)
+        todo = again
     return cut, lengths
 
 

@@ -1,0 +1,57 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("XSTILTS_SHARED_DATA", ROOT.parent / "shared" / "data"))
+XQUAD_DIR = SHARED_DATA / "xquad"
+XQUAD_LANGS = ("ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh")
+
+
+@pytest.fixture(scope="session")
+def xquad_dir() -> Path:
+    if not (XQUAD_DIR / "xquad.en.json").is_file():
+        pytest.fail(f"the real XQuAD files are expected at {XQUAD_DIR} (set XSTILTS_SHARED_DATA)")
+    return XQUAD_DIR
+
+
+@pytest.fixture(scope="session")
+def demo_tokenizer():
+    """The tokenizer the demo recipe trains (same corpus, same vocabulary size)."""
+    from backends.models import corpus_texts, train_tokenizer
+    from xstilts_tui.recipe import load_recipe
+
+    recipe = load_recipe(ROOT / "recipes" / "demo.toml")
+    return train_tokenizer(corpus_texts(list(recipe.model.tokenizer.corpus)),
+                           recipe.model.tokenizer.vocab_size)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, demo_tokenizer) -> Path:
+    """A tiny XLM-R model and tokenizer saved in the transformers layout."""
+    import torch
+    from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
+
+    path = tmp_path_factory.mktemp("tiny-xlmr")
+    config = XLMRobertaConfig(vocab_size=len(demo_tokenizer), hidden_size=32, num_hidden_layers=2,
+                              num_attention_heads=4, intermediate_size=64,
+                              max_position_embeddings=514, type_vocab_size=1,
+                              pad_token_id=1, bos_token_id=0, eos_token_id=2)
+    torch.manual_seed(0)
+    XLMRobertaForMaskedLM(config).save_pretrained(path)
+    demo_tokenizer.save_pretrained(path)
+    return path
+
+
+def run_cli(args, capsys):
+    """Run the command line in-process; returns (exit status, stdout, stderr)."""
+    from xstilts_tui.cli import main
+
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+sys.path.insert(0, str(ROOT))

@@ -1,0 +1,161 @@
+"""Recipe validation: good recipes load into typed objects; every class of bad input is
+one line naming the file and the field, exit status 2, nothing written."""
+
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, XQUAD_DIR, run_cli
+from xstilts_tui.recipe import HParams, RecipeError, load_recipe, parse_recipe
+
+GOOD = f"""
+name = "t"
+seeds = [1, 2]
+targets = ["xquad"]
+
+[model]
+hub = "FacebookAI/xlm-roberta-large"
+
+[[arms]]
+name = "baseline"
+
+[[arms]]
+name = "squad"
+intermediate = ["squad"]
+
+[tasks.xquad]
+languages = ["en", "de", "zh"]
+eval_files = "{XQUAD_DIR}/xquad.{{lang}}.json"
+"""
+
+
+def test_good_recipe_with_reference_defaults():
+    recipe = parse_recipe(GOOD, "t.toml")
+    assert recipe.model.source == "hub"
+    assert [a.name for a in recipe.arms] == ["baseline", "squad"]
+    assert recipe.arms[1].intermediate == ("squad",) and recipe.arms[1].backend == "torch"
+    assert recipe.baseline.name == "baseline"
+    assert recipe.seeds == (1, 2)
+    assert recipe.tasks["xquad"].languages == ("en", "de", "zh")
+    # The squad task is used by an arm, so it gets default settings (all its languages).
+    assert recipe.tasks["squad"].languages == ("en",)
+    hp = recipe.hparams_target
+    assert (hp.lr, hp.weight_decay, hp.adam_eps, hp.warmup_ratio, hp.max_grad_norm) == \
+        (1e-5, 0.01, 1e-8, 0.1, 1.0)
+    assert (hp.batch_size, hp.grad_accum, hp.epochs) == (4, 4, 2.0)
+    assert (hp.max_length, hp.doc_stride, hp.max_query_length, hp.n_best, hp.max_answer_length) \
+        == (384, 128, 64, 20, 30)
+
+
+def test_languages_default_to_all_of_the_task():
+    recipe = parse_recipe(GOOD.replace('languages = ["en", "de", "zh"]\n', "").replace(
+        f'eval_files = "{XQUAD_DIR}/xquad.{{lang}}.json"', ""), "t.toml")
+    assert recipe.tasks["xquad"].languages == \
+        ("en", "es", "de", "el", "ru", "tr", "ar", "vi", "th", "zh", "hi")
+
+
+def test_per_phase_hparams_override_shared_ones():
+    text = GOOD + "\n[hparams]\nlr = 3e-5\nbatch_size = 8\n[hparams.target]\nlr = 2e-5\nepochs = 3\n"
+    recipe = parse_recipe(text, "t.toml")
+    assert recipe.hparams_intermediate.lr == 3e-5 and recipe.hparams_target.lr == 2e-5
+    assert recipe.hparams_intermediate.batch_size == recipe.hparams_target.batch_size == 8
+    assert recipe.hparams_target.epochs == 3.0 and recipe.hparams_intermediate.epochs == 2.0
+
+
+def test_shipped_recipes_validate(capsys):
+    files = sorted((ROOT / "recipes").glob("*.toml"))
+    assert files
+    code, out, err = run_cli(["validate", *files], capsys)
+    assert code == 0, err
+    assert out.count(": ok") == len(files)
+
+
+def test_local_model_path_is_relative_to_the_recipe(tmp_path, tiny_model_dir):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "tiny").symlink_to(tiny_model_dir)
+    text = GOOD.replace('hub = "FacebookAI/xlm-roberta-large"', 'path = "models/tiny"')
+    (tmp_path / "r.toml").write_text(text, encoding="utf-8")
+    recipe = load_recipe(tmp_path / "r.toml")
+    assert recipe.model.source == "path"
+    assert Path(recipe.model.path) == (tmp_path / "models" / "tiny").resolve()
+
+
+BAD = [
+    # (what is wrong, change to GOOD, the field the message must name, words it must contain)
+    ("toml syntax", lambda t: t + "\n[[arms]\n", "TOML syntax", "line"),
+    ("unknown top key", lambda t: t.replace('seeds = [1, 2]', 'seeds = [1, 2]\nseed = 3'),
+     "seed:", "did you mean 'seeds'"),
+    ("unknown arm key", lambda t: t.replace('name = "squad"\n', 'name = "squad"\nintermediates = []\n'),
+     "arms[1].intermediates", "did you mean 'intermediate'"),
+    ("unknown hparam", lambda t: t + "\n[hparams]\nlearning_rate = 1e-5\n", "hparams.learning_rate",
+     "unknown key"),
+    ("unknown task key", lambda t: t.replace("[tasks.xquad]", "[tasks.xquad]\nlangs = []"),
+     "tasks.xquad.langs", "did you mean 'languages'"),
+    ("unknown target task", lambda t: t.replace('targets = ["xquad"]', 'targets = ["xqad"]'),
+     "targets", "unknown task 'xqad' (did you mean 'xquad'?)"),
+    ("unknown intermediate task", lambda t: t.replace('["squad"]', '["mnli"]'),
+     "arms[1].intermediate", "unknown task 'mnli'"),
+    ("unknown language", lambda t: t.replace('"en", "de", "zh"', '"en", "deu"'),
+     "tasks.xquad.languages", "unknown language for xquad 'deu'"),
+    ("unknown backend", lambda t: t.replace('intermediate = ["squad"]',
+                                            'intermediate = ["squad"]\nbackend = "jax"'),
+     "arms[1].backend", "unknown backend 'jax'; expected one of: torch"),
+    ("wrong type", lambda t: t + "\n[hparams]\nbatch_size = \"four\"\n", "hparams.batch_size",
+     "expected an integer"),
+    ("wrong type for a list", lambda t: t.replace('seeds = [1, 2]', 'seeds = 1'), "seeds",
+     "expected a list"),
+    ("bool is not a number", lambda t: t + "\n[hparams]\nlr = true\n", "hparams.lr",
+     "expected a number"),
+    ("zero size", lambda t: t + "\n[hparams.target]\nbatch_size = 0\n", "hparams.target.batch_size",
+     "greater than 0"),
+    ("negative size", lambda t: t + "\n[hparams]\nmax_length = -384\n", "hparams.max_length",
+     "greater than 0"),
+    ("negative count", lambda t: t.replace("[tasks.xquad]", "[tasks.xquad]\nmax_eval_examples = -1"),
+     "tasks.xquad.max_eval_examples", "0 (all) or more"),
+    ("stride too long", lambda t: t + "\n[hparams]\ndoc_stride = 400\n", "hparams.doc_stride",
+     "below max_length"),
+    ("missing eval file", lambda t: t.replace('"en", "de", "zh"', '"en", "de", "zh", "hi"').replace(
+        XQUAD_DIR.as_posix(), "/nonexistent/xquad"), "tasks.xquad.eval_files",
+     "no file for language 'en' at /nonexistent/xquad/xquad.en.json"),
+    ("missing train file", lambda t: t.replace("[tasks.xquad]", '[tasks.xquad]\ntrain_file = "nope.json"'),
+     "tasks.xquad.train_file", "no file at"),
+    ("missing model folder", lambda t: t.replace('hub = "FacebookAI/xlm-roberta-large"',
+                                                 'path = "no/such/model"'),
+     "model.path", "no model folder with config.json"),
+    ("two model sources", lambda t: t.replace('[model]\n', '[model]\npath = "x"\n'), "model",
+     "exactly one of hub"),
+    ("missing targets", lambda t: t.replace('targets = ["xquad"]', ""), "targets", "missing"),
+    ("duplicate arm", lambda t: t.replace('name = "squad"', 'name = "baseline"'), "arms[1].name",
+     "already called 'baseline'"),
+    ("missing tokenizer corpus", lambda t: t.replace('hub = "FacebookAI/xlm-roberta-large"',
+        'config = { hidden_size = 32, num_attention_heads = 4 }\ntokenizer = { corpus = ["no-such.txt"] }'),
+     "model.tokenizer.corpus", "neither a known corpus"),
+    ("bad precision", lambda t: t + "\n[hparams]\nprecision = \"fp8\"\n", "hparams.precision",
+     "expected one of: auto, bf16, fp32"),
+]
+
+
+@pytest.mark.parametrize("label, change, field, words", BAD, ids=[b[0] for b in BAD])
+def test_bad_recipes_are_one_line_errors(tmp_path, capsys, label, change, field, words):
+    path = tmp_path / "bad.toml"
+    path.write_text(change(GOOD), encoding="utf-8")
+    with pytest.raises(RecipeError):
+        load_recipe(path)
+    for command in (["validate", path], ["plan", path], ["--recipe", path, "--output", tmp_path / "out"]):
+        code, out, err = run_cli(command, capsys)
+        assert code == 2, (command, out, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1, err
+        assert str(path) in lines[0] and field in lines[0] and words in lines[0], lines[0]
+        assert "Traceback" not in err
+    # --recipe validated first and wrote nothing.
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_recipe_file(tmp_path, capsys):
+    code, _, err = run_cli(["validate", tmp_path / "nope.toml"], capsys)
+    assert code == 2 and "no such recipe file" in err and len(err.strip().splitlines()) == 1
+
+
+def test_hparams_dataclass_defaults_match_reference():
+    assert HParams().max_length == 384 and HParams().doc_stride == 128
