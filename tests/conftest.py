@@ -4,6 +4,10 @@ from pathlib import Path
 
 import pytest
 
+# No hub here or in CI: fail fast instead of waiting on the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("XSTILTS_SHARED_DATA", ROOT.parent / "shared" / "data"))
 XQUAD_DIR = SHARED_DATA / "xquad"

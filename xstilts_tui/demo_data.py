@@ -93,7 +93,7 @@ def demo_qa(lang: str, count: int, seed: int) -> list[dict]:
     rng = random.Random(seed)
     rows: list[dict] = []
     while len(rows) < count:
-        people = _paragraph(rng, rng.randint(2, 4))
+        people = _paragraph(rng, rng.randint(1, 2))
         orders = [rng.randrange(len(facts)) for _ in people]
         filler_at = rng.randrange(len(people) + 1)
         weather = rng.randrange(len(_WEATHER[lang]))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -215,7 +214,3 @@ class Runner:
             self.display.close()
         return outcome
 
-
-def clear_stage(plan: Plan, stage: Stage) -> None:
-    """Forget a stage's cached output (it will run again)."""
-    shutil.rmtree(plan.stage_dir(stage), ignore_errors=True)
