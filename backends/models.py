@@ -56,10 +56,13 @@ def build_base_model(model_spec: dict[str, Any], corpus: list[Any], out_dir: Pat
     from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
 
     tokenizer = train_tokenizer(corpus_texts(corpus), model_spec["tokenizer"]["vocab_size"])
-    config = XLMRobertaConfig(
-        vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        type_vocab_size=1, max_position_embeddings=514, **model_spec["config"])
+    from xstilts_tui.recipe import DEFAULT_MAX_POSITIONS
+
+    config = XLMRobertaConfig(**{
+        "max_position_embeddings": DEFAULT_MAX_POSITIONS, **model_spec["config"],
+        "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+        "type_vocab_size": 1})
     torch.manual_seed(model_spec["init_seed"])
     model = XLMRobertaForMaskedLM(config)
     model.save_pretrained(out_dir, safe_serialization=True)

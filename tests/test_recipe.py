@@ -130,6 +130,13 @@ BAD = [
     ("missing tokenizer corpus", lambda t: t.replace('hub = "FacebookAI/xlm-roberta-large"',
         'config = { hidden_size = 32, num_attention_heads = 4 }\ntokenizer = { corpus = ["no-such.txt"] }'),
      "model.tokenizer.corpus", "neither a known corpus"),
+    ("unknown model config field", lambda t: t.replace('hub = "FacebookAI/xlm-roberta-large"',
+        'config = { hiden_size = 32 }'), "model.config.hiden_size", "(did you mean 'hidden_size'?)"),
+    ("model config wrong type", lambda t: t.replace('hub = "FacebookAI/xlm-roberta-large"',
+        'config = { num_hidden_layers = "two" }'), "model.config.num_hidden_layers", "expected an integer"),
+    ("max_length beyond positions", lambda t: t.replace('hub = "FacebookAI/xlm-roberta-large"',
+        'config = { hidden_size = 32, num_attention_heads = 4, max_position_embeddings = 130 }'),
+     "hparams.max_length", "at most 128"),
     ("bad precision", lambda t: t + "\n[hparams]\nprecision = \"fp8\"\n", "hparams.precision",
      "expected one of: auto, bf16, fp32"),
 ]

@@ -20,6 +20,15 @@ BACKENDS = {
     "torch": "plain PyTorch: AdamW, linear warm-up and decay, bf16 autocast on GPUs with it",
 }
 
+# The XLM-R configuration fields a built-from-config model may set, with their types.
+MODEL_CONFIG_FIELDS = {
+    "hidden_size": int, "num_hidden_layers": int, "num_attention_heads": int,
+    "intermediate_size": int, "max_position_embeddings": int, "hidden_act": str,
+    "hidden_dropout_prob": float, "attention_probs_dropout_prob": float,
+    "initializer_range": float, "layer_norm_eps": float,
+}
+DEFAULT_MAX_POSITIONS = 514  # XLM-R's: positions start after the padding index
+
 TOKENIZER_CORPORA = {"demo": "the generated text of the demo tasks, in all their languages"}
 
 
@@ -250,17 +259,22 @@ def _model(file: str, base: Path, data: dict) -> ModelSpec:
     tokenizer = None
     if config is not None:
         for key, value in config.items():
-            if not isinstance(value, (int, float, str, bool)):
-                table.fail(f"config.{key}", f"expected a number, string or boolean, got {value!r}")
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            if key == "vocab_size":
+                table.fail("config.vocab_size", "set by the trained tokenizer; give model.tokenizer.vocab_size")
+            if key not in MODEL_CONFIG_FIELDS:
+                table.fail(f"config.{key}", _choice_error("XLM-R configuration field", key,
+                                                          sorted(MODEL_CONFIG_FIELDS)))
+            kind = MODEL_CONFIG_FIELDS[key]
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = config[key] = float(value)
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                table.fail(f"config.{key}", f"expected {_type_name(kind)}, got {value!r}")
+            if kind is int and value <= 0:
+                table.fail(f"config.{key}", f"must be greater than 0, got {value!r}")
+            if kind is float and value < 0:
                 table.fail(f"config.{key}", f"must be 0 or more, got {value!r}")
-        for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
-            if key in config and config[key] == 0:
-                table.fail(f"config.{key}", "must be greater than 0")
         if config.get("hidden_size", 768) % config.get("num_attention_heads", 12):
             table.fail("config.num_attention_heads", "must divide hidden_size")
-        if "vocab_size" in config:
-            table.fail("config.vocab_size", "set by the trained tokenizer; give model.tokenizer.vocab_size")
         tok = _Table(file, "model.tokenizer", tok_data or {})
         vocab = tok.get("vocab_size", int, TokenizerSpec.vocab_size)
         if vocab < 100:
@@ -364,6 +378,14 @@ def parse_recipe(text: str, file: str, base: Path | None = None) -> Recipe:
             top.fail(f"hparams.{key}", "expected a table")
     hp_inter = _hparams(file, "hparams.intermediate", hp_data.get("intermediate", {}), shared)
     hp_target = _hparams(file, "hparams.target", hp_data.get("target", {}), shared)
+
+    if model.config is not None:
+        positions = model.config.get("max_position_embeddings", DEFAULT_MAX_POSITIONS)
+        for phase, hp in (("intermediate", hp_inter), ("target", hp_target)):
+            if hp.max_length > positions - 2:
+                top.fail(f"hparams.{phase}.max_length" if phase in hp_data else "hparams.max_length",
+                         f"{hp.max_length} exceeds what model.config.max_position_embeddings "
+                         f"({positions}) allows: at most {positions - 2}")
 
     targets = top.get_str_list("targets", required=True)
     if not targets:
