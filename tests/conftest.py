@@ -14,6 +14,46 @@ XQUAD_DIR = SHARED_DATA / "xquad"
 XQUAD_LANGS = ("ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh")
 
 
+# The demo recipe at a size that runs in seconds.
+SMALL_DEMO = """
+name = "small-demo"
+seeds = [1]
+targets = ["demo-qa"]
+
+[model]
+config = { hidden_size = 32, num_hidden_layers = 1, num_attention_heads = 2, intermediate_size = 64 }
+tokenizer = { vocab_size = 1000, corpus = ["demo"] }
+
+[hparams]
+lr = 2e-3
+batch_size = 16
+grad_accum = 1
+max_length = 96
+doc_stride = 48
+max_query_length = 24
+log_every = 2
+max_steps = 12
+
+[hparams.target]
+eval_before_training = true
+
+[[arms]]
+name = "baseline"
+
+[[arms]]
+name = "jobs"
+intermediate = ["demo-jobs"]
+
+[tasks.demo-qa]
+generated_train_examples = 200
+generated_eval_examples = 30
+
+[tasks.demo-jobs]
+generated_train_examples = 200
+generated_eval_examples = 30
+"""
+
+
 @pytest.fixture(scope="session")
 def xquad_dir() -> Path:
     if not (XQUAD_DIR / "xquad.en.json").is_file():

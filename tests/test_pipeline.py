@@ -6,47 +6,11 @@ import shutil
 import polars as pl
 import pytest
 
-from conftest import ROOT, XQUAD_DIR, run_cli
+from conftest import SMALL_DEMO, XQUAD_DIR, run_cli
 
 pytestmark = pytest.mark.slow
 
-SMALL_DEMO = """
-name = "small-demo"
-seeds = [1]
-targets = ["demo-qa"]
 
-[model]
-config = { hidden_size = 32, num_hidden_layers = 1, num_attention_heads = 2, intermediate_size = 64 }
-tokenizer = { vocab_size = 1000, corpus = ["demo"] }
-
-[hparams]
-lr = 2e-3
-batch_size = 16
-grad_accum = 1
-max_length = 96
-doc_stride = 48
-max_query_length = 24
-log_every = 2
-max_steps = 12
-
-[hparams.target]
-eval_before_training = true
-
-[[arms]]
-name = "baseline"
-
-[[arms]]
-name = "jobs"
-intermediate = ["demo-jobs"]
-
-[tasks.demo-qa]
-generated_train_examples = 200
-generated_eval_examples = 30
-
-[tasks.demo-jobs]
-generated_train_examples = 200
-generated_eval_examples = 30
-"""
 
 
 def test_demo_recipe_end_to_end_then_fully_cached(tmp_path, capsys):

@@ -30,6 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", metavar="DIR", help="results folder (default: the recipe's "
                         "output_dir, else runs/<recipe name>)")
     parser.add_argument("--cache", metavar="DIR", help="stage cache folder (default: OUTPUT/stages)")
+    parser.add_argument("--recipes-dir", metavar="DIR", action="append", default=[],
+                        help="dashboard: also list the recipes in this folder (repeatable)")
+    parser.add_argument("--results", metavar="DIR",
+                        help="dashboard: open the scores of a finished or interrupted run")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("validate", help="check recipes and report the first problem of each")
@@ -143,11 +147,25 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_score(args.task, args.gold, args.pred, args.lang)
         if args.recipe:
             return cmd_run(args.recipe, args.output, args.cache)
+        return cmd_dashboard(args.recipes_dir, args.results, args.output)
     except (RecipeError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    parser.print_help()
-    return 2
+
+
+def cmd_dashboard(recipes_dirs: list[str], results: str | None, output: str | None) -> int:
+    from .app import SHIPPED_RECIPES, run_dashboard
+
+    folders = [SHIPPED_RECIPES]
+    for folder in recipes_dirs:
+        if not Path(folder).is_dir():
+            raise UsageError(f"--recipes-dir {folder}: no such folder")
+        folders.append(Path(folder))
+    if results is not None and not (Path(results) / "run.json").is_file():
+        raise UsageError(f"--results {results}: no run.json there; expected the output folder "
+                         "of an xstilts-tui run")
+    return run_dashboard(folders, Path(results) if results else None,
+                         Path(output) if output else None)
 
 
 if __name__ == "__main__":

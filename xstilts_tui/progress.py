@@ -50,6 +50,9 @@ class PlainDisplay:
     def stage_finished(self, stage: str, status: str, detail: str = "") -> None:
         self.print(f"[{stage}] {status}" + (f": {detail}" if detail else ""))
 
+    def log_line(self, stage: str, line: str) -> None:
+        """A line of the worker's own output; kept in its log file, not shown headless."""
+
     def close(self) -> None:
         pass
 

@@ -104,52 +104,73 @@ def final_scores(results: pl.DataFrame, split: str = "test") -> pl.DataFrame:
             .last())
 
 
-def _fmt(mean: float | None, std: float | None, n: int) -> str:
-    if mean is None:
+AVG = "avg"
+AVG_NO_EN = "avg-en"  # the average over languages other than English
+
+
+def score_cells(results: pl.DataFrame, task: str, metric: str, languages: list[str],
+                baseline: str, without_english: bool = False) -> dict[tuple[str, str], dict[str, Any]]:
+    """The numbers of one task's table: for each (arm, column) the mean, std and count over
+    seeds and the delta of the mean against the baseline arm. Columns are the languages,
+    ``avg`` (over every language, per seed, where a seed has them all) and, if asked,
+    ``avg-en`` (the same without English)."""
+    final = final_scores(results)
+    if final.is_empty():
+        return {}
+    part = final.filter((pl.col("task") == task) & (pl.col("metric") == metric)
+                        & pl.col("language").is_in(languages))
+    if part.is_empty():
+        return {}
+    frames = [part.select(["arm", "seed", "language", "value"])]
+    averages = [(AVG, languages)]
+    others = [lang for lang in languages if lang != "en"]
+    if without_english and "en" in languages and others:
+        averages.append((AVG_NO_EN, others))
+    for name, langs in averages:
+        frames.append(part.filter(pl.col("language").is_in(langs))
+                      .group_by(["arm", "seed"])
+                      .agg(pl.col("value").mean(), pl.len().alias("n_lang"))
+                      .filter(pl.col("n_lang") == len(langs))
+                      .select(["arm", "seed", pl.lit(name).alias("language"), "value"]))
+    stats = pl.concat(frames).group_by(["arm", "language"]).agg(
+        pl.col("value").mean().alias("mean"), pl.col("value").std().alias("std"),
+        pl.len().alias("n"))
+    cells = {(r["arm"], r["language"]): r for r in stats.iter_rows(named=True)}
+    for (arm, column), cell in cells.items():
+        base = cells.get((baseline, column))
+        cell["delta"] = cell["mean"] - base["mean"] if base and arm != baseline else None
+    return cells
+
+
+def format_cell(cell: dict[str, Any] | None, delta: bool = True) -> str:
+    """``mean`` (``±std`` over several seeds) and `` (+delta)`` against the baseline."""
+    if cell is None:
         return "-"
-    return f"{mean:.1f}" if n < 2 or std is None else f"{mean:.1f}±{std:.1f}"
+    text = f"{cell['mean']:.1f}"
+    if cell["n"] > 1 and cell["std"] is not None:
+        text += f"±{cell['std']:.1f}"
+    if delta and cell["delta"] is not None:
+        text += f" ({cell['delta']:+.1f})"
+    return text
 
 
 def summary_tables(results: pl.DataFrame, arms: list[str], baseline: str,
                    tasks: list[str], languages: dict[str, list[str]]) -> str:
     """Per target task and metric: arms as rows, languages and their average as columns,
     each cell the mean (± std over seeds) and, for other arms, the delta to the baseline."""
-    final = final_scores(results)
     blocks = []
     for task in tasks:
-        langs = languages[task]
+        columns = languages[task] + [AVG]
         for metric in ("f1", "exact_match"):
-            part = final.filter((pl.col("task") == task) & (pl.col("metric") == metric)) \
-                if not final.is_empty() else final
-            if part.is_empty():
+            cells = score_cells(results, task, metric, languages[task], baseline)
+            if not cells:
                 continue
-            # The average over languages, per seed, then over seeds like the languages.
-            per_seed_avg = (part.filter(pl.col("language").is_in(langs))
-                            .group_by(["arm", "seed"])
-                            .agg(pl.col("value").mean(), pl.len().alias("n_lang"))
-                            .filter(pl.col("n_lang") == len(langs))
-                            .with_columns(pl.lit("avg").alias("language")))
-            both = pl.concat([part.select(["arm", "seed", "language", "value"]),
-                              per_seed_avg.select(["arm", "seed", "language", "value"])])
-            stats = both.group_by(["arm", "language"]).agg(
-                pl.col("value").mean().alias("mean"), pl.col("value").std().alias("std"),
-                pl.len().alias("n"))
-            cell = {(r["arm"], r["language"]): r for r in stats.iter_rows(named=True)}
-            columns = langs + ["avg"]
             header = [f"{task} {metric}", *columns]
             table = [header]
             for arm in arms:
-                if not any((arm, c) in cell for c in columns):
-                    continue
-                line = [arm + (" (baseline)" if arm == baseline else "")]
-                for col in columns:
-                    r = cell.get((arm, col))
-                    text = _fmt(r["mean"], r["std"], r["n"]) if r else "-"
-                    base = cell.get((baseline, col))
-                    if r and base and arm != baseline:
-                        text += f" ({r['mean'] - base['mean']:+.1f})"
-                    line.append(text)
-                table.append(line)
+                if any((arm, c) in cells for c in columns):
+                    table.append([arm + (" (baseline)" if arm == baseline else ""),
+                                  *(format_cell(cells.get((arm, c))) for c in columns)])
             widths = [max(len(row[i]) for row in table) for i in range(len(header))]
             lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
                                for i, (c, w) in enumerate(zip(row, widths))) for row in table]

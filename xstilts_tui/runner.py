@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass
 class RunOutcome:
-    status: dict[str, str] = field(default_factory=dict)  # stage id -> done|cached|failed|skipped
+    # stage id -> done | cached | failed | skipped | cancelled
+    status: dict[str, str] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -38,26 +40,32 @@ class RunOutcome:
         return all(s in ("done", "cached") for s in self.status.values())
 
 
-class EventTail:
-    """Reads whole lines appended to a file since the last read."""
+class LineTail:
+    """Reads the whole lines appended to a file since the last read."""
 
     def __init__(self, path: Path):
         self.path = path
         self.offset = 0
         self.partial = ""
 
-    def read(self) -> list[dict[str, Any]]:
+    def lines(self) -> list[str]:
         try:
-            with open(self.path, encoding="utf-8") as handle:
+            with open(self.path, encoding="utf-8", errors="replace") as handle:
                 handle.seek(self.offset)
                 chunk = handle.read()
                 self.offset = handle.tell()
         except FileNotFoundError:
             return []
-        text = self.partial + chunk
-        lines = text.split("\n")
+        lines = (self.partial + chunk).split("\n")
         self.partial = lines.pop()
-        return [e for e in (decode(line) for line in lines) if e is not None]
+        return lines
+
+
+class EventTail(LineTail):
+    """Reads the whole events appended to an event file since the last read."""
+
+    def read(self) -> list[dict[str, Any]]:
+        return [e for e in (decode(line) for line in self.lines()) if e is not None]
 
 
 def worker_env() -> dict[str, str]:
@@ -83,6 +91,7 @@ class Runner:
         self.display = display
         self.poll_s = poll_s
         self.process: subprocess.Popen | None = None
+        self.cancelled = threading.Event()
         self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
         self.store = ResultsStore(plan.output_dir, self.run_id, plan.recipe.name)
 
@@ -134,17 +143,22 @@ class Runner:
         finished = None
         error = ""
         log_path = stage_dir / "worker.log"
+        log_tail = LineTail(log_path)
         with open(log_path, "w", encoding="utf-8") as log:
             self.process = subprocess.Popen(self.plan.command(stage), stdout=log,
                                             stderr=subprocess.STDOUT, env=worker_env(),
                                             start_new_session=True)
             try:
                 while True:
+                    if self.cancelled.is_set():
+                        self.stop_worker()
                     code = self.process.poll()
                     for event in tail.read():
                         if event["type"] == "error":
                             error = event["message"]
                         finished = self._forward(stage, event, cached=False) or finished
+                    for line in log_tail.lines():
+                        self.display.log_line(stage.id, line)
                     if code is not None:
                         break
                     time.sleep(self.poll_s)
@@ -155,6 +169,16 @@ class Runner:
         if code != 0 and not error:
             error = f"worker exited with code {code}; log {log_path}: {_log_tail(log_path)}"
         return code, finished, error
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The running worker's process id (None between stages)."""
+        process = self.process
+        return process.pid if process is not None and process.poll() is None else None
+
+    def cancel(self) -> None:
+        """Stop the run: the running worker is stopped and no further stage starts."""
+        self.cancelled.set()
 
     def stop_worker(self, grace_s: float = 10.0) -> None:
         """Stop the running worker and everything it started: SIGTERM, then SIGKILL."""
@@ -175,6 +199,14 @@ class Runner:
         self._write_manifest()
         try:
             for stage in self.plan.stages:
+                if self.cancelled.is_set():
+                    outcome.status[stage.id] = "cancelled"
+                    outcome.reasons[stage.id] = "the run was cancelled"
+                    self.store.stage_result(stage=stage.id, stage_key=stage.key, kind=stage.kind,
+                                            arms=stage.arms, seed=stage.seed, task=stage.task,
+                                            status="cancelled", reason="the run was cancelled")
+                    self.display.stage_finished(stage.id, "cancelled")
+                    continue
                 failed_deps = [d for d in stage.deps if outcome.status.get(d) in ("failed", "skipped")]
                 if failed_deps:
                     reason = f"needs {', '.join(failed_deps)}, which did not finish"
@@ -195,7 +227,9 @@ class Runner:
                 code, finished, error = self._launch(stage)
                 ok = code == 0 and finished is not None and finished.get("status") == "ok" \
                     and self.plan.is_done(stage)
-                status = "done" if ok else "failed"
+                status = "done" if ok else "cancelled" if self.cancelled.is_set() else "failed"
+                if status == "cancelled":
+                    error = "the run was cancelled"
                 outcome.status[stage.id] = status
                 if not ok:
                     outcome.reasons[stage.id] = error or "worker ended without finishing the stage"
