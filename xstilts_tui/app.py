@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -615,8 +617,6 @@ class XstiltsApp(App):
         return candidate
 
     def _write_recipe(self, path: Path) -> None:
-        import os
-
         text = self.form_text()
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(text, encoding="utf-8")
@@ -711,6 +711,10 @@ class XstiltsApp(App):
         self.build_score_tables()
         self.build_compare()
 
+    def showing_run(self) -> bool:
+        """False once the app is closing: messages the run thread posted late are dropped."""
+        return bool(self.query("#stages"))
+
     def _set_stage(self, stage: str, column: str, value: str) -> None:
         table = self.query_one("#stages", DataTable)
         try:
@@ -719,8 +723,8 @@ class XstiltsApp(App):
             pass
 
     def on_stage_started(self, message: StageStarted) -> None:
-        import time
-
+        if not self.showing_run():
+            return
         self.stage_state[message.stage] = "running"
         self.stage_started_at[message.stage] = time.monotonic()
         self._set_stage(message.stage, "state", "running")
@@ -729,8 +733,8 @@ class XstiltsApp(App):
         bar.update(total=message.total or None, progress=0)
 
     def on_stage_progress(self, message: StageProgress) -> None:
-        import time
-
+        if not self.showing_run():
+            return
         event = message.event
         stage, step, total = event["stage"], event["step"], event["total_steps"]
         self._set_stage(stage, "progress", _bar(step, total))
@@ -743,6 +747,8 @@ class XstiltsApp(App):
         self.query_one("#current-bar", ProgressBar).update(total=total, progress=step)
 
     def on_score_arrived(self, message: ScoreArrived) -> None:
+        if not self.showing_run():
+            return
         if self.context is None:
             return
         self.context.rows.extend(message.rows)
@@ -751,6 +757,8 @@ class XstiltsApp(App):
         self.update_compare()
 
     def on_stage_ended(self, message: StageEnded) -> None:
+        if not self.showing_run():
+            return
         self.stage_state[message.stage] = message.status
         self._set_stage(message.stage, "state", message.status)
         if message.status in ("done", "cached"):
@@ -762,9 +770,13 @@ class XstiltsApp(App):
             self.query_one("#log", RichLog).write(f"[{message.stage}] {message.status}: {message.detail}")
 
     def on_log_line(self, message: LogLine) -> None:
+        if not self.showing_run():
+            return
         self.query_one("#log", RichLog).write(message.text)
 
     def on_run_ended(self, message: RunEnded) -> None:
+        if not self.showing_run():
+            return
         status = self.query_one("#run-status", Static)
         name = self.context.name if self.context else "run"
         if message.error:
