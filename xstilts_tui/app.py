@@ -11,6 +11,7 @@ interface lag.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import os
 import threading
@@ -33,7 +34,7 @@ from textual.widgets import (Button, DataTable, Footer, Input, Label, ListItem, 
                              TabPane)
 
 from .plan import Plan, build_plan
-from .progress import PlainDisplay
+from .progress import PlainDisplay, time_left
 from .recipe import BACKENDS, Recipe, RecipeError, parse_recipe
 from .results import AVG, AVG_NO_EN, RESULT_COLUMNS, format_cell, score_cells
 from .runner import Runner
@@ -190,10 +191,8 @@ def _number(text: str) -> Any:
     return text
 
 
-def _int_list(text: str) -> Any:
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    values = [_number(t) for t in items]
-    return values
+def _number_list(text: str) -> list[Any]:
+    return [_number(t) for t in text.split(",") if t.strip()]
 
 
 def _name_list(text: str) -> list[str]:
@@ -251,11 +250,6 @@ def _bar(step: int, total: int, width: int = 12) -> str:
         return ""
     filled = int(width * min(step, total) / total)
     return "█" * filled + "░" * (width - filled) + f" {step}/{total}"
-
-
-def _eta(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def _bytes(n: float) -> str:
@@ -492,7 +486,7 @@ class XstiltsApp(App):
     def form_raw(self) -> dict[str, Any]:
         """The recipe as the form now says: the opened TOML with the form's fields applied,
         so settings the form does not show are kept as they were."""
-        raw = json.loads(json.dumps(self.raw))  # a deep copy of plain TOML data
+        raw = copy.deepcopy(self.raw)
         raw["name"] = self.query_one("#f-name", Input).value.strip()
         model_input = self.query_one("#f-model", Input)
         model = raw.setdefault("model", {})
@@ -501,7 +495,7 @@ class XstiltsApp(App):
             key = "path" if "path" in model else "hub"
             model.pop("hub", None), model.pop("path", None)
             model[key] = value
-        raw["seeds"] = _int_list(self.query_one("#f-seeds", Input).value)
+        raw["seeds"] = _number_list(self.query_one("#f-seeds", Input).value)
         raw["targets"] = _name_list(self.query_one("#f-targets", Input).value)
         raw["arms"] = self.arms_raw
         tasks = raw.setdefault("tasks", {})
@@ -578,10 +572,9 @@ class XstiltsApp(App):
                 self.query_one("#f-arm-backend", Select).value = backend
 
     def _arm_from_editor(self) -> dict[str, Any]:
-        arm = {"name": self.query_one("#f-arm-name", Input).value.strip(),
-               "intermediate": _name_list(self.query_one("#f-arm-inter", Input).value),
-               "backend": str(self.query_one("#f-arm-backend", Select).value)}
-        return arm
+        return {"name": self.query_one("#f-arm-name", Input).value.strip(),
+                "intermediate": _name_list(self.query_one("#f-arm-inter", Input).value),
+                "backend": str(self.query_one("#f-arm-backend", Select).value)}
 
     @on(Button.Pressed, "#arm-add")
     def action_add_arm(self) -> None:
@@ -741,9 +734,8 @@ class XstiltsApp(App):
         self._set_stage(stage, "loss", f"{event['loss']:.3f}")
         self._set_stage(stage, "rate", f"{event['examples_per_s']:.0f}")
         started = self.stage_started_at.get(stage)
-        if started and step:
-            elapsed = time.monotonic() - started
-            self._set_stage(stage, "left", _eta(elapsed / step * (total - step)))
+        if started:
+            self._set_stage(stage, "left", time_left(time.monotonic() - started, step, total))
         self.query_one("#current-bar", ProgressBar).update(total=total, progress=step)
 
     def on_score_arrived(self, message: ScoreArrived) -> None:

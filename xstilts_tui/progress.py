@@ -7,8 +7,11 @@ import time
 from typing import Any, TextIO
 
 
-def _eta(seconds: float) -> str:
-    seconds = max(0, int(seconds))
+def time_left(elapsed_s: float, step: int, total: int) -> str:
+    """``H:MM:SS`` left at the pace so far (``-`` before the first step)."""
+    if not step:
+        return "-"
+    seconds = max(0, int(elapsed_s / step * (total - step)))
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
@@ -35,10 +38,9 @@ class PlainDisplay:
         if step < total and now - last_time < self.every_s and step - last_step < max(1, total // 10):
             return
         self._last[stage] = (now, step)
-        elapsed = now - self._started.get(stage, now)
-        eta = elapsed / step * (total - step) if step else 0.0
+        left = time_left(now - self._started.get(stage, now), step, total)
         self.print(f"[{stage}] step {step}/{total} loss {event['loss']:.4f} lr {event['lr']:.2e} "
-                   f"{event['examples_per_s']:.1f} ex/s eta {_eta(eta)}")
+                   f"{event['examples_per_s']:.1f} ex/s eta {left}")
 
     def score(self, event: dict[str, Any]) -> None:
         self.print(f"[{event['stage']}] {event['task']} {event['language']} {event['split']} "
