@@ -93,7 +93,6 @@ def _publish(tmp: Path, final: Path) -> None:
 def evaluate_qa(model, tokenizer, backend, rows: list[dict], hp: dict[str, Any],
                 metric: str, lang: str) -> dict[str, float]:
     """F1 and EM of ``model`` on ``rows``, with the task's published metric."""
-    import numpy as np
     import torch
 
     from .qa import best_spans, build_features, pad_batch

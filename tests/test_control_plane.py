@@ -1,6 +1,5 @@
 """The control plane on its own: no compute stack imported, events, results tables."""
 
-import json
 import subprocess
 import sys
 
