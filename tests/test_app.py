@@ -29,6 +29,13 @@ async def wait_for(pilot, condition, timeout: float = 300.0, what: str = "condit
         await pilot.pause(0.2)
 
 
+async def start_run(pilot, app):
+    """Press r (the run key) once the opened recipe has validated."""
+    await wait_for(pilot, lambda: app.recipe is not None, 10, "the recipe")
+    app.query_one("#recipe-list").focus()
+    await pilot.press("r")
+
+
 @pytest.fixture
 def recipes_dir(tmp_path):
     folder = tmp_path / "recipes"
@@ -125,9 +132,7 @@ async def test_overwrite_asks_first(recipes_dir, tmp_path):
 async def test_demo_from_the_dashboard_fills_every_language(recipes_dir, tmp_path):
     app = make_app(recipes_dir, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.recipe is not None, 10, "the recipe")
-        app.query_one("#recipe-list").focus()
-        await pilot.press("r")
+        await start_run(pilot, app)
         assert app.query_one("#tabs").active == "runs"
         await wait_for(pilot, lambda: not app.running, 600, "the run to end")
         assert set(app.stage_state.values()) == {"done"}
@@ -154,9 +159,7 @@ async def test_demo_from_the_dashboard_fills_every_language(recipes_dir, tmp_pat
 async def test_a_killed_worker_fails_its_stage_and_the_app_stays_up(recipes_dir, tmp_path):
     app = make_app(recipes_dir, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.recipe is not None, 10, "the recipe")
-        app.query_one("#recipe-list").focus()
-        await pilot.press("r")
+        await start_run(pilot, app)
         stage = "intermediate/demo-jobs/torch/seed1"
         await wait_for(pilot, lambda: app.stage_state.get(stage) == "running"
                        and app.runner.worker_pid is not None, 300, "the intermediate stage")
@@ -177,9 +180,7 @@ async def test_a_killed_worker_fails_its_stage_and_the_app_stays_up(recipes_dir,
 async def test_quitting_during_a_run_asks_then_stops_the_workers(recipes_dir, tmp_path):
     app = make_app(recipes_dir, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.recipe is not None, 10, "the recipe")
-        app.query_one("#recipe-list").focus()
-        await pilot.press("r")
+        await start_run(pilot, app)
         await wait_for(pilot, lambda: "running" in app.stage_state.values()
                        and app.runner.worker_pid is not None, 120, "a running stage")
         pid = app.runner.worker_pid
