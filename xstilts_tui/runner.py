@@ -194,52 +194,45 @@ class Runner:
         except ProcessLookupError:
             pass
 
+    def _conclude(self, outcome: RunOutcome, stage: Stage, status: str, reason: str = "",
+                  finished: dict[str, Any] | None = None, detail: str = "") -> None:
+        """Record how a stage ended: in the outcome, the stages table and the display."""
+        outcome.status[stage.id] = status
+        if reason:
+            outcome.reasons[stage.id] = reason
+        self.store.stage_result(stage=stage.id, stage_key=stage.key, kind=stage.kind,
+                                arms=stage.arms, seed=stage.seed, task=stage.task, status=status,
+                                reason=reason, cached=status == "cached", finished=finished)
+        self.display.stage_finished(stage.id, status, detail or reason)
+
     def run(self) -> RunOutcome:
         outcome = RunOutcome()
         self._write_manifest()
         try:
             for stage in self.plan.stages:
                 if self.cancelled.is_set():
-                    outcome.status[stage.id] = "cancelled"
-                    outcome.reasons[stage.id] = "the run was cancelled"
-                    self.store.stage_result(stage=stage.id, stage_key=stage.key, kind=stage.kind,
-                                            arms=stage.arms, seed=stage.seed, task=stage.task,
-                                            status="cancelled", reason="the run was cancelled")
-                    self.display.stage_finished(stage.id, "cancelled")
+                    self._conclude(outcome, stage, "cancelled", "the run was cancelled")
                     continue
-                failed_deps = [d for d in stage.deps if outcome.status.get(d) in ("failed", "skipped")]
+                failed_deps = [d for d in stage.deps
+                               if outcome.status.get(d) in ("failed", "skipped", "cancelled")]
                 if failed_deps:
-                    reason = f"needs {', '.join(failed_deps)}, which did not finish"
-                    outcome.status[stage.id], outcome.reasons[stage.id] = "skipped", reason
-                    self.store.stage_result(stage=stage.id, stage_key=stage.key, kind=stage.kind,
-                                            arms=stage.arms, seed=stage.seed, task=stage.task,
-                                            status="skipped", reason=reason)
-                    self.display.stage_finished(stage.id, "skipped", reason)
+                    self._conclude(outcome, stage, "skipped",
+                                   f"needs {', '.join(failed_deps)}, which did not finish")
                     continue
                 if self.plan.is_done(stage):
-                    finished = self._replay(stage)
-                    outcome.status[stage.id] = "cached"
-                    self.store.stage_result(stage=stage.id, stage_key=stage.key, kind=stage.kind,
-                                            arms=stage.arms, seed=stage.seed, task=stage.task,
-                                            status="cached", cached=True, finished=finished)
-                    self.display.stage_finished(stage.id, "cached", f"key {stage.key[:12]}")
+                    self._conclude(outcome, stage, "cached", finished=self._replay(stage),
+                                   detail=f"key {stage.key[:12]}")
                     continue
                 code, finished, error = self._launch(stage)
-                ok = code == 0 and finished is not None and finished.get("status") == "ok" \
-                    and self.plan.is_done(stage)
-                status = "done" if ok else "cancelled" if self.cancelled.is_set() else "failed"
-                if status == "cancelled":
-                    error = "the run was cancelled"
-                outcome.status[stage.id] = status
-                if not ok:
-                    outcome.reasons[stage.id] = error or "worker ended without finishing the stage"
-                self.store.stage_result(stage=stage.id, stage_key=stage.key, kind=stage.kind,
-                                        arms=stage.arms, seed=stage.seed, task=stage.task,
-                                        status=status, reason=outcome.reasons.get(stage.id, ""),
-                                        finished=finished)
-                self.display.stage_finished(
-                    stage.id, status,
-                    f"{finished['wall_s']:.1f} s" if ok else outcome.reasons[stage.id])
+                if code == 0 and finished is not None and finished.get("status") == "ok" \
+                        and self.plan.is_done(stage):
+                    self._conclude(outcome, stage, "done", finished=finished,
+                                   detail=f"{finished['wall_s']:.1f} s")
+                elif self.cancelled.is_set():
+                    self._conclude(outcome, stage, "cancelled", "the run was cancelled", finished)
+                else:
+                    self._conclude(outcome, stage, "failed",
+                                   error or "worker ended without finishing the stage", finished)
                 self.store.compact()
         finally:
             self.stop_worker()
