@@ -9,6 +9,7 @@ next phase loads it whatever backend trained it.
 from __future__ import annotations
 
 import contextlib
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -53,6 +54,14 @@ class Backend(ABC):
         """Write a checkpoint ``from_pretrained`` loads: safetensors, transformers layout."""
         model.save_pretrained(out_dir, safe_serialization=True)
         tokenizer.save_pretrained(out_dir)
+
+
+def total_steps(n_examples: int, hparams: dict[str, Any]) -> int:
+    """Optimiser steps of a stage: ``max_steps``, or ``epochs`` over the examples."""
+    if hparams["max_steps"]:
+        return hparams["max_steps"]
+    per_epoch = math.ceil(n_examples / (hparams["batch_size"] * hparams["grad_accum"]))
+    return max(1, math.ceil(per_epoch * hparams["epochs"]))
 
 
 def registry() -> dict[str, type[Backend]]:

@@ -4,14 +4,13 @@ bf16 autocast on GPUs that support it; seeded and deterministic on the CPU."""
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
-from .registry import Backend, ProgressFn, TrainStats
+from .registry import Backend, ProgressFn, TrainStats, total_steps
 
 _NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias")
 
@@ -25,13 +24,6 @@ def optimizer_groups(model, weight_decay: float) -> list[dict]:
         (no_decay if name.endswith(_NO_DECAY) else decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0}]
-
-
-def total_steps(n_examples: int, hparams: dict[str, Any]) -> int:
-    if hparams["max_steps"]:
-        return hparams["max_steps"]
-    per_epoch = math.ceil(n_examples / (hparams["batch_size"] * hparams["grad_accum"]))
-    return max(1, math.ceil(per_epoch * hparams["epochs"]))
 
 
 class TorchBackend(Backend):

@@ -77,17 +77,19 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _fresh_dir(path: Path) -> Path:
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-    return path
-
-
-def _publish(tmp: Path, final: Path) -> None:
+def write_checkpoint(stage_dir: Path, write) -> Path:
+    """Let ``write(folder)`` fill a temporary folder, then rename it to ``checkpoint``:
+    a stopped stage never leaves a half-written checkpoint under the final name."""
+    tmp = stage_dir / "checkpoint.tmp"
+    if tmp.exists():  # left by a stopped attempt
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    final = stage_dir / "checkpoint"
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
+    return final
 
 
 def evaluate_qa(model, tokenizer, backend, rows: list[dict], hp: dict[str, Any],
@@ -123,13 +125,12 @@ def evaluate_qa(model, tokenizer, backend, rows: list[dict], hp: dict[str, Any],
 def run_base(spec: dict[str, Any], stage_dir: Path, events: Events) -> dict[str, Any]:
     from .models import build_base_model
 
-    tmp = _fresh_dir(stage_dir / "checkpoint.tmp")
-    info = build_base_model(spec["model"], spec["corpus"], tmp)
-    _publish(tmp, stage_dir / "checkpoint")
+    info: dict[str, int] = {}
+    checkpoint = write_checkpoint(
+        stage_dir, lambda folder: info.update(build_base_model(spec["model"], spec["corpus"], folder)))
     events.emit("log", message=f"built the base model: vocabulary {info['vocab_size']}, "
                                f"{info['total_params']:,} parameters")
-    return {"total_params": info["total_params"],
-            "checkpoint_bytes": _dir_bytes(stage_dir / "checkpoint")}
+    return {"total_params": info["total_params"], "checkpoint_bytes": _dir_bytes(checkpoint)}
 
 
 def run_qa_stage(spec: dict[str, Any], stage_dir: Path, events: Events) -> dict[str, Any]:
@@ -140,7 +141,7 @@ def run_qa_stage(spec: dict[str, Any], stage_dir: Path, events: Events) -> dict[
     from .data import load_rows
     from .models import load_for_task, load_tokenizer, resolve_source
     from .qa import build_features, pad_batch
-    from .registry import get_backend
+    from .registry import get_backend, total_steps
 
     hp = spec["hparams"]
     seed = spec["seed"]
@@ -159,20 +160,23 @@ def run_qa_stage(spec: dict[str, Any], stage_dir: Path, events: Events) -> dict[
     train_rows = load_rows(task, "train", "en")
     features = build_features(tokenizer, train_rows, hp["max_length"], hp["doc_stride"],
                               hp["max_query_length"])
-    from .torch_backend import total_steps
-
     steps = total_steps(len(features), hp)
     events.emit("stage_started", total_steps=steps, train_examples=len(train_rows),
                 train_features=len(features))
     metric = TASKS[task["name"]].metric
+    split = "test" if spec["kind"] == "target" else "validation"
+
+    def score(lang: str, rows: list[dict], step: int) -> None:
+        scores = evaluate_qa(model, tokenizer, backend, rows, hp, metric, lang)
+        for name in ("f1", "exact_match"):
+            events.emit("score", task=task["name"], language=lang, split=split, metric=name,
+                        value=scores[name], step=step)
+
     if spec["kind"] == "target":
         languages = task["settings"]["languages"]
         eval_sets = {lang: load_rows(task, "test", lang) for lang in languages}
         if hp.get("eval_before_training") and "en" in eval_sets:
-            scores = evaluate_qa(model, tokenizer, backend, eval_sets["en"], hp, metric, "en")
-            for name in ("f1", "exact_match"):
-                events.emit("score", task=task["name"], language="en", split="test",
-                            metric=name, value=scores[name], step=0)
+            score("en", eval_sets["en"], 0)
     else:
         eval_sets = {"en": load_rows(task, "validation", "en")}
 
@@ -185,16 +189,9 @@ def run_qa_stage(spec: dict[str, Any], stage_dir: Path, events: Events) -> dict[
         torch.cuda.reset_peak_memory_stats(backend.device)
     stats = backend.train(model, features, collate, hp, seed, progress)
 
-    tmp = _fresh_dir(stage_dir / "checkpoint.tmp")
-    backend.save(model, tokenizer, tmp)
-    _publish(tmp, stage_dir / "checkpoint")
-
-    split = "test" if spec["kind"] == "target" else "validation"
+    checkpoint = write_checkpoint(stage_dir, lambda folder: backend.save(model, tokenizer, folder))
     for lang, rows in eval_sets.items():
-        scores = evaluate_qa(model, tokenizer, backend, rows, hp, metric, lang)
-        for name in ("f1", "exact_match"):
-            events.emit("score", task=task["name"], language=lang, split=split, metric=name,
-                        value=scores[name], step=stats.steps)
+        score(lang, rows, stats.steps)
     peak, kind = _peak_memory(backend.device)
     return {
         "steps": stats.steps, "train_examples": stats.examples,
@@ -202,7 +199,7 @@ def run_qa_stage(spec: dict[str, Any], stage_dir: Path, events: Events) -> dict[
         "peak_memory_bytes": peak, "memory_kind": kind, "precision": backend.precision,
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "total_params": sum(p.numel() for p in model.parameters()),
-        "checkpoint_bytes": _dir_bytes(stage_dir / "checkpoint"),
+        "checkpoint_bytes": _dir_bytes(checkpoint),
     }
 
 

@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from backends.qa import QAFeature, build_features, pad_batch
-from backends.registry import get_backend, registry
-from backends.torch_backend import total_steps
+from backends.registry import get_backend, registry, total_steps
 from xstilts_tui import demo_data
 from xstilts_tui.recipe import BACKENDS, HParams
 

@@ -576,27 +576,21 @@ class XstiltsApp(App):
                 "intermediate": _name_list(self.query_one("#f-arm-inter", Input).value),
                 "backend": str(self.query_one("#f-arm-backend", Select).value)}
 
-    @on(Button.Pressed, "#arm-add")
-    def action_add_arm(self) -> None:
-        self.arms_raw.append(self._arm_from_editor())
+    @on(Button.Pressed, "#arm-add, #arm-update, #arm-remove")
+    def _edit_arms(self, event: Button.Pressed) -> None:
+        """Add the editor's arm, or replace or remove the arm under the table's cursor."""
+        row = self.query_one("#f-arms", DataTable).cursor_row
+        if event.button.id == "arm-add":
+            self.arms_raw.append(self._arm_from_editor())
+        elif 0 <= row < len(self.arms_raw):
+            if event.button.id == "arm-update":
+                self.arms_raw[row] = self._arm_from_editor()
+            else:
+                del self.arms_raw[row]
+        else:
+            return
         self.refresh_arms_table()
         self.validate_form()
-
-    @on(Button.Pressed, "#arm-update")
-    def action_update_arm(self) -> None:
-        table = self.query_one("#f-arms", DataTable)
-        if self.arms_raw and 0 <= table.cursor_row < len(self.arms_raw):
-            self.arms_raw[table.cursor_row] = self._arm_from_editor()
-            self.refresh_arms_table()
-            self.validate_form()
-
-    @on(Button.Pressed, "#arm-remove")
-    def action_remove_arm(self) -> None:
-        table = self.query_one("#f-arms", DataTable)
-        if self.arms_raw and 0 <= table.cursor_row < len(self.arms_raw):
-            del self.arms_raw[table.cursor_row]
-            self.refresh_arms_table()
-            self.validate_form()
 
     def _new_path(self) -> Path:
         assert self.recipe_path is not None

@@ -373,9 +373,6 @@ def parse_recipe(text: str, file: str, base: Path | None = None) -> Recipe:
     hp_data = top.get("hparams", dict, {})
     shared = _hparams(file, "hparams", {k: v for k, v in hp_data.items()
                                         if k not in ("intermediate", "target")}, HParams())
-    for key in ("intermediate", "target"):
-        if key in hp_data and not isinstance(hp_data[key], dict):
-            top.fail(f"hparams.{key}", "expected a table")
     hp_inter = _hparams(file, "hparams.intermediate", hp_data.get("intermediate", {}), shared)
     hp_target = _hparams(file, "hparams.target", hp_data.get("target", {}), shared)
 
