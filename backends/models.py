@@ -32,7 +32,33 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
     vocab = [tuple(piece) for piece in json.loads(tokenizer.to_str())["model"]["vocab"]]
     if [p for p, _ in vocab[: len(SPECIAL_TOKENS)]] != SPECIAL_TOKENS:
         raise RuntimeError("tokenizer training did not put the special tokens first")
-    return XLMRobertaTokenizer(vocab=vocab)
+    return XLMRobertaTokenizer(vocab=vocab[: len(SPECIAL_TOKENS)]
+                               + canonical_pieces(vocab[len(SPECIAL_TOKENS):]))
+
+
+# The Unigram trainer appends the characters it must cover but did not learn with scores
+# stepping down by this much, in hash-set order, which changes from run to run.
+_FALLBACK_STEP = 1e-4
+
+
+def canonical_pieces(pieces: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """The trained pieces in an order and with scores that do not depend on the run.
+
+    The learned scores agree between runs up to float noise; the appended characters
+    get the same set of scores in an arbitrary order. The pieces of that lowest run of
+    scores are given them in code-point order, every score is rounded, and pieces are sorted by score,
+    then text, so the same corpus always gives the same ids."""
+    by_score = sorted(pieces, key=lambda p: p[1])
+    tail = 1
+    while tail < len(by_score) and any(
+            abs(by_score[tail][1] - by_score[tail - 1][1] - step) < _FALLBACK_STEP / 10
+            for step in (0.0, _FALLBACK_STEP)):
+        tail += 1
+    if tail > 1:
+        chars = sorted(p for p, _ in by_score[:tail])
+        scores = sorted((s for _, s in by_score[:tail]), reverse=True)
+        by_score[:tail] = list(zip(chars, scores))
+    return sorted(((p, round(s, 9)) for p, s in by_score), key=lambda p: (-p[1], p[0]))
 
 
 def corpus_texts(corpus: list[Any]) -> Iterable[str]:

@@ -93,3 +93,22 @@ def test_training_lowers_the_loss(demo_tokenizer, features):
     _, losses, _ = _train(demo_tokenizer, features, seed=1, max_steps=40, batch_size=16,
                           grad_accum=1, warmup_ratio=0.0)
     assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+
+
+def test_tokenizer_training_gives_the_same_ids_every_time():
+    from backends.models import corpus_texts, train_tokenizer
+
+    # The Unigram trainer orders the characters it appends by hash-set order, which
+    # differs between trainings, even in one process.
+    vocabs = [train_tokenizer(corpus_texts(["demo"]), 2000).get_vocab() for _ in range(3)]
+    assert vocabs[0] == vocabs[1] == vocabs[2]
+
+
+def test_canonical_pieces_reorders_the_appended_characters():
+    from backends.models import canonical_pieces
+
+    learned = [("▁Anna", -3.0), ("in", -4.5)]
+    run_a = learned + [("Z", -10.0), ("A", -10.0001), ("q", -10.0002)]
+    run_b = learned + [("q", -10.0), ("Z", -10.0001), ("A", -10.0002)]
+    expected = learned + [("A", -10.0), ("Z", -10.0001), ("q", -10.0002)]
+    assert canonical_pieces(run_a) == canonical_pieces(run_b) == expected
