@@ -157,13 +157,18 @@ async def test_demo_from_the_dashboard_fills_every_language(recipes_dir, tmp_pat
 
 @pytest.mark.slow
 async def test_a_killed_worker_fails_its_stage_and_the_app_stays_up(recipes_dir, tmp_path):
+    # A long intermediate stage, so that it is still running when it is killed.
+    path = recipes_dir / "small-demo.toml"
+    path.write_text(SMALL_DEMO + "\n[hparams.intermediate]\nmax_steps = 100000\n", encoding="utf-8")
     app = make_app(recipes_dir, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await start_run(pilot, app)
         stage = "intermediate/demo-jobs/torch/seed1"
         await wait_for(pilot, lambda: app.stage_state.get(stage) == "running"
-                       and app.runner.worker_pid is not None, 300, "the intermediate stage")
-        os.kill(app.runner.worker_pid, signal.SIGKILL)
+                       and app.runner.worker is not None, 300, "the intermediate stage")
+        killed_stage, pid = app.runner.worker
+        assert killed_stage == stage
+        os.kill(pid, signal.SIGKILL)
         await wait_for(pilot, lambda: app.stage_state.get(stage) == "failed", 60, "the failure")
         # The app answers, the dependent stage is skipped, the others go on.
         await pilot.press("3")

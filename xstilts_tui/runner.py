@@ -91,6 +91,7 @@ class Runner:
         self.display = display
         self.poll_s = poll_s
         self.process: subprocess.Popen | None = None
+        self.process_stage: str | None = None  # the stage the running worker serves
         self.cancelled = threading.Event()
         self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
         self.store = ResultsStore(plan.output_dir, self.run_id, plan.recipe.name)
@@ -145,6 +146,7 @@ class Runner:
         log_path = stage_dir / "worker.log"
         log_tail = LineTail(log_path)
         with open(log_path, "w", encoding="utf-8") as log:
+            self.process_stage = stage.id
             self.process = subprocess.Popen(self.plan.command(stage), stdout=log,
                                             stderr=subprocess.STDOUT, env=worker_env(),
                                             start_new_session=True)
@@ -171,10 +173,15 @@ class Runner:
         return code, finished, error
 
     @property
+    def worker(self) -> tuple[str, int] | None:
+        """The running worker's stage and process id (None between stages)."""
+        process, stage = self.process, self.process_stage
+        return (stage, process.pid) if process is not None and process.poll() is None else None
+
+    @property
     def worker_pid(self) -> int | None:
-        """The running worker's process id (None between stages)."""
-        process = self.process
-        return process.pid if process is not None and process.poll() is None else None
+        worker = self.worker
+        return worker[1] if worker else None
 
     def cancel(self) -> None:
         """Stop the run: the running worker is stopped and no further stage starts."""
