@@ -1,31 +1,156 @@
-"""Loading task data: from the hub through ``datasets``, from local files, or generated."""
+"""Loading task data: from the hub through ``datasets``, from local files, or generated.
+
+Every source gives rows in one shape per task kind:
+
+* extractive QA: the hub's SQuAD schema (id, title, context, question, answers);
+* classification: ``{"id", "text", "pair" (None for single sentences), "label"}``;
+* multiple choice: ``{"id", "text", "choices", "label"}``;
+* tagging: ``{"id", "tokens", "tags"}`` with tags as strings.
+
+Rows without a gold label (a hub test split's ``-1`` or ``""``) are left out.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from xstilts_tui import demo_data
-from xstilts_tui.squad_format import read_squad_json
-from xstilts_tui.tasks import TASKS, HubSplit
+from xstilts_tui.squad_format import DataFileError, read_squad_json
+from xstilts_tui.tasks import (EXTRACTIVE_QA, MULTIPLE_CHOICE, PAIR_CLASSIFICATION,
+                               SENTENCE_CLASSIFICATION, TASKS, TOKEN_TAGGING, Columns,
+                               HubSplit, TaskSpec)
 
 
 class DataError(RuntimeError):
     """A data source could not be read; the message names it and the way around it."""
 
 
-def _from_hub(source: HubSplit, lang: str, lang_name: str, field_hint: str) -> list[dict]:
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _field(row: dict[str, Any], name: str) -> Any:
+    """A column, or a nested field named with a dot ("choices.text")."""
+    value: Any = row
+    for part in name.split("."):
+        value = value[part]
+    return value
+
+
+def _joined(row: dict[str, Any], names: tuple[str, ...]) -> str:
+    return " ".join(str(_field(row, n)).strip() for n in names)
+
+
+def _label_index(value: Any, spec: TaskSpec) -> int | None:
+    """An integer label from an integer, a digit string or a label name; None: unlabelled."""
+    if isinstance(value, bool):
+        raise ValueError(f"label {value!r} is not a class index")
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    text = str(value).strip()
+    if not text:
+        return None
+    if text.lstrip("-").isdigit():
+        return int(text) if int(text) >= 0 else None
+    if spec.labels and text in spec.labels:
+        return spec.labels.index(text)
+    raise ValueError(f"label {value!r} is neither a class index nor one of "
+                     f"{', '.join(spec.labels or ())}")
+
+
+def normalize_row(spec: TaskSpec, row: dict[str, Any], index: int,
+                  tag_names: list[str] | None = None) -> dict[str, Any] | None:
+    """One source row in the kind's shape (None: a row without a gold label)."""
+    cols: Columns = spec.columns
+    row_id = str(row.get("id", row.get("idx", row.get("uid", index))))
+    if spec.kind in (SENTENCE_CLASSIFICATION, PAIR_CLASSIFICATION):
+        label = _label_index(row[cols.label], spec)
+        if label is None:
+            return None
+        if spec.labels and label >= len(spec.labels):
+            raise ValueError(f"label {label} out of range for {len(spec.labels)} classes")
+        return {"id": row_id, "text": _joined(row, cols.text),
+                "pair": _joined(row, cols.pair) if cols.pair else None, "label": label}
+    if spec.kind == MULTIPLE_CHOICE:
+        if isinstance(cols.choices, str):
+            choices = [str(c) for c in _field(row, cols.choices)]
+        else:
+            choices = [str(row[c]) for c in cols.choices]
+        raw = row[cols.label]
+        if cols.label_keys:
+            keys = [str(k) for k in _field(row, cols.label_keys)]
+            if str(raw).strip() == "":
+                return None
+            if str(raw) not in keys:
+                raise ValueError(f"answer key {raw!r} is not one of the choices' keys {keys}")
+            label = keys.index(str(raw))
+        else:
+            label = _label_index(raw, spec)
+            if label is None:
+                return None
+        if not 0 <= label < len(choices):
+            raise ValueError(f"label {label} out of range for {len(choices)} choices")
+        return {"id": row_id, "text": _joined(row, cols.text), "choices": choices, "label": label}
+    if spec.kind == TOKEN_TAGGING:
+        tokens = [str(t) for t in row[cols.tokens]]
+        tags = [tag_names[t] if tag_names and isinstance(t, int) else str(t) for t in row[cols.tags]]
+        if len(tokens) != len(tags):
+            raise ValueError(f"{len(tokens)} tokens but {len(tags)} tags")
+        return {"id": row_id, "tokens": tokens, "tags": tags} if tokens else None
+    raise ValueError(f"no row shape for task kind {spec.kind}")
+
+
+def _normalize_all(spec: TaskSpec, rows, where: str, tag_names: list[str] | None = None) -> list[dict]:
+    out = []
+    for i, row in enumerate(rows):
+        try:
+            item = normalize_row(spec, row, i, tag_names)
+        except (KeyError, TypeError, ValueError) as exc:
+            what = f"no column {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise DataError(f"{where}: row {i}: {what} (expected the columns of {spec.name}: "
+                            f"{_expected_columns(spec)})") from None
+        if item is not None:
+            out.append(item)
+    return out
+
+
+def _expected_columns(spec: TaskSpec) -> str:
+    cols = spec.columns
+    if spec.kind == TOKEN_TAGGING:
+        return f"{cols.tokens}, {cols.tags}"
+    names = list(cols.text) + list(cols.pair)
+    if spec.kind == MULTIPLE_CHOICE:
+        names += [cols.choices] if isinstance(cols.choices, str) else list(cols.choices)
+    names.append(cols.label)
+    return ", ".join(names)
+
+
+def _tag_names(dataset, spec: TaskSpec) -> list[str] | None:
+    """Tag names of a hub dataset whose tags are a sequence of ClassLabel."""
+    feature = dataset.features.get(spec.columns.tags) if hasattr(dataset, "features") else None
+    inner = getattr(feature, "feature", None)
+    return list(inner.names) if hasattr(inner, "names") else None
+
+
+def _from_hub(source: HubSplit, lang: str, lang_name: str, field_hint: str,
+              spec: TaskSpec | None = None) -> list[dict]:
     import datasets
 
     config = source.config.format(lang=lang) if source.config else None
     try:
         dataset = datasets.load_dataset(source.path, config, split=source.split)
     except Exception as exc:  # offline, unknown id, schema problems: say which and how around
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"could not load {source.path}"
                         f"{f' ({config})' if config else ''} split {source.split} through "
-                        f"datasets: {first[:200]}; to use local files, set {field_hint}") from exc
-    rows = []
+                        f"datasets: {_first_line(exc)}; to use local files, set {field_hint}") from exc
     prefix = source.id_prefix.format(lang=lang, lang_name=lang_name) if source.id_prefix else None
+    where = f"{source.path}{f' ({config})' if config else ''} {source.split}"
+    if spec is not None and spec.kind != EXTRACTIVE_QA:
+        rows = (r for r in dataset if not prefix or str(r.get("id", "")).startswith(prefix))
+        return _normalize_all(spec, rows, where, _tag_names(dataset, spec))
+    rows = []
     for row in dataset:
         if prefix and not str(row["id"]).startswith(prefix):
             continue
@@ -35,6 +160,67 @@ def _from_hub(source: HubSplit, lang: str, lang_name: str, field_hint: str) -> l
                      "answers": {"text": list(answers["text"]),
                                  "answer_start": [int(s) for s in answers["answer_start"]]}})
     return rows
+
+
+_TABLE_BUILDERS = {".jsonl": ("json", {}), ".json": ("json", {}), ".csv": ("csv", {}),
+                   ".tsv": ("csv", {"delimiter": "\t"}), ".parquet": ("parquet", {})}
+
+
+def read_conll_tags(path: str | Path) -> list[dict]:
+    """Tagged sentences from CoNLL-style text: one word a line, its tag in the last
+    tab-separated column, a blank line between sentences, ``#`` lines skipped."""
+    path = Path(path)
+    rows: list[dict] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+
+    def close() -> None:
+        if tokens:
+            rows.append({"id": f"{path.stem}-{len(rows)}", "tokens": list(tokens), "tags": list(tags)})
+            tokens.clear()
+            tags.clear()
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                line = line.rstrip("\n")
+                if not line.strip():
+                    close()
+                    continue
+                if line.startswith("#"):
+                    continue
+                parts = line.split("\t")
+                if len(parts) < 2:
+                    raise DataFileError(f"{path}:{number}: expected a word and its tag separated "
+                                        f"by a tab, got {line[:60]!r}")
+                tokens.append(parts[0])
+                tags.append(parts[-1])
+    except UnicodeDecodeError:
+        raise DataFileError(f"{path}: not UTF-8 text") from None
+    except FileNotFoundError:
+        raise DataFileError(f"{path}: no such file") from None
+    close()
+    return rows
+
+
+def read_local(spec: TaskSpec, path: str) -> list[dict]:
+    """A task's rows from a local file in one of its local forms."""
+    if spec.kind == EXTRACTIVE_QA:
+        return read_squad_json(path)
+    suffix = Path(path).suffix.lower()
+    if spec.kind == TOKEN_TAGGING and suffix not in (".jsonl", ".json", ".parquet"):
+        return read_conll_tags(path)
+    if suffix not in _TABLE_BUILDERS:
+        raise DataFileError(f"{path}: unknown file form {suffix or '(no suffix)'}; "
+                            f"{spec.name} reads {spec.local_files}")
+    import datasets
+
+    builder, options = _TABLE_BUILDERS[suffix]
+    try:
+        dataset = datasets.load_dataset(builder, data_files=str(path), split="train", **options)
+    except Exception as exc:
+        raise DataFileError(f"{path}: could not read it as {builder}: {_first_line(exc)}") from exc
+    return _normalize_all(spec, dataset, str(path), _tag_names(dataset, spec))
 
 
 def load_rows(task: dict[str, Any], split: str, lang: str = "en") -> list[dict]:
@@ -51,6 +237,8 @@ def load_rows(task: dict[str, Any], split: str, lang: str = "en") -> list[dict]:
         count = (settings["generated_train_examples"] if split == "train"
                  else settings["generated_eval_examples"])
         rows = demo_data.generate(name, split, lang, count)
+        if spec.kind != EXTRACTIVE_QA:
+            rows = _normalize_all(spec, rows, name)
     else:
         file_key = {"train": "train_file", "validation": "validation_file", "test": "eval_files"}[split]
         path = settings.get(file_key)
@@ -59,14 +247,15 @@ def load_rows(task: dict[str, Any], split: str, lang: str = "en") -> list[dict]:
             path = settings.get("validation_file")
             file_key = "validation_file"
         if path:
-            rows = read_squad_json(path.format(lang=lang))
+            rows = read_local(spec, path.format(lang=lang))
         else:
             source = {"train": spec.train, "validation": spec.validation,
                       "test": spec.evaluation or spec.validation}[split]
             if source is None:
-                raise DataError(f"{name} has no {split} data")
+                raise DataError(f"{name} has no {split} data on the hub; set tasks.{name}.{file_key} "
+                                f"({spec.local_files})")
             rows = _from_hub(source, lang, spec.lang_names.get(lang, lang),
-                             f"tasks.{name}.{file_key} in the recipe")
+                             f"tasks.{name}.{file_key} in the recipe", spec)
     if not rows:
         raise DataError(f"{name} {split} ({lang}): no examples")
     return rows[:limit] if limit else rows

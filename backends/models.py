@@ -115,40 +115,52 @@ def load_tokenizer(source: str, kwargs: dict[str, Any]):
     return AutoTokenizer.from_pretrained(source, **kwargs)
 
 
-def load_for_task(model_class, source: str, kwargs: dict[str, Any]):
+def load_for_task(model_class, source: str, kwargs: dict[str, Any],
+                  head: dict[str, Any] | None = None):
     """Load an encoder into ``model_class`` strictly, with a freshly initialised head.
 
     Every encoder weight must come from the checkpoint with the right shape: a missing
     one stops the run (the silent strict=False bug of older tools). Head weights of the
     checkpoint (an intermediate task's head, a masked-LM head) are dropped; the task's
-    head is initialised anew from the current torch seed. Weights load from safetensors
-    or with ``weights_only``; remote code only when the recipe asks for it.
+    head (``head``: its number of labels and their names) is initialised anew from the
+    current torch seed. The encoder's pooler is trained only by multiple-choice heads,
+    so it counts as part of the head: kept when the checkpoint has one, else
+    initialised. Weights load from safetensors or with ``weights_only``; remote code
+    only when the recipe asks for it.
     """
     import torch
 
     try:
         model, info = model_class.from_pretrained(
-            source, output_loading_info=True, weights_only=True, dtype=torch.float32, **kwargs)
-    except (OSError, ValueError, RuntimeError) as exc:
+            source, output_loading_info=True, weights_only=True, dtype=torch.float32,
+            ignore_mismatched_sizes=True, **(head or {}), **kwargs)
+    except (OSError, ValueError, RuntimeError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"could not load model from {source}: {first[:300]}") from exc
     prefix = model.base_model_prefix + "."
-    missing = sorted(k for k in info["missing_keys"] if k.startswith(prefix))
-    mismatched = sorted(str(k) for k in info.get("mismatched_keys", ()))
+    pooler = prefix + "pooler."
+    missing = sorted(k for k in info["missing_keys"] if k.startswith(prefix) and not k.startswith(pooler))
+    mismatched = sorted(key for key in (k[0] if isinstance(k, tuple) else str(k)
+                                        for k in info.get("mismatched_keys", ()))
+                        if key.startswith(prefix))
     if missing or mismatched:
         what = missing or mismatched
         raise ModelLoadError(
             f"{source}: {len(what)} encoder weight(s) {'missing' if missing else 'mismatched'} "
             f"(first: {what[0]}); refusing to train on a partly random encoder")
-    head = [name for name, _ in model.named_children() if name != model.base_model_prefix]
-    for name in head:
-        _init_head(getattr(model, name), model.config)
+    head_modules = [name for name, _ in model.named_children() if name != model.base_model_prefix]
+    for name in head_modules:
+        init_head(getattr(model, name), model.config)
+    encoder = getattr(model, model.base_model_prefix)
+    if getattr(encoder, "pooler", None) is not None and any(k.startswith(pooler) for k in info["missing_keys"]):
+        init_head(encoder.pooler, model.config)
+        head_modules.append(model.base_model_prefix + ".pooler")
     report = {"missing_head_keys": sorted(info["missing_keys"]),
-              "unexpected_keys": sorted(info["unexpected_keys"]), "head_modules": head}
+              "unexpected_keys": sorted(info["unexpected_keys"]), "head_modules": head_modules}
     return model, report
 
 
-def _init_head(module, config) -> None:
+def init_head(module, config) -> None:
     """BERT-style initialisation: normal(0, initializer_range) weights, zero biases."""
     import torch
 

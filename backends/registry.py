@@ -11,23 +11,10 @@ from __future__ import annotations
 import contextlib
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-
-@dataclass
-class TrainStats:
-    steps: int
-    examples: int  # training examples (features) consumed
-    wall_s: float
-    examples_per_s: float
-    final_loss: float
-
-
-# report(step, total_steps, loss, lr, examples_per_s)
-ProgressFn = Callable[[int, int, float, float, float], None]
+from .training import ProgressFn, TrainJob, TrainStats  # noqa: F401  (the interface's types)
 
 
 class Backend(ABC):
@@ -42,9 +29,11 @@ class Backend(ABC):
         """The torch device the model lives on for training and evaluation."""
 
     @abstractmethod
-    def train(self, model, dataset: Sequence[Any], collate: Callable[[list[Any]], dict],
-              hparams: dict[str, Any], seed: int, report: ProgressFn) -> TrainStats:
-        """Train ``model`` in place on ``dataset`` with the recipe's hyper-parameters."""
+    def train(self, job: TrainJob) -> TrainStats:
+        """Train ``job.model`` in place: ``job.steps`` optimiser steps over ``job.batch``,
+        evaluating and keeping the best weights as ``job.hparams`` say, resuming from and
+        saving resume states in ``job.state_dir``. On return the model holds the kept
+        weights."""
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The precision context for forward passes (evaluation too)."""

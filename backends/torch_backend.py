@@ -1,16 +1,17 @@
 """Plain PyTorch: AdamW, linear warm-up and decay, gradient accumulation and clipping,
-bf16 autocast on GPUs that support it; seeded and deterministic on the CPU."""
+bf16 autocast on GPUs that support it; seeded and deterministic on the CPU; resumable
+from its last saved state to the same weights an uninterrupted run reaches."""
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
-from .registry import Backend, ProgressFn, TrainStats, total_steps
+from .registry import Backend
+from .training import Selection, TrainJob, TrainStats, find_state, load_state, save_state
 
 _NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias")
 
@@ -24,6 +25,10 @@ def optimizer_groups(model, weight_decay: float) -> list[dict]:
         (no_decay if name.endswith(_NO_DECAY) else decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _cpu_copy(model) -> dict[str, Any]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 class TorchBackend(Backend):
@@ -51,59 +56,95 @@ class TorchBackend(Backend):
             return torch.autocast(device_type=self._device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def train(self, model, dataset: Sequence[Any], collate: Callable[[list[Any]], dict],
-              hparams: dict[str, Any], seed: int, report: ProgressFn) -> TrainStats:
+    def train(self, job: TrainJob) -> TrainStats:
         from transformers import get_linear_schedule_with_warmup
 
-        self.precision = self._choose_precision(hparams["precision"])
+        hp = job.hparams
+        model = job.model
+        self.precision = self._choose_precision(hp["precision"])
         if self._device.type == "cpu":
             torch.use_deterministic_algorithms(True)
         model.to(self._device)
-        model.train()
-        steps = total_steps(len(dataset), hparams)
-        optimizer = torch.optim.AdamW(optimizer_groups(model, hparams["weight_decay"]),
-                                      lr=hparams["lr"], eps=hparams["adam_eps"])
-        scheduler = get_linear_schedule_with_warmup(
-            optimizer, int(hparams["warmup_ratio"] * steps), steps)
-        generator = torch.Generator().manual_seed(seed)
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_size=hparams["batch_size"], shuffle=True, collate_fn=collate,
-            generator=generator, drop_last=False)
-        accum = hparams["grad_accum"]
-        step = micro = examples = 0
+        steps = job.steps
+        optimizer = torch.optim.AdamW(optimizer_groups(model, hp["weight_decay"]),
+                                      lr=hp["lr"], eps=hp["adam_eps"])
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(hp["warmup_ratio"] * steps), steps)
+        selection = Selection(patience=hp["patience"])
+        best: dict[str, Any] | None = None
+        step = 0
+        found = find_state(job.state_dir) if job.state_dir else None
+        if found is not None:
+            state = load_state(found)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["rng"])
+            if self._device.type == "cuda" and state.get("rng_cuda") is not None:
+                torch.cuda.set_rng_state(state["rng_cuda"])
+            selection.load(state["selection"])
+            best = state.get("best")
+            step = state["step"]
+            job.log(f"resumed from the state saved at step {step}")
+        resumed_from = step
+        accum = hp["grad_accum"]
+        examples = tokens = 0
         window_loss, window_batches, window_examples = 0.0, 0, 0
         started = window_start = time.perf_counter()
         last_loss = float("nan")
-        while step < steps:
-            for batch in loader:
+        stopped_early = False
+        model.train()
+        while step < steps and not selection.should_stop:
+            for m in range(accum):
+                task, batch = job.batch(step * accum + m)
                 batch = {k: v.to(self._device, non_blocking=True) for k, v in batch.items()}
                 with self.autocast():
-                    loss = model(**batch).loss
+                    loss = model(task, **batch)
                 (loss / accum).backward()
                 n = batch["input_ids"].shape[0]
                 examples += n
+                tokens += int(batch["attention_mask"].sum())
                 window_examples += n
                 window_loss += loss.detach().float()
                 window_batches += 1
-                micro += 1
-                if micro % accum:
-                    continue
-                if hparams["max_grad_norm"] > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), hparams["max_grad_norm"])
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                if step % hparams["log_every"] == 0 or step == steps:
-                    now = time.perf_counter()
-                    last_loss = float(window_loss) / window_batches
-                    report(step, steps, last_loss, scheduler.get_last_lr()[0],
+            if hp["max_grad_norm"] > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), hp["max_grad_norm"])
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            if step % hp["log_every"] == 0 or step == steps:
+                now = time.perf_counter()
+                last_loss = float(window_loss) / window_batches
+                job.report(step, steps, last_loss, scheduler.get_last_lr()[0],
                            window_examples / max(now - window_start, 1e-9))
-                    window_loss, window_batches, window_examples = 0.0, 0, 0
-                    window_start = now
-                if step >= steps:
+                window_loss, window_batches, window_examples = 0.0, 0, 0
+                window_start = now
+            if job.due_for_eval(step):
+                if selection.update(step, job.evaluate(step)) and step < steps:
+                    best = _cpu_copy(model)
+                elif selection.best_step == step:
+                    best = None  # the final weights are the best: nothing to restore
+                model.train()
+                if selection.should_stop and step < steps:
+                    stopped_early = True
+                    job.log(f"stopped early at step {step}: {selection.bad} evaluations "
+                            f"without improvement on {selection.best_score:.2f} (step {selection.best_step})")
                     break
+            if job.state_dir and hp["save_every"] and step % hp["save_every"] == 0 and step < steps:
+                save_state(job.state_dir, {
+                    "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
+                    "rng_cuda": torch.cuda.get_rng_state() if self._device.type == "cuda" else None,
+                    "selection": selection.to_dict(), "best": best,
+                }, {"step": step, "events_offset": job.events_offset()})
         optimizer.zero_grad(set_to_none=True)
+        if selection.best_step is not None and selection.best_step != step and best is not None:
+            model.load_state_dict(best)
+            job.log(f"kept the weights of step {selection.best_step} "
+                    f"(validation {selection.best_score:.2f})")
         wall = time.perf_counter() - started
         return TrainStats(steps=step, examples=examples, wall_s=wall,
-                          examples_per_s=examples / max(wall, 1e-9), final_loss=last_loss)
+                          examples_per_s=examples / max(wall, 1e-9), final_loss=last_loss,
+                          tokens=tokens, best_step=selection.best_step,
+                          best_score=selection.best_score, stopped_early=stopped_early,
+                          resumed_from=resumed_from)

@@ -9,6 +9,7 @@ to the log the control plane keeps.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import resource
@@ -16,13 +17,16 @@ import shutil
 import sys
 import time
 import traceback
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from xstilts_tui.events import encode, make_event
-from xstilts_tui.metrics import score_qa
 from xstilts_tui.squad_format import DataFileError
-from xstilts_tui.tasks import TASKS
+from xstilts_tui.tasks import TASKS, TaskSpec
+
+from .data import DataError
 
 
 class Events:
@@ -38,6 +42,36 @@ class Events:
             return
         self.handle.write(encode(make_event(kind, stage=self.stage, **fields)))
         self.handle.flush()
+
+    def offset(self) -> int:
+        """How far the event file has been written (a resume state records it)."""
+        return self.handle.tell() if self.handle is not None else 0
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed parent that nobody has reaped yet is a zombie: gone all the same
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def watch_control_process(pid: int, interval_s: float = 1.0) -> None:
+    """End this worker when the process that dispatched it is gone (killed with -9, a
+    crashed dashboard): no orphan keeps training and writing into the stage folder."""
+
+    def watch() -> None:
+        while _process_alive(pid):
+            time.sleep(interval_s)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="control-watchdog", daemon=True).start()
 
 
 def _quiet_libraries() -> None:
@@ -92,36 +126,6 @@ def write_checkpoint(stage_dir: Path, write) -> Path:
     return final
 
 
-def evaluate_qa(model, tokenizer, backend, rows: list[dict], hp: dict[str, Any],
-                metric: str, lang: str) -> dict[str, float]:
-    """F1 and EM of ``model`` on ``rows``, with the task's published metric."""
-    import torch
-
-    from .qa import best_spans, build_features, pad_batch
-
-    features = build_features(tokenizer, rows, hp["max_length"], hp["doc_stride"],
-                              hp["max_query_length"])
-    order = sorted(range(len(features)), key=lambda i: len(features[i].input_ids))
-    starts: list[Any] = [None] * len(features)
-    ends: list[Any] = [None] * len(features)
-    model.eval()
-    with torch.inference_mode():
-        for b in range(0, len(order), hp["eval_batch_size"]):
-            chunk = order[b: b + hp["eval_batch_size"]]
-            batch = pad_batch([features[i] for i in chunk], tokenizer.pad_token_id, False)
-            batch = {k: v.to(backend.device) for k, v in batch.items()}
-            with backend.autocast():
-                out = model(**batch)
-            s = out.start_logits.float().cpu().numpy()
-            e = out.end_logits.float().cpu().numpy()
-            for j, i in enumerate(chunk):
-                n = len(features[i].input_ids)
-                starts[i], ends[i] = s[j, :n], e[j, :n]
-    predictions = best_spans(rows, features, starts, ends, hp["n_best"], hp["max_answer_length"])
-    gold = {r["id"]: r["answers"]["text"] for r in rows}
-    return score_qa(gold, predictions, metric, lang if metric == "mlqa" else None)
-
-
 def run_base(spec: dict[str, Any], stage_dir: Path, events: Events) -> dict[str, Any]:
     from .models import build_base_model
 
@@ -133,70 +137,143 @@ def run_base(spec: dict[str, Any], stage_dir: Path, events: Events) -> dict[str,
     return {"total_params": info["total_params"], "checkpoint_bytes": _dir_bytes(checkpoint)}
 
 
-def run_qa_stage(spec: dict[str, Any], stage_dir: Path, events: Events) -> dict[str, Any]:
-    """Intermediate or target training on extractive QA, then its evaluation."""
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+@dataclass
+class TaskPart:
+    """One task of a stage: its table entry, kind, head and training features."""
+
+    task: dict[str, Any]
+    spec: TaskSpec
+    kind: Any
+    head: dict[str, Any]
+    train_rows: int
+    features: list
+
+
+def run_training_stage(spec: dict[str, Any], stage_dir: Path, events: Events) -> dict[str, Any]:
+    """Intermediate (one or several tasks, optionally with masked-LM batches) or target
+    training, checkpoint selection on English validation data, the hand-off checkpoint,
+    and for a target stage its evaluation in every language."""
     import torch
-    from transformers import AutoModelForQuestionAnswering
 
     from .data import load_rows
-    from .models import load_for_task, load_tokenizer, resolve_source
-    from .qa import build_features, pad_batch
+    from .kinds import KINDS
+    from .models import corpus_texts, load_tokenizer, resolve_source
+    from .multitask import MLM, BatchPlan, build_task_model, mask_batch, mlm_features
     from .registry import get_backend, total_steps
+    from .training import TrainJob, find_state
 
     hp = spec["hparams"]
     seed = spec["seed"]
-    task = spec["tasks"][0] if spec["kind"] == "intermediate" else spec["task"]
-    if TASKS[task["name"]].kind != "extractive_qa":
-        raise RuntimeError(f"task kind {TASKS[task['name']].kind} has no trainer yet")
+    target = spec["kind"] == "target"
     source, kwargs = resolve_source(spec["model"], spec["inputs"])
-    backend = get_backend(spec["backend"])
+    backend = get_backend(spec["backend"], spec.get("backend_options"))
     tokenizer = load_tokenizer(source, kwargs)
     _seed_everything(seed)
-    model, report = load_for_task(AutoModelForQuestionAnswering, source, kwargs)
-    events.emit("log", message=f"loaded encoder from {source}; fresh head {', '.join(report['head_modules'])}; "
-                               f"dropped {len(report['unexpected_keys'])} checkpoint key(s) outside the encoder")
-    model.to(backend.device)
 
-    train_rows = load_rows(task, "train", "en")
-    features = build_features(tokenizer, train_rows, hp["max_length"], hp["doc_stride"],
-                              hp["max_query_length"])
-    steps = total_steps(len(features), hp)
-    events.emit("stage_started", total_steps=steps, train_examples=len(train_rows),
-                train_features=len(features))
-    metric = TASKS[task["name"]].metric
-    split = "test" if spec["kind"] == "target" else "validation"
+    parts: dict[str, TaskPart] = {}
+    for task in ([spec["task"]] if target else spec["tasks"]):
+        task_spec = TASKS[task["name"]]
+        kind = KINDS[task_spec.kind]
+        rows = load_rows(task, "train", "en")
+        head = kind.head(task_spec, rows)
+        try:
+            features = kind.features(tokenizer, rows, hp, head)
+        except ValueError as exc:
+            raise DataError(f"{task['name']} training data: {exc}") from None
+        parts[task["name"]] = TaskPart(task, task_spec, kind, head, len(rows), features)
+    mlm = spec.get("mlm")
+    mlm_data = mlm_features(tokenizer, list(corpus_texts(mlm["corpus"])), hp["max_length"]) if mlm else []
+    if mlm and not mlm_data:
+        raise DataError("continued MLM: the corpus has no text")
 
-    def score(lang: str, rows: list[dict], step: int) -> None:
-        scores = evaluate_qa(model, tokenizer, backend, rows, hp, metric, lang)
-        for name in ("f1", "exact_match"):
-            events.emit("score", task=task["name"], language=lang, split=split, metric=name,
-                        value=scores[name], step=step)
+    model, report = build_task_model([(n, p.kind, p.head) for n, p in parts.items()], source,
+                                     kwargs, mlm=bool(mlm))
+    events.emit("log", message=f"loaded encoder from {source}; fresh head(s) {', '.join(report['head_modules'])}"
+                               f"{' for ' + ', '.join(parts) if len(parts) > 1 else ''}; dropped "
+                               f"{len(report['unexpected_keys'])} checkpoint key(s) outside the encoder")
 
-    if spec["kind"] == "target":
-        languages = task["settings"]["languages"]
-        eval_sets = {lang: load_rows(task, "test", lang) for lang in languages}
-        if hp.get("eval_before_training") and "en" in eval_sets:
-            score("en", eval_sets["en"], 0)
-    else:
-        eval_sets = {"en": load_rows(task, "validation", "en")}
+    cap = 0 if target else hp["sampling_cap"]
+    sizes = {name: len(p.features) for name, p in parts.items()}
+    ratio = mlm["ratio"] if mlm else 0.0
+    examples = sum(min(n, cap) if cap else n for n in sizes.values())
+    steps = total_steps(math.ceil(examples / (1 - ratio)), hp)
+    plan = BatchPlan(sizes, hp["batch_size"], seed, steps * hp["grad_accum"], cap,
+                     len(mlm_data), ratio)
+    if len(plan.streams) > 1:
+        events.emit("log", message="batches drawn from " + ", ".join(
+            f"{name} {share:.1%}" for name, share in plan.proportions.items()))
+
+    def batch(i: int) -> tuple[str, dict[str, Any]]:
+        task, indices = plan.batch(i)
+        if task == MLM:
+            generator = torch.Generator().manual_seed(seed * 1_000_003 + i)
+            return task, mask_batch([mlm_data[j] for j in indices], tokenizer,
+                                    hp["mlm_probability"], generator)
+        part = parts[task]
+        return task, part.kind.collate([part.features[j] for j in indices], tokenizer.pad_token_id)
+
+    validation: dict[str, list[dict]] = {}
+
+    def evaluate(step: int) -> float:
+        """Every task on its first ``eval_examples`` English validation rows; the
+        selection score is the mean of the tasks' selection metrics."""
+        values = []
+        for name, part in parts.items():
+            if name not in validation:
+                validation[name] = load_rows(part.task, "validation", "en")[: hp["eval_examples"]]
+            scores = part.kind.evaluate(model.models[name], tokenizer, backend, validation[name], hp,
+                                        part.spec, "en", part.head)
+            for metric, value in scores.items():
+                events.emit("score", task=name, language="en", split="validation", metric=metric,
+                            value=value, step=step)
+            values.append(scores[part.spec.selection_metric])
+        return _mean(values)
+
+    resuming = find_state(stage_dir) is not None
+    events.emit("stage_started", total_steps=steps, train_examples=sum(p.train_rows for p in parts.values()),
+                train_features=sum(sizes.values()), resuming=resuming)
+    primary_name = next(iter(parts))
+    primary = parts[primary_name]
+    if target:
+        languages = primary.task["settings"]["languages"]
+        test_sets = {lang: load_rows(primary.task, "test", lang) for lang in languages}
+
+    def score_test(lang: str, step: int) -> None:
+        scores = primary.kind.evaluate(model.primary, tokenizer, backend, test_sets[lang], hp,
+                                       primary.spec, lang, primary.head)
+        for metric, value in scores.items():
+            events.emit("score", task=primary_name, language=lang, split="test", metric=metric,
+                        value=value, step=step)
+
+    if target and hp.get("eval_before_training") and "en" in test_sets and not resuming:
+        model.to(backend.device)
+        score_test("en", 0)
 
     def progress(step, total, loss, lr, rate):
-        events.emit("progress", step=step, total_steps=total, loss=loss, lr=lr,
-                    examples_per_s=rate)
+        events.emit("progress", step=step, total_steps=total, loss=loss, lr=lr, examples_per_s=rate)
 
-    collate = lambda batch: pad_batch(batch, tokenizer.pad_token_id, True)  # noqa: E731
     if backend.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(backend.device)
-    stats = backend.train(model, features, collate, hp, seed, progress)
+    job = TrainJob(model=model, batch=batch, steps=steps, hparams=hp, seed=seed, report=progress,
+                   evaluate=evaluate, final_eval=not target, state_dir=stage_dir,
+                   events_offset=events.offset, log=lambda message: events.emit("log", message=message))
+    stats = backend.train(job)
 
-    checkpoint = write_checkpoint(stage_dir, lambda folder: backend.save(model, tokenizer, folder))
-    for lang, rows in eval_sets.items():
-        score(lang, rows, stats.steps)
-    peak, kind = _peak_memory(backend.device)
+    checkpoint = write_checkpoint(stage_dir, lambda folder: backend.save(model.primary, tokenizer, folder))
+    if target:
+        for lang in test_sets:
+            score_test(lang, stats.steps)
+    peak, memory_kind = _peak_memory(backend.device)
     return {
         "steps": stats.steps, "train_examples": stats.examples,
-        "examples_per_s": stats.examples_per_s, "final_loss": stats.final_loss,
-        "peak_memory_bytes": peak, "memory_kind": kind, "precision": backend.precision,
+        "examples_per_s": stats.examples_per_s, "tokens_per_s": stats.tokens / max(stats.wall_s, 1e-9),
+        "final_loss": stats.final_loss, "best_step": stats.best_step,
+        "stopped_early": stats.stopped_early, "resumed_from": stats.resumed_from,
+        "peak_memory_bytes": peak, "memory_kind": memory_kind, "precision": backend.precision,
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "total_params": sum(p.numel() for p in model.parameters()),
         "checkpoint_bytes": _dir_bytes(checkpoint),
@@ -222,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     spec_path = Path(argv[0])
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    if os.environ.get("XSTILTS_CONTROL_PID", "").isdigit():
+        watch_control_process(int(os.environ["XSTILTS_CONTROL_PID"]))
     stage_dir = Path(spec["stage_dir"])
     events = Events(stage_dir / "events.jsonl", spec["id"])
     started = time.perf_counter()
@@ -231,9 +310,8 @@ def main(argv: list[str] | None = None) -> int:
             events.emit("stage_started", total_steps=0)
             cost = run_base(spec, stage_dir, events)
         else:
-            cost = run_qa_stage(spec, stage_dir, events)
+            cost = run_training_stage(spec, stage_dir, events)
     except Exception as exc:  # every failure becomes an event and a non-zero exit
-        from .data import DataError
         from .models import ModelLoadError
 
         known = (DataError, ModelLoadError, DataFileError)
@@ -246,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
                 versions=_versions(), **cost)
     if events.rank == 0:
         _write_atomically(stage_dir / "DONE", json.dumps({"key": spec["key"], "id": spec["id"]}))
+        from .training import drop_states
+
+        drop_states(stage_dir)
     return 0
 
 

@@ -40,6 +40,7 @@ def main() -> int:
                               XLMRobertaForQuestionAnswering)
 
     from backends.models import corpus_texts, train_tokenizer
+    from backends.multitask import single_task_job
     from backends.qa import build_features, pad_batch
     from backends.torch_backend import TorchBackend
     from xstilts_tui import demo_data
@@ -73,7 +74,7 @@ def main() -> int:
     def ours() -> float:
         model = fresh_model()
         started = time.perf_counter()
-        stats = TorchBackend().train(model, features, collate, hp, seed=1, report=lambda *a: None)
+        stats = TorchBackend().train(single_task_job(model, features, collate, hp, seed=1))
         return stats.examples / (time.perf_counter() - started)
 
     def trainer() -> float:

@@ -4,6 +4,7 @@ padding to the longest member of a batch, and its schedule."""
 import pytest
 import torch
 
+from backends.multitask import single_task_job
 from backends.qa import QAFeature, build_features, pad_batch
 from backends.registry import get_backend, registry, total_steps
 from xstilts_tui import demo_data
@@ -46,9 +47,9 @@ def _train(tokenizer, features, seed, **overrides):
     model = _model(tokenizer)
     hp = {**vars(HParams()), "lr": 1e-3, "log_every": 1, **overrides}
     losses = []
-    stats = get_backend("torch").train(
-        model, features, lambda b: pad_batch(b, tokenizer.pad_token_id, True), hp, seed,
-        lambda step, total, loss, lr, rate: losses.append(loss))
+    job = single_task_job(model, features, lambda b: pad_batch(b, tokenizer.pad_token_id, True),
+                          hp, seed, lambda step, total, loss, lr, rate: losses.append(loss))
+    stats = get_backend("torch").train(job)
     return model, losses, stats
 
 

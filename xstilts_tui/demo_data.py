@@ -8,9 +8,14 @@ Two tasks, both deterministic in their seed:
   so a model trained on English answers other languages only as far as it transfers.
 * ``demo-jobs`` (intermediate, English only): who works as what, where, and when they
   moved, with questions on each; a different relation with the same kind of skill.
+* English intermediate tasks of the other kinds, on the same job facts:
+  ``demo-nli`` (does a fact entail, contradict or not bear on a statement),
+  ``demo-topic`` (which kind of fact a sentence states), ``demo-choice`` (pick the
+  right answer among four) and ``demo-tags`` (tag names, cities, years, jobs, employers).
 
-Rows follow the hub's SQuAD schema: id, title, context, question,
-answers = {"text": [...], "answer_start": [...]}.
+QA rows follow the hub's SQuAD schema: id, title, context, question,
+answers = {"text": [...], "answer_start": [...]}; the others the columns their task's
+``Columns`` names.
 """
 
 from __future__ import annotations
@@ -155,8 +160,114 @@ def demo_jobs(count: int, seed: int) -> list[dict]:
     return rows
 
 
+def _job_fact(rng: random.Random, name: str) -> dict[str, str]:
+    return {"n": name, "j": rng.choice(JOBS), "o": rng.choice(COMPANIES),
+            "c": rng.choice(CITIES), "y": str(rng.randint(1950, 2020))}
+
+
+def _other(rng: random.Random, pool: tuple[str, ...], not_this: str) -> str:
+    return rng.choice([p for p in pool if p != not_this])
+
+
+def demo_nli(count: int, seed: int) -> list[dict]:
+    """Premise: one or two job facts; hypothesis entailed (0), unrelated (1) or
+    contradicted (2), in equal shares."""
+    rng = random.Random(seed)
+    rows = []
+    while len(rows) < count:
+        names = rng.sample(NAMES, rng.randint(1, 2))
+        facts = [_job_fact(rng, n) for n in names]
+        premise = " ".join(f"{f['n']} works as a {f['j']} at {f['o']}." for f in facts)
+        f = rng.choice(facts)
+        label = rng.randrange(3)
+        about_job = rng.random() < 0.5
+        if label == 0:
+            hypothesis = f"{f['n']} is a {f['j']}." if about_job else f"{f['n']} works at {f['o']}."
+        elif label == 2:
+            hypothesis = (f"{f['n']} is a {_other(rng, JOBS, f['j'])}." if about_job
+                          else f"{f['n']} works at {_other(rng, COMPANIES, f['o'])}.")
+        else:
+            hypothesis = (f"{f['n']} moved to {f['c']} in {f['y']}." if about_job
+                          else f"{_other(rng, NAMES, f['n'])} likes {f['c']}.")
+        rows.append({"id": f"demo-nli-{len(rows):05d}", "premise": premise,
+                     "hypothesis": hypothesis, "label": label})
+    return rows
+
+
+_TOPIC_TEMPLATES = (
+    ("{n} was born in {c} in {y}.", "{n} was born in {y}."),
+    ("{n} works as a {j} at {o}.", "At {o}, {n} is the new {j}."),
+    ("{n} moved to {c} in {y}.", "In {y}, {n} moved to {c}."),
+    ("The weather in {c} was mild that year.", "It was cold in {c} in {y}."),
+)
+
+
+def demo_topic(count: int, seed: int) -> list[dict]:
+    """One sentence; its label says which kind of fact it states (birth, job, move, weather)."""
+    rng = random.Random(seed)
+    rows = []
+    while len(rows) < count:
+        label = rng.randrange(len(_TOPIC_TEMPLATES))
+        sentence = rng.choice(_TOPIC_TEMPLATES[label]).format(**_job_fact(rng, rng.choice(NAMES)))
+        rows.append({"id": f"demo-topic-{len(rows):05d}", "sentence": sentence, "label": label})
+    return rows
+
+
+def demo_choice(count: int, seed: int) -> list[dict]:
+    """Two or three job facts and a question on one of them; four choices, one right,
+    the wrong ones taken from the context first, so reading is needed."""
+    rng = random.Random(seed)
+    rows = []
+    while len(rows) < count:
+        names = rng.sample(NAMES, rng.randint(2, 3))
+        facts = [_job_fact(rng, n) for n in names]
+        context = " ".join(f"{f['n']} works as a {f['j']} at {f['o']}." for f in facts)
+        f = rng.choice(facts)
+        slot, pool, question = rng.choice((("j", JOBS, f"What does {f['n']} work as?"),
+                                           ("o", COMPANIES, f"Where does {f['n']} work?")))
+        wrong = list(dict.fromkeys(g[slot] for g in facts if g[slot] != f[slot]))
+        while len(wrong) < 3:
+            candidate = rng.choice(pool)
+            if candidate != f[slot] and candidate not in wrong:
+                wrong.append(candidate)
+        label = rng.randrange(4)
+        choices = wrong[:3]
+        choices.insert(label, f[slot])
+        rows.append({"id": f"demo-choice-{len(rows):05d}", "context": context,
+                     "question": question, "choices": choices, "label": label})
+    return rows
+
+
+_TAG_TEMPLATES = (
+    "{n} works as a {j} at {o} .", "{n} moved to {c} in {y} .", "At {o} , {n} is the new {j} .",
+    "{n} was born in {c} in {y} .", "In {y} , {n} left {o} and moved to {c} .",
+)
+DEMO_TAGS = {"n": "NAME", "c": "CITY", "y": "YEAR", "j": "JOB", "o": "ORG"}
+
+
+def demo_tags(count: int, seed: int) -> list[dict]:
+    """Words of a job or birth sentence, each tagged NAME, CITY, YEAR, JOB, ORG or O."""
+    rng = random.Random(seed)
+    rows = []
+    while len(rows) < count:
+        values = _job_fact(rng, rng.choice(NAMES))
+        tokens, tags = [], []
+        for word in rng.choice(_TAG_TEMPLATES).split():
+            if word.startswith("{"):
+                slot = word[1]
+                tokens.append(values[slot])
+                tags.append(DEMO_TAGS[slot])
+            else:
+                tokens.append(word)
+                tags.append("O")
+        rows.append({"id": f"demo-tags-{len(rows):05d}", "tokens": tokens, "tags": tags})
+    return rows
+
+
 # Split sizes and seeds: training and validation draw from disjoint seeds.
 DEMO_SPLITS = {"train": 0, "validation": 1, "test": 2}
+_ENGLISH_ONLY = {"demo-jobs": demo_jobs, "demo-nli": demo_nli, "demo-topic": demo_topic,
+                 "demo-choice": demo_choice, "demo-tags": demo_tags}
 
 
 def generate(task: str, split: str, lang: str, count: int, seed: int = 0) -> list[dict]:
@@ -164,10 +275,10 @@ def generate(task: str, split: str, lang: str, count: int, seed: int = 0) -> lis
     base = DEMO_SPLITS[split] + 1000 * seed
     if task == "demo-qa":
         return demo_qa(lang, count, base)
-    if task == "demo-jobs":
+    if task in _ENGLISH_ONLY:
         if lang != "en":
-            raise ValueError("demo-jobs is English only")
-        return demo_jobs(count, base)
+            raise ValueError(f"{task} is English only")
+        return _ENGLISH_ONLY[task](count, base)
     raise ValueError(f"no generator for task {task!r}")
 
 

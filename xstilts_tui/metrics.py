@@ -26,6 +26,7 @@ __all__ = [
     "qa_f1",
     "qa_exact",
     "score_qa",
+    "accuracy",
 ]
 
 # --- SQuAD v1.1 -------------------------------------------------------------------
@@ -160,3 +161,19 @@ def score_qa(
     if total == 0:
         return {"exact_match": 0.0, "f1": 0.0, "count": 0}
     return {"exact_match": 100.0 * exact / total, "f1": 100.0 * f1 / total, "count": total}
+
+
+# --- classification, multiple choice, tagging ---------------------------------------
+
+
+def accuracy(gold: Iterable, predicted: Iterable) -> float:
+    """Share of positions where the prediction equals the gold label, on a 0-100 scale.
+
+    For tagging, pass one label per word (a word whose prediction is missing counts as
+    wrong: give it a value no gold label has, such as None)."""
+    gold, predicted = list(gold), list(predicted)
+    if len(gold) != len(predicted):
+        raise ValueError(f"{len(gold)} gold labels but {len(predicted)} predictions")
+    if not gold:
+        return 0.0
+    return 100.0 * sum(g == p for g, p in zip(gold, predicted)) / len(gold)

@@ -97,6 +97,13 @@ def _task_spec(name: str, settings: TaskSettings) -> dict[str, Any]:
             "files": files}
 
 
+def _mlm_spec(arm) -> dict[str, Any] | None:
+    if arm.mlm is None:
+        return None
+    corpus = [c if not Path(c).is_file() else _file_fingerprint(c) for c in arm.mlm.corpus]
+    return {"ratio": arm.mlm.ratio, "corpus": corpus}
+
+
 def build_plan(recipe: Recipe, output_dir: Path | None = None,
                cache_dir: Path | None = None) -> Plan:
     output_dir = Path(output_dir or recipe.output_dir or Path("runs") / recipe.name).resolve()
@@ -130,6 +137,7 @@ def build_plan(recipe: Recipe, output_dir: Path | None = None,
                 "kind": "intermediate",
                 "model": model_spec,
                 "tasks": [_task_spec(t, recipe.tasks[t]) for t in arm.intermediate],
+                "mlm": _mlm_spec(arm),
                 "hparams": asdict(recipe.hparams_intermediate),
                 "backend": arm.backend,
                 "seed": seed,
@@ -140,9 +148,12 @@ def build_plan(recipe: Recipe, output_dir: Path | None = None,
                 existing.arms += (arm.name,)
                 intermediate_of[arm.name] = existing
                 continue
-            stage = Stage(id=f"intermediate/{'+'.join(arm.intermediate)}/{arm.backend}/seed{seed}",
-                          kind="intermediate", key=key, deps=base_deps, spec=spec,
-                          arms=(arm.name,), seed=seed, task="+".join(arm.intermediate))
+            what = "+".join(arm.intermediate) + (f"+mlm{arm.mlm.ratio:g}" if arm.mlm else "")
+            stage_id = f"intermediate/{what}/{arm.backend}/seed{seed}"
+            if stage_id in {s.id for s in stages}:  # same tasks, other settings (another corpus)
+                stage_id = f"intermediate/{what}-{key[:8]}/{arm.backend}/seed{seed}"
+            stage = Stage(id=stage_id, kind="intermediate", key=key, deps=base_deps, spec=spec,
+                          arms=(arm.name,), seed=seed, task=what)
             stages.append(stage)
             intermediate_of[arm.name] = stage
         for arm in recipe.arms:

@@ -58,12 +58,23 @@ class HParams:
     precision: str = "auto"  # auto: bf16 autocast where the GPU supports it, else fp32
     log_every: int = 10
     eval_before_training: bool = False  # target phase: also score English before training
+    # Checkpoint selection: every eval_every steps score eval_examples English validation
+    # examples, keep the best weights, stop after `patience` evaluations without
+    # improvement (0: never stop early). Intermediate stages also evaluate at their end.
+    eval_every: int = 1000  # 0: intermediate stages at their end only, target stages never
+    eval_examples: int = 500
+    patience: int = 0
+    save_every: int = 1000  # steps between resume states (0: none; a stopped stage restarts)
+    sampling_cap: int = 0  # multi-task: cap each task's share at this many examples (0: none)
+    mlm_probability: float = 0.15  # continued MLM: share of tokens masked
 
 
 PRECISIONS = ("auto", "bf16", "fp32")
 _POSITIVE = {"lr", "batch_size", "grad_accum", "epochs", "max_length", "doc_stride",
-             "max_query_length", "n_best", "max_answer_length", "eval_batch_size", "log_every"}
-_NON_NEGATIVE = {"weight_decay", "adam_eps", "max_grad_norm", "max_steps", "warmup_ratio"}
+             "max_query_length", "n_best", "max_answer_length", "eval_batch_size", "log_every",
+             "eval_examples", "mlm_probability"}
+_NON_NEGATIVE = {"weight_decay", "adam_eps", "max_grad_norm", "max_steps", "warmup_ratio",
+                 "eval_every", "patience", "save_every", "sampling_cap"}
 
 
 @dataclass(frozen=True)
@@ -90,10 +101,19 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class MLMSpec:
+    """Continued multilingual masked-LM batches mixed into intermediate training."""
+
+    ratio: float  # the share of micro-batches that are masked-LM batches
+    corpus: tuple[str, ...] = ("demo",)  # "demo" or text files, one sentence a line
+
+
+@dataclass(frozen=True)
 class Arm:
     name: str
     intermediate: tuple[str, ...] = ()
     backend: str = "torch"
+    mlm: MLMSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -222,6 +242,8 @@ def _hparams(file: str, where: str, data: dict, base: HParams) -> HParams:
     merged = HParams(**{**asdict(base), **values})
     if merged.precision not in PRECISIONS:
         table.fail("precision", _choice_error("precision", merged.precision, list(PRECISIONS)))
+    if merged.mlm_probability >= 1:
+        table.fail("mlm_probability", f"must be below 1, got {merged.mlm_probability}")
     if merged.warmup_ratio >= 1:
         table.fail("warmup_ratio", f"must be below 1, got {merged.warmup_ratio}")
     if merged.doc_stride >= merged.max_length:
@@ -236,6 +258,33 @@ def _hparams(file: str, where: str, data: dict, base: HParams) -> HParams:
 def _resolve(base: Path, value: str) -> str:
     path = Path(value).expanduser()
     return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def _corpus(table: _Table, key: str, base: Path, items: tuple[str, ...]) -> tuple[str, ...]:
+    """Corpus names ("demo") kept, file paths resolved and checked."""
+    resolved = []
+    for item in items:
+        if item in TOKENIZER_CORPORA:
+            resolved.append(item)
+            continue
+        p = _resolve(base, item)
+        if not Path(p).is_file():
+            table.fail(key, f"{item!r} is neither a known corpus ({', '.join(TOKENIZER_CORPORA)}) "
+                            f"nor a file (looked at {p})")
+        resolved.append(p)
+    return tuple(resolved)
+
+
+def _mlm(file: str, base: Path, where: str, data: Any) -> MLMSpec:
+    table = _Table(file, where, data)
+    ratio = table.get("ratio", float, required=True)
+    if not 0 < ratio < 1:
+        table.fail("ratio", f"must be between 0 and 1 (the share of masked-LM batches), got {ratio}")
+    corpus = table.get_str_list("corpus", MLMSpec.corpus)
+    if not corpus:
+        table.fail("corpus", "must name at least one corpus")
+    table.finish()
+    return MLMSpec(ratio=ratio, corpus=_corpus(table, "corpus", base, corpus))
 
 
 def _model(file: str, base: Path, data: dict) -> ModelSpec:
@@ -283,17 +332,7 @@ def _model(file: str, base: Path, data: dict) -> ModelSpec:
         if not corpus:
             tok.fail("corpus", "must name at least one corpus")
         tok.finish()
-        resolved = []
-        for item in corpus:
-            if item in TOKENIZER_CORPORA:
-                resolved.append(item)
-                continue
-            p = _resolve(base, item)
-            if not Path(p).is_file():
-                tok.fail("corpus", f"{item!r} is neither a known corpus ({', '.join(TOKENIZER_CORPORA)}) "
-                                   f"nor a file (looked at {p})")
-            resolved.append(p)
-        tokenizer = TokenizerSpec(vocab_size=vocab, corpus=tuple(resolved))
+        tokenizer = TokenizerSpec(vocab_size=vocab, corpus=_corpus(tok, "corpus", base, corpus))
     elif tok_data is not None:
         table.fail("tokenizer", "only a model built from config trains a tokenizer; "
                                 "hub and path models bring their own")
@@ -352,6 +391,11 @@ def _task_settings(file: str, base: Path, name: str, spec: TaskSpec, data: dict)
     return TaskSettings(**values)
 
 
+def _has_file(tasks_data: Any, task: str, key: str) -> bool:
+    settings = tasks_data.get(task) if isinstance(tasks_data, dict) else None
+    return isinstance(settings, dict) and isinstance(settings.get(key), str)
+
+
 def parse_recipe(text: str, file: str, base: Path | None = None) -> Recipe:
     """Validate recipe text; ``base`` is the folder relative paths start from."""
     base = base or Path(file).resolve().parent
@@ -387,8 +431,17 @@ def parse_recipe(text: str, file: str, base: Path | None = None) -> Recipe:
     targets = top.get_str_list("targets", required=True)
     if not targets:
         top.fail("targets", "must name at least one target task")
+    tasks_data = top.get("tasks", dict, {})
     for t in targets:
-        _task_name(top, "targets", t)
+        spec = _task_name(top, "targets", t)
+        if spec.train is None and not spec.generated and not _has_file(tasks_data, t, "train_file"):
+            top.fail("targets", f"{t} has no English training data on the hub; give "
+                                f"tasks.{t}.train_file ({spec.local_files})")
+        if (spec.evaluation or spec.validation) is None and not spec.generated \
+                and not _has_file(tasks_data, t, "eval_files") \
+                and not _has_file(tasks_data, t, "validation_file"):
+            top.fail("targets", f"{t} has no evaluation data on the hub; give "
+                                f"tasks.{t}.validation_file ({spec.local_files})")
     if len(set(targets)) != len(targets):
         top.fail("targets", "lists a task twice")
 
@@ -404,22 +457,28 @@ def parse_recipe(text: str, file: str, base: Path | None = None) -> Recipe:
         intermediate = table.get_str_list("intermediate")
         for t in intermediate:
             spec = _task_name(table, "intermediate", t)
-            if spec.train is None and not spec.generated:
-                table.fail("intermediate", f"{t} has no training data to train on")
+            if spec.train is None and not spec.generated and not _has_file(tasks_data, t, "train_file"):
+                table.fail("intermediate", f"{t} has no training data on the hub; give "
+                                           f"tasks.{t}.train_file ({spec.local_files})")
+            if spec.validation is None and not spec.generated \
+                    and not _has_file(tasks_data, t, "validation_file"):
+                table.fail("intermediate", f"{t} has no validation data on the hub; give "
+                                           f"tasks.{t}.validation_file ({spec.local_files})")
         if len(set(intermediate)) != len(intermediate):
             table.fail("intermediate", "lists a task twice")
-        if len(intermediate) > 1:
-            table.fail("intermediate", "several intermediate tasks at once (multi-task) are not "
-                                       "supported yet; give one task per arm")
+        mlm_data = table.get("mlm", dict)
+        mlm = _mlm(file, base, f"arms[{i}].mlm", mlm_data) if mlm_data is not None else None
+        if mlm is not None and not intermediate:
+            table.fail("mlm", "continued MLM is mixed into intermediate training; "
+                              "name at least one intermediate task")
         backend = table.get("backend", str, "torch")
         if backend not in BACKENDS:
             table.fail("backend", _choice_error("backend", backend, sorted(BACKENDS)))
         table.finish()
         if any(a.name == arm_name for a in arms):
             table.fail("name", f"another arm is already called {arm_name!r}")
-        arms.append(Arm(name=arm_name, intermediate=intermediate, backend=backend))
+        arms.append(Arm(name=arm_name, intermediate=intermediate, backend=backend, mlm=mlm))
 
-    tasks_data = top.get("tasks", dict, {})
     used = set(targets) | {t for a in arms for t in a.intermediate}
     tasks: dict[str, TaskSettings] = {}
     tasks_table = _Table(file, "tasks", tasks_data)

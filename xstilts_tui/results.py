@@ -29,9 +29,11 @@ STAGE_COLUMNS = {
     "run": pl.String, "stage": pl.String, "stage_key": pl.String, "kind": pl.String,
     "arms": pl.String, "seed": pl.Int64, "task": pl.String, "status": pl.String,
     "reason": pl.String, "cached": pl.Boolean, "wall_s": pl.Float64,
-    "examples_per_s": pl.Float64, "peak_memory_bytes": pl.Int64, "memory_kind": pl.String,
-    "trainable_params": pl.Int64, "total_params": pl.Int64, "checkpoint_bytes": pl.Int64,
-    "train_examples": pl.Int64, "steps": pl.Int64, "versions": pl.String,
+    "examples_per_s": pl.Float64, "tokens_per_s": pl.Float64, "peak_memory_bytes": pl.Int64,
+    "memory_kind": pl.String, "trainable_params": pl.Int64, "total_params": pl.Int64,
+    "checkpoint_bytes": pl.Int64, "train_examples": pl.Int64, "steps": pl.Int64,
+    "best_step": pl.Int64, "stopped_early": pl.Boolean, "resumed_from": pl.Int64,
+    "versions": pl.String,
 }
 
 

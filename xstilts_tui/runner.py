@@ -74,7 +74,37 @@ def worker_env() -> dict[str, str]:
     # project runs from source rather than from an installed copy.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Workers end themselves when this process is gone (see backends.worker).
+    env["XSTILTS_CONTROL_PID"] = str(os.getpid())
     return env
+
+
+def _resume_info(stage_dir: Path) -> dict[str, Any] | None:
+    """What a stage's saved resume state says (the worker writes it; see
+    ``backends.training``): the step and the event-file offset it was saved at."""
+    for name in ("state", "state.old"):
+        try:
+            info = json.loads((stage_dir / name / "resume.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(info, dict) and isinstance(info.get("events_offset"), int):
+            return info
+    return None
+
+
+def keep_events_until(stage_dir: Path) -> int:
+    """Before a stage's worker starts: keep the events written up to its resume state
+    (they will not be written again) and drop the rest; without a state drop them all.
+    Returns the step the worker will resume from (0: from the start)."""
+    info = _resume_info(stage_dir)
+    events = stage_dir / "events.jsonl"
+    if info is None:
+        events.unlink(missing_ok=True)
+        return 0
+    if events.exists():
+        with open(events, "r+b") as handle:
+            handle.truncate(min(info["events_offset"], events.stat().st_size))
+    return int(info.get("step", 0))
 
 
 def _log_tail(path: Path, lines: int = 3) -> str:
@@ -134,8 +164,10 @@ class Runner:
     def _launch(self, stage: Stage) -> tuple[int, dict[str, Any] | None, str]:
         stage_dir = self.plan.stage_dir(stage)
         stage_dir.mkdir(parents=True, exist_ok=True)
-        for stale in ("events.jsonl", "DONE"):
-            (stage_dir / stale).unlink(missing_ok=True)
+        (stage_dir / "DONE").unlink(missing_ok=True)
+        resume_at = keep_events_until(stage_dir)
+        if resume_at:
+            self.display.message(stage.id, f"resuming from the state saved at step {resume_at}")
         spec_path = stage_dir / "stage.json"
         tmp = spec_path.with_name("stage.json.tmp")
         tmp.write_text(json.dumps(self.plan.worker_spec(stage), indent=2), encoding="utf-8")
@@ -145,7 +177,8 @@ class Runner:
         error = ""
         log_path = stage_dir / "worker.log"
         log_tail = LineTail(log_path)
-        with open(log_path, "w", encoding="utf-8") as log:
+        log_tail.offset = log_path.stat().st_size if log_path.exists() else 0
+        with open(log_path, "a", encoding="utf-8") as log:
             self.process_stage = stage.id
             self.process = subprocess.Popen(self.plan.command(stage), stdout=log,
                                             stderr=subprocess.STDOUT, env=worker_env(),

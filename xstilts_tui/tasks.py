@@ -9,7 +9,37 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 EXTRACTIVE_QA = "extractive_qa"
-TASK_KINDS = (EXTRACTIVE_QA,)
+SENTENCE_CLASSIFICATION = "sentence_classification"
+PAIR_CLASSIFICATION = "pair_classification"
+MULTIPLE_CHOICE = "multiple_choice"
+TOKEN_TAGGING = "token_tagging"
+TASK_KINDS = (EXTRACTIVE_QA, SENTENCE_CLASSIFICATION, PAIR_CLASSIFICATION, MULTIPLE_CHOICE,
+              TOKEN_TAGGING)
+# The metric checkpoint selection maximises, per metric family.
+SELECTION_METRIC = {"squad_v1": "f1", "mlqa": "f1", "accuracy": "accuracy"}
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Where a kind's fields sit in a dataset's rows (the hub's schema; local files in
+    JSON lines, CSV, TSV or Parquet use the same names).
+
+    * classification: ``text`` (and ``pair``) columns, joined with a space when several;
+      ``label`` an integer column.
+    * multiple choice: ``text`` the shared first segment (context, question); ``choices``
+      one list column (``"endings"``), a nested one (``"choices.text"``) or several
+      columns (``("answer0", "answer1", ...)``); ``label`` the right choice's index, or a
+      choice key looked up in ``label_keys`` (CommonsenseQA's ``answerKey``).
+    * tagging: ``tokens`` a list of words, ``tags`` their tags (strings or integers).
+    """
+
+    text: tuple[str, ...] = ()
+    pair: tuple[str, ...] = ()
+    choices: str | tuple[str, ...] = ()
+    label: str = "label"
+    label_keys: str | None = None
+    tokens: str = "tokens"
+    tags: str = "tags"
 
 
 @dataclass(frozen=True)
@@ -43,6 +73,16 @@ class TaskSpec:
     # Generated offline by the project (demo tasks): no hub, no files.
     generated: bool = False
     lang_names: dict[str, str] = field(default_factory=dict)
+    columns: Columns = Columns()
+    # Classification labels in the dataset's id order; None for tagging tasks, whose
+    # tag set is read from the training data.
+    labels: tuple[str, ...] | None = None
+    # Local file forms it reads, for messages (QA: SQuAD JSON).
+    local_files: str = "SQuAD v1.1 JSON"
+
+    @property
+    def selection_metric(self) -> str:
+        return SELECTION_METRIC[self.metric]
 
 
 _SQUAD_TRAIN = HubSplit("rajpurkar/squad", "train")
@@ -56,6 +96,29 @@ _TYDIQA_NAMES = {
 
 DEMO_LANGUAGES = ("en", "es", "de", "ru", "zh")
 
+_NLI_LABELS = ("entailment", "neutral", "contradiction")
+_GLUE = "nyu-mll/glue"
+_SQUAD_FILES = "SQuAD v1.1 JSON"
+_TABLE_FILES = "JSON lines, JSON, CSV, TSV or Parquet with the hub's columns"
+_TAGGING_FILES = ("CoNLL-style text (a word and its tag a line, tab-separated, a blank line "
+                  "between sentences) or JSON lines with tokens and tags")
+
+
+def _english(name: str, kind: str, description: str, train: HubSplit | None,
+             validation: HubSplit | None, columns: Columns, labels: tuple[str, ...] | None,
+             local_files: str = "") -> TaskSpec:
+    """An English intermediate task: trained on ``train``, scored on ``validation``."""
+    return TaskSpec(name=name, kind=kind, description=description, languages=("en",),
+                    metric="accuracy", train=train, validation=validation, evaluation=None,
+                    columns=columns, labels=labels, local_files=local_files or _TABLE_FILES)
+
+
+def _demo(name: str, kind: str, description: str, columns: Columns,
+          labels: tuple[str, ...] | None, metric: str = "accuracy") -> TaskSpec:
+    return TaskSpec(name=name, kind=kind, description=description, languages=("en",),
+                    metric=metric, train=None, validation=None, evaluation=None,
+                    generated=True, columns=columns, labels=labels, local_files="none (generated)")
+
 TASKS: dict[str, TaskSpec] = {
     t.name: t
     for t in (
@@ -68,6 +131,7 @@ TASKS: dict[str, TaskSpec] = {
             train=_SQUAD_TRAIN,
             validation=_SQUAD_VALID,
             evaluation=None,
+            local_files=_SQUAD_FILES,
         ),
         TaskSpec(
             name="xquad",
@@ -78,6 +142,7 @@ TASKS: dict[str, TaskSpec] = {
             train=_SQUAD_TRAIN,
             validation=_SQUAD_VALID,
             evaluation=HubSplit("google/xquad", "validation", config="xquad.{lang}"),
+            local_files=_SQUAD_FILES,
         ),
         TaskSpec(
             name="mlqa",
@@ -88,6 +153,7 @@ TASKS: dict[str, TaskSpec] = {
             train=_SQUAD_TRAIN,
             validation=_SQUAD_VALID,
             evaluation=HubSplit("facebook/mlqa", "test", config="mlqa.{lang}.{lang}"),
+            local_files=_SQUAD_FILES,
         ),
         TaskSpec(
             name="tydiqa",
@@ -102,7 +168,39 @@ TASKS: dict[str, TaskSpec] = {
             evaluation=HubSplit("google-research-datasets/tydiqa", "validation",
                                 config="secondary_task", id_prefix="{lang_name}-"),
             lang_names=_TYDIQA_NAMES,
+            local_files=_SQUAD_FILES,
         ),
+        # The English intermediate tasks of the study, with the authors' toolkit's splits.
+        _english("mnli", PAIR_CLASSIFICATION, "MultiNLI: English natural language inference",
+                 HubSplit(_GLUE, "train", config="mnli"),
+                 HubSplit(_GLUE, "validation_matched", config="mnli"),
+                 Columns(text=("premise",), pair=("hypothesis",)), _NLI_LABELS),
+        _english("anli", PAIR_CLASSIFICATION, "Adversarial NLI, rounds 1-3 together",
+                 HubSplit("facebook/anli", "train_r1+train_r2+train_r3"),
+                 HubSplit("facebook/anli", "dev_r1+dev_r2+dev_r3"),
+                 Columns(text=("premise",), pair=("hypothesis",)), _NLI_LABELS),
+        _english("qqp", PAIR_CLASSIFICATION, "Quora Question Pairs: paraphrase detection",
+                 HubSplit(_GLUE, "train", config="qqp"), HubSplit(_GLUE, "validation", config="qqp"),
+                 Columns(text=("question1",), pair=("question2",)),
+                 ("not_duplicate", "duplicate")),
+        _english("sst2", SENTENCE_CLASSIFICATION, "SST-2: sentence sentiment",
+                 HubSplit(_GLUE, "train", config="sst2"), HubSplit(_GLUE, "validation", config="sst2"),
+                 Columns(text=("sentence",)), ("negative", "positive")),
+        _english("hellaswag", MULTIPLE_CHOICE, "HellaSwag: commonsense sentence completion",
+                 HubSplit("Rowan/hellaswag", "train"), HubSplit("Rowan/hellaswag", "validation"),
+                 Columns(text=("ctx",), choices="endings"), None),
+        _english("commonsenseqa", MULTIPLE_CHOICE, "CommonsenseQA: five-way commonsense questions",
+                 HubSplit("tau/commonsense_qa", "train"),
+                 HubSplit("tau/commonsense_qa", "validation"),
+                 Columns(text=("question",), choices="choices.text", label="answerKey",
+                         label_keys="choices.label"), None),
+        _english("cosmosqa", MULTIPLE_CHOICE, "Cosmos QA: reading comprehension with commonsense",
+                 HubSplit("allenai/cosmos_qa", "train"), HubSplit("allenai/cosmos_qa", "validation"),
+                 Columns(text=("context", "question"),
+                         choices=("answer0", "answer1", "answer2", "answer3")), None),
+        # CCGbank is licensed by the LDC and not on the hub: local files only.
+        _english("ccg", TOKEN_TAGGING, "CCG supertagging (CCGbank, local files)", None, None,
+                 Columns(), None, _TAGGING_FILES),
         TaskSpec(
             name="demo-qa",
             kind=EXTRACTIVE_QA,
@@ -114,6 +212,18 @@ TASKS: dict[str, TaskSpec] = {
             evaluation=None,
             generated=True,
         ),
+        _demo("demo-nli", PAIR_CLASSIFICATION,
+              "offline demo: does a generated job fact entail a statement (intermediate)",
+              Columns(text=("premise",), pair=("hypothesis",)), _NLI_LABELS),
+        _demo("demo-topic", SENTENCE_CLASSIFICATION,
+              "offline demo: which kind of fact a sentence states (intermediate)",
+              Columns(text=("sentence",)), ("birth", "job", "move", "weather")),
+        _demo("demo-choice", MULTIPLE_CHOICE,
+              "offline demo: pick the right answer to a question on job facts (intermediate)",
+              Columns(text=("context", "question"), choices="choices"), None),
+        _demo("demo-tags", TOKEN_TAGGING,
+              "offline demo: tag names, cities, years, jobs and employers (intermediate)",
+              Columns(), None),
         TaskSpec(
             name="demo-jobs",
             kind=EXTRACTIVE_QA,

@@ -1,0 +1,259 @@
+"""What each task kind needs besides data: its model class and head, its features and
+batches, and its evaluation with the task's metric.
+
+A kind is a small class; a task of a known kind is an entry in ``xstilts_tui.tasks``.
+Features are plain lists, padded per batch to the longest member; labels the loss
+ignores are -100, as transformers' heads expect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from xstilts_tui.metrics import accuracy, score_qa
+from xstilts_tui.tasks import (EXTRACTIVE_QA, MULTIPLE_CHOICE, PAIR_CLASSIFICATION,
+                               SENTENCE_CLASSIFICATION, TOKEN_TAGGING, TaskSpec)
+
+IGNORE = -100
+
+
+def _pad(rows: list[list[int]], width: int, value: int):
+    import torch
+
+    out = torch.full((len(rows), width), value, dtype=torch.long)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return out
+
+
+def _ids_and_mask(rows: list[list[int]], pad_id: int) -> dict[str, Any]:
+    width = max(len(r) for r in rows)
+    return {"input_ids": _pad(rows, width, pad_id),
+            "attention_mask": _pad([[1] * len(r) for r in rows], width, 0)}
+
+
+def run_model(model, backend, features: list, collate: Callable[[list], dict],
+              batch_size: int, length: Callable[[Any], int], outputs: Callable[[Any], Any]) -> list:
+    """``outputs(model_output)`` for each feature (as numpy, one row per feature), in
+    batches of similar length, in inference mode and the backend's precision."""
+    import torch
+
+    order = sorted(range(len(features)), key=lambda i: length(features[i]))
+    results: list[Any] = [None] * len(features)
+    model.eval()
+    with torch.inference_mode():
+        for b in range(0, len(order), batch_size):
+            chunk = order[b: b + batch_size]
+            batch = collate([features[i] for i in chunk])
+            batch = {k: v.to(backend.device) for k, v in batch.items()}
+            with backend.autocast():
+                out = outputs(model(**batch))
+            for j, i in enumerate(chunk):
+                results[i] = out[j]
+    return results
+
+
+def _labels(names: list[str]) -> dict[str, Any]:
+    return {"num_labels": len(names), "id2label": dict(enumerate(names)),
+            "label2id": {name: i for i, name in enumerate(names)}}
+
+
+class Kind:
+    """One task kind. ``head`` describes the head from the task and its training rows."""
+
+    name: str
+    model_class: str  # a transformers Auto class
+
+    def head(self, spec: TaskSpec, train_rows: list[dict]) -> dict[str, Any]:
+        """The head's label settings; they replace whatever an earlier phase's head left
+        in the checkpoint's configuration (QA: two outputs, start and end)."""
+        return _labels(["LABEL_0", "LABEL_1"])
+
+    def features(self, tokenizer, rows: list[dict], hp: dict[str, Any], head: dict[str, Any]) -> list:
+        raise NotImplementedError
+
+    def collate(self, features: list, pad_id: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def length(self, feature) -> int:
+        return len(feature["input_ids"])
+
+    def evaluate(self, model, tokenizer, backend, rows: list[dict], hp: dict[str, Any],
+                 spec: TaskSpec, lang: str, head: dict[str, Any]) -> dict[str, float]:
+        raise NotImplementedError
+
+    def auto_class(self):
+        import transformers
+
+        return getattr(transformers, self.model_class)
+
+
+class Classification(Kind):
+    """Single sentences or sentence pairs: ``<s> text </s></s> pair </s>``, a
+    classification head on the first token; accuracy."""
+
+    name = "classification"
+    model_class = "AutoModelForSequenceClassification"
+
+    def head(self, spec, train_rows):
+        return _labels(list(spec.labels))
+
+    def features(self, tokenizer, rows, hp, head):
+        texts = [r["text"] for r in rows]
+        pairs = [r["pair"] for r in rows] if rows and rows[0]["pair"] is not None else None
+        enc = tokenizer(texts, pairs, truncation=True, max_length=hp["max_length"])
+        return [{"input_ids": ids, "label": r["label"]} for ids, r in zip(enc["input_ids"], rows)]
+
+    def collate(self, features, pad_id):
+        import torch
+
+        batch = _ids_and_mask([f["input_ids"] for f in features], pad_id)
+        batch["labels"] = torch.tensor([f["label"] for f in features], dtype=torch.long)
+        return batch
+
+    def evaluate(self, model, tokenizer, backend, rows, hp, spec, lang, head):
+        features = self.features(tokenizer, rows, hp, head)
+        logits = run_model(model, backend, features,
+                           lambda b: {k: v for k, v in self.collate(b, tokenizer.pad_token_id).items()
+                                      if k != "labels"},
+                           hp["eval_batch_size"], self.length,
+                           lambda out: out.logits.float().cpu().numpy())
+        return {"accuracy": accuracy([r["label"] for r in rows], [int(x.argmax()) for x in logits])}
+
+
+class MultipleChoice(Classification):
+    """Each choice paired with the shared text, ``<s> text </s></s> choice </s>``, one
+    score a choice from the pooled first token; accuracy."""
+
+    name = "multiple_choice"
+    model_class = "AutoModelForMultipleChoice"
+
+    def head(self, spec, train_rows):
+        return Kind.head(self, spec, train_rows)  # one score a choice; labels unused
+
+    def features(self, tokenizer, rows, hp, head):
+        if not rows:
+            return []
+        counts = {len(r["choices"]) for r in rows}
+        if len(counts) != 1:
+            raise ValueError(f"rows have different numbers of choices ({sorted(counts)}); "
+                             "a multiple-choice task needs the same number in every row")
+        firsts = [r["text"] for r in rows for _ in r["choices"]]
+        seconds = [c for r in rows for c in r["choices"]]
+        enc = tokenizer(firsts, seconds, truncation=True, max_length=hp["max_length"])["input_ids"]
+        n = counts.pop()
+        return [{"input_ids": enc[i * n:(i + 1) * n], "label": r["label"]} for i, r in enumerate(rows)]
+
+    def length(self, feature):
+        return max(len(ids) for ids in feature["input_ids"])
+
+    def collate(self, features, pad_id):
+        import torch
+
+        n = len(features[0]["input_ids"])
+        flat = _ids_and_mask([ids for f in features for ids in f["input_ids"]], pad_id)
+        batch = {k: v.view(len(features), n, -1) for k, v in flat.items()}
+        batch["labels"] = torch.tensor([f["label"] for f in features], dtype=torch.long)
+        return batch
+
+
+class Tagging(Kind):
+    """A tag for every word, predicted on its first sub-token (the other sub-tokens
+    carry no label); accuracy over words. Words cut off by ``max_length`` count as
+    wrong. The tag set is read from the training rows, in sorted order."""
+
+    name = "tagging"
+    model_class = "AutoModelForTokenClassification"
+
+    def head(self, spec, train_rows):
+        return _labels(sorted({t for r in train_rows for t in r["tags"]}))
+
+    def features(self, tokenizer, rows, hp, head):
+        label2id = head["label2id"]
+        enc = tokenizer([r["tokens"] for r in rows], is_split_into_words=True, truncation=True,
+                        max_length=hp["max_length"])
+        features = []
+        for i, row in enumerate(rows):
+            word_ids = enc.word_ids(i)
+            labels, first = [], []
+            previous = None
+            for position, word in enumerate(word_ids):
+                if word is None or word == previous:
+                    labels.append(IGNORE)
+                else:
+                    labels.append(label2id.get(row["tags"][word], IGNORE))
+                    first.append((word, position))
+                previous = word
+            features.append({"input_ids": enc["input_ids"][i], "labels": labels, "first": first,
+                             "words": len(row["tokens"])})
+        return features
+
+    def collate(self, features, pad_id):
+        batch = _ids_and_mask([f["input_ids"] for f in features], pad_id)
+        batch["labels"] = _pad([f["labels"] for f in features], batch["input_ids"].shape[1], IGNORE)
+        return batch
+
+    def evaluate(self, model, tokenizer, backend, rows, hp, spec, lang, head):
+        features = self.features(tokenizer, rows, hp, head)
+        logits = run_model(model, backend, features,
+                           lambda b: {k: v for k, v in self.collate(b, tokenizer.pad_token_id).items()
+                                      if k != "labels"},
+                           hp["eval_batch_size"], self.length,
+                           lambda out: out.logits.float().cpu().numpy())
+        id2label = {int(k): v for k, v in head["id2label"].items()}
+        gold, predicted = [], []
+        for row, feature, scores in zip(rows, features, logits):
+            words: list[str | None] = [None] * len(row["tokens"])
+            for word, position in feature["first"]:
+                words[word] = id2label[int(scores[position].argmax())]
+            gold.extend(row["tags"])
+            predicted.extend(words)
+        return {"accuracy": accuracy(gold, predicted)}
+
+
+class ExtractiveQA(Kind):
+    """Sliding windows over the context, start and end logits, n-best span search;
+    the SQuAD v1.1 or MLQA metric."""
+
+    name = "extractive_qa"
+    model_class = "AutoModelForQuestionAnswering"
+
+    def features(self, tokenizer, rows, hp, head):
+        from .qa import build_features
+
+        return build_features(tokenizer, rows, hp["max_length"], hp["doc_stride"],
+                              hp["max_query_length"])
+
+    def length(self, feature):
+        return len(feature.input_ids)
+
+    def collate(self, features, pad_id):
+        from .qa import pad_batch
+
+        return pad_batch(features, pad_id, True)
+
+    def evaluate(self, model, tokenizer, backend, rows, hp, spec, lang, head):
+        from .qa import best_spans, pad_batch
+
+        features = self.features(tokenizer, rows, hp, head)
+        logits = run_model(model, backend, features,
+                           lambda b: pad_batch(b, tokenizer.pad_token_id, False),
+                           hp["eval_batch_size"], self.length,
+                           lambda out: list(zip(out.start_logits.float().cpu().numpy(),
+                                                out.end_logits.float().cpu().numpy())))
+        starts = [s[: len(f.input_ids)] for f, (s, _) in zip(features, logits)]
+        ends = [e[: len(f.input_ids)] for f, (_, e) in zip(features, logits)]
+        predictions = best_spans(rows, features, starts, ends, hp["n_best"], hp["max_answer_length"])
+        gold = {r["id"]: r["answers"]["text"] for r in rows}
+        scores = score_qa(gold, predictions, spec.metric, lang if spec.metric == "mlqa" else None)
+        return {"f1": scores["f1"], "exact_match": scores["exact_match"]}
+
+
+KINDS: dict[str, Kind] = {
+    EXTRACTIVE_QA: ExtractiveQA(),
+    SENTENCE_CLASSIFICATION: Classification(),
+    PAIR_CLASSIFICATION: Classification(),
+    MULTIPLE_CHOICE: MultipleChoice(),
+    TOKEN_TAGGING: Tagging(),
+}

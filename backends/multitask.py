@@ -1,0 +1,209 @@
+"""One shared encoder with a head per task, the batch plan that mixes tasks, and
+continued masked-LM batches.
+
+* ``TaskModel``: a transformers model per task (and one masked-LM model when continued
+  MLM is on), all holding the same encoder module; ``forward(task, **batch)`` is the
+  loss of one task's batch. With one task it is that task's model.
+* ``BatchPlan``: micro-batch ``i`` of a stage is a pure function of the seed and ``i``:
+  which task it comes from (drawn in proportion to the tasks' training-set sizes,
+  optionally capped per task, as the authors' toolkit did; masked-LM batches at their
+  own ratio), and which examples (each task's own shuffled epochs). So a stage that
+  resumes from step ``s`` sees exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+MLM = "mlm"  # the name of the continued masked-LM "task" inside a stage
+
+
+class TaskModel(torch.nn.Module):
+    def __init__(self, models: dict[str, Any]):
+        super().__init__()
+        self.models = torch.nn.ModuleDict(models)
+
+    @property
+    def primary(self):
+        """The model saved for the hand-off: the first task's (encoder and its head)."""
+        return next(m for name, m in self.models.items() if name != MLM)
+
+    def forward(self, task: str, **batch):
+        return self.models[task](**batch).loss
+
+
+def _encoder(model):
+    return getattr(model, model.base_model_prefix)
+
+
+def _head_on_shared_encoder(auto_class, config, encoder, head_kwargs: dict[str, Any]):
+    """A task model whose encoder is ``encoder``; its head is built and initialised anew."""
+    from .models import init_head
+
+    config = config.__class__.from_dict({**config.to_dict(), **head_kwargs})
+    with torch.device("meta"):
+        model = auto_class.from_config(config)
+    setattr(model, model.base_model_prefix, encoder)
+    for name, child in model.named_children():
+        if name != model.base_model_prefix:
+            child.to_empty(device=encoder.device)
+            init_head(child, config)
+    return model
+
+
+def build_task_model(tasks: list[tuple[str, Any, dict[str, Any]]], source: str,
+                     kwargs: dict[str, Any], mlm: bool = False) -> tuple[TaskModel, dict[str, Any]]:
+    """Load the encoder once, strictly, and give every task ``(name, kind, head)`` its head.
+
+    A multiple-choice task, if any, loads the encoder, because its head reads the
+    encoder's pooler. The masked-LM head, for continued MLM, comes from the checkpoint
+    (a pretrained model has one); a checkpoint without it is refused.
+    """
+    from .models import ModelLoadError, load_for_task
+
+    ordered = sorted(tasks, key=lambda t: t[1].name != "multiple_choice")
+    first_name, first_kind, first_head = ordered[0]
+    first, report = load_for_task(first_kind.auto_class(), source, kwargs, first_head)
+    encoder = _encoder(first)
+    models = {first_name: first}
+    for name, kind, head in ordered[1:]:
+        models[name] = _head_on_shared_encoder(kind.auto_class(), first.config, encoder, head)
+    if mlm:
+        from transformers import AutoModelForMaskedLM
+
+        donor, info = AutoModelForMaskedLM.from_pretrained(
+            source, output_loading_info=True, weights_only=True, dtype=torch.float32, **kwargs)
+        missing = [k for k in info["missing_keys"] if not k.startswith(donor.base_model_prefix + ".")]
+        if missing:
+            raise ModelLoadError(f"{source}: continued MLM needs the checkpoint's masked-LM head; "
+                                 f"{missing[0]} is missing")
+        setattr(donor, donor.base_model_prefix, encoder)
+        donor.lm_head.decoder.weight = encoder.embeddings.word_embeddings.weight
+        models[MLM] = donor
+    # Keep the recipe's task order (the first task's model is the one handed off).
+    order = [name for name, _, _ in tasks] + ([MLM] if mlm else [])
+    return TaskModel({name: models[name] for name in order}), report
+
+
+# --- masked-LM batches ----------------------------------------------------------------
+
+
+def mlm_features(tokenizer, texts: list[str], max_length: int) -> list[dict[str, Any]]:
+    enc = tokenizer(texts, truncation=True, max_length=max_length)
+    return [{"input_ids": ids} for ids in enc["input_ids"] if len(ids) > 2]
+
+
+def mask_batch(features: list[dict[str, Any]], tokenizer, probability: float,
+               generator: torch.Generator) -> dict[str, Any]:
+    """BERT masking of non-special tokens: of the ``probability`` chosen, 80% become
+    <mask>, 10% a random token, 10% stay; the loss sees only the chosen ones. The
+    generator is the batch's own, so a batch is masked the same way on every run."""
+    from .kinds import IGNORE, _ids_and_mask
+
+    batch = _ids_and_mask([f["input_ids"] for f in features], tokenizer.pad_token_id)
+    ids = batch["input_ids"]
+    special = torch.zeros_like(ids, dtype=torch.bool)
+    for token in tokenizer.all_special_ids:
+        special |= ids == token
+    chosen = (torch.rand(ids.shape, generator=generator) < probability) & ~special
+    labels = torch.where(chosen, ids, torch.full_like(ids, IGNORE))
+    roll = torch.rand(ids.shape, generator=generator)
+    random_ids = torch.randint(len(tokenizer), ids.shape, generator=generator)
+    masked = ids.clone()
+    masked[chosen & (roll < 0.8)] = tokenizer.mask_token_id
+    swap = chosen & (roll >= 0.8) & (roll < 0.9)
+    masked[swap] = random_ids[swap]
+    batch["input_ids"] = masked
+    batch["labels"] = labels
+    return batch
+
+
+# --- the batch plan ---------------------------------------------------------------------
+
+
+@dataclass
+class TaskStream:
+    name: str
+    size: int  # examples (features) it has
+    weight: float  # its share of the draws
+
+
+class BatchPlan:
+    """Which task and which examples each micro-batch of a stage takes."""
+
+    def __init__(self, sizes: dict[str, int], batch_size: int, seed: int, micro_batches: int,
+                 cap: int = 0, mlm_size: int = 0, mlm_ratio: float = 0.0):
+        if not sizes:
+            raise ValueError("a batch plan needs at least one task")
+        for name, size in sizes.items():
+            if size <= 0:
+                raise ValueError(f"task {name} has no training examples")
+        self.batch_size = batch_size
+        self.seed = seed
+        capped = {n: min(s, cap) if cap else s for n, s in sizes.items()}
+        total = sum(capped.values())
+        self.streams = [TaskStream(n, sizes[n], (1 - mlm_ratio) * capped[n] / total) for n in sizes]
+        if mlm_ratio > 0:
+            if mlm_size <= 0:
+                raise ValueError("continued MLM has no text")
+            self.streams.append(TaskStream(MLM, mlm_size, mlm_ratio))
+        probs = np.array([s.weight for s in self.streams], dtype=np.float64)
+        rng = np.random.default_rng([seed, 0x5EED])
+        self.draws = rng.choice(len(self.streams), size=micro_batches, p=probs / probs.sum())
+        # The k-th draw of a task takes that task's k-th batch.
+        self.ordinal = np.zeros(micro_batches, dtype=np.int64)
+        counts = np.zeros(len(self.streams), dtype=np.int64)
+        for i, t in enumerate(self.draws):
+            self.ordinal[i] = counts[t]
+            counts[t] += 1
+        self._perms: dict[tuple[int, int], np.ndarray] = {}
+
+    @property
+    def proportions(self) -> dict[str, float]:
+        total = sum(s.weight for s in self.streams)
+        return {s.name: s.weight / total for s in self.streams}
+
+    def __len__(self) -> int:
+        return len(self.draws)
+
+    def _perm(self, task: int, epoch: int) -> np.ndarray:
+        key = (task, epoch)
+        if key not in self._perms:
+            rng = np.random.default_rng([self.seed, task, epoch])
+            self._perms = {k: v for k, v in self._perms.items() if k[0] != task}  # one epoch a task
+            self._perms[key] = rng.permutation(self.streams[task].size)
+        return self._perms[key]
+
+    def batch(self, i: int) -> tuple[str, list[int]]:
+        """Micro-batch ``i``: its task and the indices of its examples."""
+        t = int(self.draws[i])
+        stream = self.streams[t]
+        per_epoch = math.ceil(stream.size / self.batch_size)
+        k = int(self.ordinal[i])
+        epoch, j = divmod(k, per_epoch)
+        perm = self._perm(t, epoch)
+        return stream.name, perm[j * self.batch_size:(j + 1) * self.batch_size].tolist()
+
+
+def single_task_job(model, features: list, collate, hparams: dict[str, Any], seed: int,
+                    report=lambda *args: None, **job_fields):
+    """A training job for one plain transformers model on one list of features (the
+    benchmarks and tests train this way; stages go through the worker)."""
+    from .registry import total_steps
+    from .training import TrainJob
+
+    steps = total_steps(len(features), hparams)
+    plan = BatchPlan({"task": len(features)}, hparams["batch_size"], seed,
+                     steps * hparams["grad_accum"])
+
+    def batch(i: int):
+        task, indices = plan.batch(i)
+        return task, collate([features[j] for j in indices])
+
+    return TrainJob(model=TaskModel({"task": model}), batch=batch, steps=steps, hparams=hparams,
+                    seed=seed, report=report, **job_fields)

@@ -1,0 +1,142 @@
+"""What every backend's training loop shares: the job it is given, checkpoint
+selection with early stopping, and the resume state saved every few steps.
+
+A resume state is one folder written under a temporary name and renamed (``state``),
+holding the model, optimiser, schedule and random-number states (``train_state.pt``,
+loaded with ``weights_only``) and ``resume.json`` (step, and how far the stage's event
+file had got, so the control plane can cut events written after it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATE = "state"
+RESUME_FILE = "resume.json"
+
+
+@dataclass
+class TrainStats:
+    steps: int  # the optimiser steps taken (the last one, when training stopped early)
+    examples: int  # training examples (features) consumed in this process
+    wall_s: float
+    examples_per_s: float
+    final_loss: float
+    tokens: int = 0  # non-padding training tokens consumed in this process
+    best_step: int | None = None  # the step whose weights were kept
+    best_score: float | None = None
+    stopped_early: bool = False
+    resumed_from: int = 0
+
+
+# report(step, total_steps, loss, lr, examples_per_s)
+ProgressFn = Callable[[int, int, float, float, float], None]
+
+
+@dataclass
+class TrainJob:
+    """One stage's training, as the worker hands it to a backend.
+
+    ``model(task, **batch)`` returns the loss; ``batch(i)`` is micro-batch ``i``'s task
+    and tensors (a pure function of ``i``); ``evaluate(step)`` scores the model on
+    validation data and returns the number checkpoint selection maximises."""
+
+    model: Any
+    batch: Callable[[int], tuple[str, dict[str, Any]]]
+    steps: int
+    hparams: dict[str, Any]
+    seed: int
+    report: ProgressFn
+    evaluate: Callable[[int], float] | None = None
+    final_eval: bool = True  # evaluate at the last step even off the eval_every grid
+    state_dir: Path | None = None  # resume states live here; None: none saved
+    events_offset: Callable[[], int] = lambda: 0
+    log: Callable[[str], None] = lambda message: None
+
+    def due_for_eval(self, step: int) -> bool:
+        every = self.hparams["eval_every"]
+        if self.evaluate is None:
+            return False
+        if every and step % every == 0:
+            return True
+        return step == self.steps and (self.final_eval or (every and self.steps >= every))
+
+
+@dataclass
+class Selection:
+    """Keeps the best evaluation; counts evaluations without improvement."""
+
+    patience: int = 0  # stop after this many evaluations without improvement; 0: never
+    best_score: float | None = None
+    best_step: int | None = None
+    bad: int = 0
+    history: list[tuple[int, float]] = field(default_factory=list)
+
+    def update(self, step: int, score: float) -> bool:
+        """Record a score; True when it is the best so far."""
+        self.history.append((step, score))
+        if self.best_score is None or score > self.best_score:
+            self.best_score, self.best_step, self.bad = score, step, 0
+            return True
+        self.bad += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return bool(self.patience) and self.bad >= self.patience
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"best_score": self.best_score, "best_step": self.best_step, "bad": self.bad,
+                "history": [list(h) for h in self.history]}
+
+    def load(self, data: dict[str, Any]) -> None:
+        self.best_score, self.best_step, self.bad = data["best_score"], data["best_step"], data["bad"]
+        self.history = [tuple(h) for h in data["history"]]
+
+
+def find_state(stage_dir: Path) -> Path | None:
+    """The stage's resume state, if a whole one exists (``state``, or ``state.old`` when
+    a stop came between the two renames of a save)."""
+    for name in (STATE, STATE + ".old"):
+        folder = stage_dir / name
+        if (folder / RESUME_FILE).is_file():
+            return folder
+    return None
+
+
+def save_state(stage_dir: Path, payload: dict[str, Any], info: dict[str, Any]) -> None:
+    """Write a resume state atomically: a temporary folder, then two renames."""
+    import torch
+
+    tmp = stage_dir / (STATE + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    torch.save(payload, tmp / "train_state.pt")
+    (tmp / RESUME_FILE).write_text(json.dumps(info), encoding="utf-8")
+    current, old = stage_dir / STATE, stage_dir / (STATE + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if current.exists():
+        os.replace(current, old)
+    os.replace(tmp, current)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def load_state(folder: Path) -> dict[str, Any]:
+    import torch
+
+    return torch.load(folder / "train_state.pt", map_location="cpu", weights_only=True)
+
+
+def drop_states(stage_dir: Path) -> None:
+    for name in (STATE, STATE + ".old", STATE + ".tmp"):
+        if (stage_dir / name).exists():
+            shutil.rmtree(stage_dir / name)
