@@ -64,7 +64,7 @@ def normalize_row(spec: TaskSpec, row: dict[str, Any], index: int,
                   tag_names: list[str] | None = None) -> dict[str, Any] | None:
     """One source row in the kind's shape (None: a row without a gold label)."""
     cols: Columns = spec.columns
-    row_id = str(row.get("id", row.get("idx", row.get("uid", index))))
+    row_id = str(next((row[k] for k in ("id", "idx", "uid", "ind") if k in row), index))
     if spec.kind in (SENTENCE_CLASSIFICATION, PAIR_CLASSIFICATION):
         label = _label_index(row[cols.label], spec)
         if label is None:

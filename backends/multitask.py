@@ -94,6 +94,8 @@ def build_task_model(tasks: list[tuple[str, Any, dict[str, Any]]], source: str,
 
 
 def mlm_features(tokenizer, texts: list[str], max_length: int) -> list[dict[str, Any]]:
+    if not texts:
+        return []
     enc = tokenizer(texts, truncation=True, max_length=max_length)
     return [{"input_ids": ids} for ids in enc["input_ids"] if len(ids) > 2]
 

@@ -121,7 +121,7 @@ def test_model_from_a_local_folder_with_local_files(tmp_path, capsys, tiny_model
     # Each checkpoint loads back with from_pretrained, strictly.
     from transformers import AutoModelForQuestionAnswering
 
-    for stage_dir in (out / "stages").glob("target-*"):
+    for stage_dir in (tmp_path / "stage-cache").glob("target-*"):
         model, info = AutoModelForQuestionAnswering.from_pretrained(
             stage_dir / "checkpoint", output_loading_info=True)
         assert not info["missing_keys"] and not info["unexpected_keys"]

@@ -93,8 +93,22 @@ BAD = [
      "tasks.xquad.langs", "did you mean 'languages'"),
     ("unknown target task", lambda t: t.replace('targets = ["xquad"]', 'targets = ["xqad"]'),
      "targets", "unknown task 'xqad' (did you mean 'xquad'?)"),
-    ("unknown intermediate task", lambda t: t.replace('["squad"]', '["mnli"]'),
-     "arms[1].intermediate", "unknown task 'mnli'"),
+    ("unknown intermediate task", lambda t: t.replace('["squad"]', '["mnlii"]'),
+     "arms[1].intermediate", "unknown task 'mnlii' (did you mean 'mnli'?)"),
+    ("task without hub data", lambda t: t.replace('["squad"]', '["ccg"]'),
+     "arms[1].intermediate", "ccg has no training data on the hub; give tasks.ccg.train_file"),
+    ("mlm ratio out of range", lambda t: t.replace('intermediate = ["squad"]',
+                                                   'intermediate = ["squad"]\nmlm = { ratio = 1.5 }'),
+     "arms[1].mlm.ratio", "between 0 and 1"),
+    ("mlm without a task", lambda t: t.replace('name = "baseline"', 'name = "baseline"\nmlm = { ratio = 0.1 }'),
+     "arms[0].mlm", "name at least one intermediate task"),
+    ("mlm corpus missing", lambda t: t.replace(
+        'intermediate = ["squad"]', 'intermediate = ["squad"]\nmlm = { ratio = 0.1, corpus = ["cc.txt"] }'),
+     "arms[1].mlm.corpus", "neither a known corpus"),
+    ("negative patience", lambda t: t + "\n[hparams.intermediate]\npatience = -1\n",
+     "hparams.intermediate.patience", "0 or more"),
+    ("mask everything", lambda t: t + "\n[hparams]\nmlm_probability = 1.0\n",
+     "hparams.mlm_probability", "below 1"),
     ("unknown language", lambda t: t.replace('"en", "de", "zh"', '"en", "deu"'),
      "tasks.xquad.languages", "unknown language for xquad 'deu'"),
     ("unknown backend", lambda t: t.replace('intermediate = ["squad"]',
@@ -166,3 +180,24 @@ def test_missing_recipe_file(tmp_path, capsys):
 
 def test_hparams_dataclass_defaults_match_reference():
     assert HParams().max_length == 384 and HParams().doc_stride == 128
+
+
+def test_all_nine_at_once_with_continued_mlm_is_one_arm(tmp_path):
+    from xstilts_tui.plan import build_plan
+
+    ccg = tmp_path / "ccg.conll"
+    ccg.write_text("Anna\tN\nworks\t(S\\NP)\n\n", encoding="utf-8")
+    nine = '["mnli", "anli", "qqp", "sst2", "hellaswag", "commonsenseqa", "cosmosqa", "squad", "ccg"]'
+    text = GOOD.replace('intermediate = ["squad"]',
+                        f'intermediate = {nine}\nmlm = {{ ratio = 0.1, corpus = ["demo"] }}')
+    text += f'\n[tasks.ccg]\ntrain_file = "{ccg}"\nvalidation_file = "{ccg}"\n'
+    recipe = parse_recipe(text, str(tmp_path / "r.toml"))
+    arm = recipe.arms[1]
+    assert len(arm.intermediate) == 9 and arm.mlm.ratio == 0.1 and arm.mlm.corpus == ("demo",)
+    plan = build_plan(recipe, tmp_path / "out")
+    inter = [s for s in plan.stages if s.kind == "intermediate"]
+    assert [s.seed for s in inter] == [1, 2]
+    assert inter[0].id == ("intermediate/mnli+anli+qqp+sst2+hellaswag+commonsenseqa+cosmosqa+squad+ccg"
+                           "+mlm0.1/torch/seed1")
+    assert [t["name"] for t in inter[0].spec["tasks"]][-1] == "ccg"
+    assert inter[0].spec["mlm"] == {"ratio": 0.1, "corpus": ["demo"]}

@@ -463,8 +463,11 @@ class XstiltsApp(App):
         table = self.query_one("#f-arms", DataTable)
         table.clear()
         for i, arm in enumerate(self.arms_raw):
-            table.add_row(str(arm.get("name", "")), ", ".join(arm.get("intermediate", [])),
-                          str(arm.get("backend", "torch")), key=str(i))
+            inter = ", ".join(arm.get("intermediate", []))
+            mlm = arm.get("mlm")
+            if isinstance(mlm, dict) and "ratio" in mlm:
+                inter += f" + MLM {mlm['ratio']}"
+            table.add_row(str(arm.get("name", "")), inter, str(arm.get("backend", "torch")), key=str(i))
 
     def rebuild_language_pickers(self, force: bool = False) -> None:
         """One language picker per known target task, from the task's own list."""
@@ -583,8 +586,8 @@ class XstiltsApp(App):
         if event.button.id == "arm-add":
             self.arms_raw.append(self._arm_from_editor())
         elif 0 <= row < len(self.arms_raw):
-            if event.button.id == "arm-update":
-                self.arms_raw[row] = self._arm_from_editor()
+            if event.button.id == "arm-update":  # settings the editor does not show stay
+                self.arms_raw[row] = {**self.arms_raw[row], **self._arm_from_editor()}
             else:
                 del self.arms_raw[row]
         else:

@@ -11,7 +11,7 @@ Two tasks, both deterministic in their seed:
 * English intermediate tasks of the other kinds, on the same job facts:
   ``demo-nli`` (does a fact entail, contradict or not bear on a statement),
   ``demo-topic`` (which kind of fact a sentence states), ``demo-choice`` (pick the
-  right answer among four) and ``demo-tags`` (tag names, cities, years, jobs, employers).
+  answer of the kind the question asks for among four) and ``demo-tags`` (tag names, cities, years, jobs, employers).
 
 QA rows follow the hub's SQuAD schema: id, title, context, question,
 answers = {"text": [...], "answer_start": [...]}; the others the columns their task's
@@ -213,28 +213,31 @@ def demo_topic(count: int, seed: int) -> list[dict]:
     return rows
 
 
+_CHOICE_FACTS = ("{n} works as a {j} at {o}.", "{n} moved to {c} in {y}.")
+_CHOICE_QUESTIONS = {"j": "What does {n} work as?", "o": "Where does {n} work?",
+                     "c": "Where did {n} move?", "y": "When did {n} move?"}
+
+
 def demo_choice(count: int, seed: int) -> list[dict]:
-    """Two or three job facts and a question on one of them; four choices, one right,
-    the wrong ones taken from the context first, so reading is needed."""
+    """One or two facts about a person and a question on one of them; four choices:
+    the right answer and one value of each other kind (job, employer, city, year), so a
+    model must tell which kind of answer the question asks for."""
     rng = random.Random(seed)
     rows = []
     while len(rows) < count:
-        names = rng.sample(NAMES, rng.randint(2, 3))
-        facts = [_job_fact(rng, n) for n in names]
-        context = " ".join(f"{f['n']} works as a {f['j']} at {f['o']}." for f in facts)
-        f = rng.choice(facts)
-        slot, pool, question = rng.choice((("j", JOBS, f"What does {f['n']} work as?"),
-                                           ("o", COMPANIES, f"Where does {f['n']} work?")))
-        wrong = list(dict.fromkeys(g[slot] for g in facts if g[slot] != f[slot]))
-        while len(wrong) < 3:
-            candidate = rng.choice(pool)
-            if candidate != f[slot] and candidate not in wrong:
-                wrong.append(candidate)
+        values = _job_fact(rng, rng.choice(NAMES))
+        facts = rng.sample(_CHOICE_FACTS, rng.randint(1, 2))
+        context = " ".join(f.format(**values) for f in facts)
+        slots = [s for s in "jocy" if any("{" + s + "}" in f for f in facts)]
+        slot = rng.choice(slots)
+        other = _job_fact(rng, values["n"])
+        wrong = [other[s] for s in "jocy" if s != slot]
+        rng.shuffle(wrong)
         label = rng.randrange(4)
-        choices = wrong[:3]
-        choices.insert(label, f[slot])
+        wrong.insert(label, values[slot])
         rows.append({"id": f"demo-choice-{len(rows):05d}", "context": context,
-                     "question": question, "choices": choices, "label": label})
+                     "question": _CHOICE_QUESTIONS[slot].format(**values), "choices": wrong,
+                     "label": label})
     return rows
 
 

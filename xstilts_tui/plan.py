@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shlex
 import sys
 from dataclasses import asdict, dataclass, field
@@ -24,6 +25,12 @@ from typing import Any
 from . import __version__
 from .recipe import Recipe, TaskSettings
 from .tasks import TASKS
+
+
+# The stage cache is shared by every recipe whose output folder sits in the same folder
+# (runs/<name> -> runs/stage-cache), so a stage done for one recipe serves the next one;
+# this variable or --cache puts it elsewhere.
+CACHE_ENV = "XSTILTS_CACHE"
 
 
 @dataclass
@@ -107,7 +114,7 @@ def _mlm_spec(arm) -> dict[str, Any] | None:
 def build_plan(recipe: Recipe, output_dir: Path | None = None,
                cache_dir: Path | None = None) -> Plan:
     output_dir = Path(output_dir or recipe.output_dir or Path("runs") / recipe.name).resolve()
-    cache_dir = Path(cache_dir or output_dir / "stages").resolve()
+    cache_dir = Path(cache_dir or os.environ.get(CACHE_ENV) or output_dir.parent / "stage-cache").resolve()
     stages: list[Stage] = []
     model = recipe.model
     model_spec: dict[str, Any]

@@ -107,6 +107,16 @@ def keep_events_until(stage_dir: Path) -> int:
     return int(info.get("step", 0))
 
 
+def _done_detail(finished: dict[str, Any]) -> str:
+    detail = f"{finished['wall_s']:.1f} s"
+    best, steps = finished.get("best_step"), finished.get("steps")
+    if best is not None and best != steps:
+        detail += f"; kept step {best} of {steps}" + (" (stopped early)" if finished.get("stopped_early") else "")
+    if finished.get("resumed_from"):
+        detail += f"; resumed at step {finished['resumed_from']}"
+    return detail
+
+
 def _log_tail(path: Path, lines: int = 3) -> str:
     try:
         text = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
@@ -267,7 +277,7 @@ class Runner:
                 if code == 0 and finished is not None and finished.get("status") == "ok" \
                         and self.plan.is_done(stage):
                     self._conclude(outcome, stage, "done", finished=finished,
-                                   detail=f"{finished['wall_s']:.1f} s")
+                                   detail=_done_detail(finished))
                 elif self.cancelled.is_set():
                     self._conclude(outcome, stage, "cancelled", "the run was cancelled", finished)
                 else:
