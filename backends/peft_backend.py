@@ -55,14 +55,16 @@ class PeftBackend(TorchBackend):
         self.peft_model = None
 
     def train(self, job: TrainJob) -> TrainStats:
-        task_model = job.model
+        task_model, hparams = job.model, job.hparams
         peft_model = wrap(task_model, self.options)
         self.peft_model = peft_model
         job.model = peft_model
+        if self.options.get("lr"):
+            job.hparams = {**hparams, "lr": self.options["lr"]}
         try:
             return super().train(job)
         finally:
-            job.model = task_model
+            job.model, job.hparams = task_model, hparams
 
     def save(self, model, tokenizer, out_dir: Path) -> None:
         """The adapter alone in ``out_dir/adapter`` (with the heads), then the merged

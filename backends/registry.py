@@ -40,23 +40,33 @@ class Backend(ABC):
         return contextlib.nullcontext()
 
     def save(self, model, tokenizer, out_dir: Path) -> None:
-        """Write a checkpoint ``from_pretrained`` loads: safetensors, transformers layout."""
-        model.save_pretrained(out_dir, safe_serialization=True)
-        tokenizer.save_pretrained(out_dir)
+        """Write the hand-off checkpoint of a task model (``backends.multitask.TaskModel``):
+        its primary task model, in the transformers layout, as safetensors, so that any
+        backend loads it. Every rank calls it; rank 0 writes."""
+        from . import distributed
+
+        if distributed.rank() == 0:
+            model.primary.save_pretrained(out_dir, safe_serialization=True)
+            tokenizer.save_pretrained(out_dir)
 
 
-def total_steps(n_examples: int, hparams: dict[str, Any]) -> int:
-    """Optimiser steps of a stage: ``max_steps``, or ``epochs`` over the examples."""
+def total_steps(n_examples: int, hparams: dict[str, Any], world: int = 1) -> int:
+    """Optimiser steps of a stage: ``max_steps``, or ``epochs`` over the examples, with a
+    global batch of batch size x accumulation x processes."""
     if hparams["max_steps"]:
         return hparams["max_steps"]
-    per_epoch = math.ceil(n_examples / (hparams["batch_size"] * hparams["grad_accum"]))
+    per_epoch = math.ceil(n_examples / (hparams["batch_size"] * hparams["grad_accum"] * world))
     return max(1, math.ceil(per_epoch * hparams["epochs"]))
 
 
 def registry() -> dict[str, type[Backend]]:
+    """Every backend kind (the control plane's ``BACKEND_KINDS`` names the same ones).
+    DeepSpeed and PEFT are imported when a stage trains with them, not here."""
+    from .deepspeed_backend import DeepSpeedBackend
+    from .peft_backend import PeftBackend
     from .torch_backend import TorchBackend
 
-    return {cls.name: cls for cls in (TorchBackend,)}
+    return {cls.name: cls for cls in (TorchBackend, DeepSpeedBackend, PeftBackend)}
 
 
 def get_backend(name: str, options: dict[str, Any] | None = None) -> Backend:

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from . import distributed
 from .registry import Backend
 from .training import Selection, TrainJob, TrainStats, find_state, load_state, save_state
 
@@ -36,7 +37,7 @@ class TorchBackend(Backend):
 
     def __init__(self, options: dict[str, Any] | None = None):
         super().__init__(options)
-        self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self._device = distributed.device()
         self.precision = "fp32"
 
     @property
@@ -46,14 +47,19 @@ class TorchBackend(Backend):
     def _choose_precision(self, requested: str) -> str:
         if requested == "fp32":
             return "fp32"
+        if requested == "fp16":
+            if self._device.type != "cuda":
+                raise RuntimeError("precision fp16 asked for, but fp16 training needs a CUDA GPU")
+            return "fp16"
         has_bf16 = self._device.type == "cuda" and torch.cuda.is_bf16_supported()
         if requested == "bf16" and not has_bf16:
             raise RuntimeError("precision bf16 asked for, but this device has no bf16 support")
         return "bf16" if has_bf16 else "fp32"
 
     def autocast(self):
-        if self.precision == "bf16":
-            return torch.autocast(device_type=self._device.type, dtype=torch.bfloat16)
+        if self.precision in ("bf16", "fp16"):
+            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+            return torch.autocast(device_type=self._device.type, dtype=dtype)
         return contextlib.nullcontext()
 
     def train(self, job: TrainJob) -> TrainStats:
@@ -65,6 +71,15 @@ class TorchBackend(Backend):
         if self._device.type == "cpu":
             torch.use_deterministic_algorithms(True)
         model.to(self._device)
+        world, rank = distributed.world_size(), distributed.rank()
+        forward = model
+        if world > 1:  # data parallel under torchrun: every rank its share of the batches
+            distributed.init_process_group()
+            forward = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[self._device.index] if self._device.type == "cuda" else None,
+                find_unused_parameters=len(getattr(model, "models", ())) > 1)
+        scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         steps = job.steps
         optimizer = torch.optim.AdamW(optimizer_groups(model, hp["weight_decay"]),
                                       lr=hp["lr"], eps=hp["adam_eps"])
@@ -95,20 +110,29 @@ class TorchBackend(Backend):
         model.train()
         while step < steps and not selection.should_stop:
             for m in range(accum):
-                task, batch = job.batch(step * accum + m)
+                task, batch = job.batch((step * accum + m) * world + rank)
                 batch = {k: v.to(self._device, non_blocking=True) for k, v in batch.items()}
-                with self.autocast():
-                    loss = model(task, **batch)
-                (loss / accum).backward()
+                sync = contextlib.nullcontext() if world == 1 or m == accum - 1 else forward.no_sync()
+                with sync:
+                    with self.autocast():
+                        loss = forward(task, **batch)
+                    scaled = loss / accum
+                    (scaler.scale(scaled) if scaler else scaled).backward()
                 n = batch["input_ids"].shape[0]
                 examples += n
                 tokens += int(batch["attention_mask"].sum())
                 window_examples += n
                 window_loss += loss.detach().float()
                 window_batches += 1
+            if scaler:
+                scaler.unscale_(optimizer)
             if hp["max_grad_norm"] > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), hp["max_grad_norm"])
-            optimizer.step()
+            if scaler:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
@@ -116,7 +140,7 @@ class TorchBackend(Backend):
                 now = time.perf_counter()
                 last_loss = float(window_loss) / window_batches
                 job.report(step, steps, last_loss, scheduler.get_last_lr()[0],
-                           window_examples / max(now - window_start, 1e-9))
+                           window_examples * world / max(now - window_start, 1e-9))
                 window_loss, window_batches, window_examples = 0.0, 0, 0
                 window_start = now
             if job.due_for_eval(step):
@@ -130,7 +154,8 @@ class TorchBackend(Backend):
                     job.log(f"stopped early at step {step}: {selection.bad} evaluations "
                             f"without improvement on {selection.best_score:.2f} (step {selection.best_step})")
                     break
-            if job.state_dir and hp["save_every"] and step % hp["save_every"] == 0 and step < steps:
+            if job.state_dir and hp["save_every"] and step % hp["save_every"] == 0 and step < steps \
+                    and rank == 0:
                 save_state(job.state_dir, {
                     "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
@@ -142,9 +167,10 @@ class TorchBackend(Backend):
             model.load_state_dict(best)
             job.log(f"kept the weights of step {selection.best_step} "
                     f"(validation {selection.best_score:.2f})")
+        distributed.barrier()
         wall = time.perf_counter() - started
-        return TrainStats(steps=step, examples=examples, wall_s=wall,
-                          examples_per_s=examples / max(wall, 1e-9), final_loss=last_loss,
-                          tokens=tokens, best_step=selection.best_step,
+        return TrainStats(steps=step, examples=examples * world, wall_s=wall,
+                          examples_per_s=examples * world / max(wall, 1e-9), final_loss=last_loss,
+                          tokens=tokens * world, best_step=selection.best_step,
                           best_score=selection.best_score, stopped_early=stopped_early,
-                          resumed_from=resumed_from)
+                          resumed_from=resumed_from, trainable_params=trainable)

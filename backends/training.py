@@ -33,6 +33,7 @@ class TrainStats:
     best_score: float | None = None
     stopped_early: bool = False
     resumed_from: int = 0
+    trainable_params: int = 0  # parameters the optimiser updated
 
 
 # report(step, total_steps, loss, lr, examples_per_s)

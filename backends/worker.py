@@ -113,16 +113,23 @@ def _write_atomically(path: Path, text: str) -> None:
 
 def write_checkpoint(stage_dir: Path, write) -> Path:
     """Let ``write(folder)`` fill a temporary folder, then rename it to ``checkpoint``:
-    a stopped stage never leaves a half-written checkpoint under the final name."""
+    a stopped stage never leaves a half-written checkpoint under the final name. Every
+    rank calls ``write`` (gathering sharded weights takes them all); rank 0 writes."""
+    from . import distributed
+
     tmp = stage_dir / "checkpoint.tmp"
-    if tmp.exists():  # left by a stopped attempt
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    write(tmp)
     final = stage_dir / "checkpoint"
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    if distributed.rank() == 0:
+        if tmp.exists():  # left by a stopped attempt
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+    distributed.barrier()
+    write(tmp)
+    distributed.barrier()
+    if distributed.rank() == 0:
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
     return final
 
 
@@ -163,6 +170,7 @@ def run_training_stage(spec: dict[str, Any], stage_dir: Path, events: Events) ->
     from .kinds import KINDS
     from .models import corpus_texts, load_tokenizer, resolve_source
     from .multitask import MLM, BatchPlan, build_task_model, mask_batch, mlm_features
+    from . import distributed
     from .registry import get_backend, total_steps
     from .training import TrainJob, find_state
 
@@ -170,7 +178,8 @@ def run_training_stage(spec: dict[str, Any], stage_dir: Path, events: Events) ->
     seed = spec["seed"]
     target = spec["kind"] == "target"
     source, kwargs = resolve_source(spec["model"], spec["inputs"])
-    backend = get_backend(spec["backend"], spec.get("backend_options"))
+    backend = get_backend(spec["backend"]["kind"], spec["backend"]["options"])
+    world = distributed.world_size()
     tokenizer = load_tokenizer(source, kwargs)
     _seed_everything(seed)
 
@@ -200,8 +209,8 @@ def run_training_stage(spec: dict[str, Any], stage_dir: Path, events: Events) ->
     sizes = {name: len(p.features) for name, p in parts.items()}
     ratio = mlm["ratio"] if mlm else 0.0
     examples = sum(min(n, cap) if cap else n for n in sizes.values())
-    steps = total_steps(math.ceil(examples / (1 - ratio)), hp)
-    plan = BatchPlan(sizes, hp["batch_size"], seed, steps * hp["grad_accum"], cap,
+    steps = total_steps(math.ceil(examples / (1 - ratio)), hp, world)
+    plan = BatchPlan(sizes, hp["batch_size"], seed, steps * hp["grad_accum"] * world, cap,
                      len(mlm_data), ratio)
     if len(plan.streams) > 1:
         events.emit("log", message="batches drawn from " + ", ".join(
@@ -263,10 +272,12 @@ def run_training_stage(spec: dict[str, Any], stage_dir: Path, events: Events) ->
                    events_offset=events.offset, log=lambda message: events.emit("log", message=message))
     stats = backend.train(job)
 
-    checkpoint = write_checkpoint(stage_dir, lambda folder: backend.save(model.primary, tokenizer, folder))
-    if target:
+    checkpoint = write_checkpoint(stage_dir, lambda folder: backend.save(model, tokenizer, folder))
+    if target:  # every rank evaluates (sharded weights need them all); rank 0 reports
         for lang in test_sets:
             score_test(lang, stats.steps)
+    if distributed.rank() != 0:
+        return {}
     peak, memory_kind = _peak_memory(backend.device)
     return {
         "steps": stats.steps, "train_examples": stats.examples,
@@ -274,9 +285,13 @@ def run_training_stage(spec: dict[str, Any], stage_dir: Path, events: Events) ->
         "final_loss": stats.final_loss, "best_step": stats.best_step,
         "stopped_early": stats.stopped_early, "resumed_from": stats.resumed_from,
         "peak_memory_bytes": peak, "memory_kind": memory_kind, "precision": backend.precision,
-        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "total_params": sum(p.numel() for p in model.parameters()),
+        "trainable_params": stats.trainable_params,
+        # ZeRO-3 leaves each rank a shard; ds_numel is the whole parameter's size.
+        "total_params": sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters()),
         "checkpoint_bytes": _dir_bytes(checkpoint),
+        "adapter_bytes": _dir_bytes(checkpoint / "adapter") if (checkpoint / "adapter").is_dir() else None,
+        "backend": spec["backend"]["name"], "backend_kind": spec["backend"]["kind"],
+        "world_size": world,
     }
 
 
@@ -284,7 +299,7 @@ def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {"python": sys.version.split()[0]}
-    for name in ("torch", "transformers", "tokenizers", "datasets", "xstilts-tui"):
+    for name in ("torch", "transformers", "tokenizers", "datasets", "deepspeed", "peft", "xstilts-tui"):
         try:
             out[name] = md.version(name)
         except md.PackageNotFoundError:

@@ -60,7 +60,7 @@ def test_demo_recipe_end_to_end_then_fully_cached(tmp_path, capsys):
     # Running it again trains nothing and gives the same final table.
     code, stdout2, stderr2 = run_cli(["--recipe", recipe, "--output", out], capsys)
     assert code == 0, stderr2
-    assert stdout2.count("cached") == 4 and "started" not in stdout2
+    assert stdout2.count("] cached") == 4 and "started" not in stdout2
     again = pl.read_parquet(out / "results.parquet")
     cols = ["arm", "seed", "stage", "task", "language", "split", "metric", "value", "step"]
     assert again.select(cols).sort(cols).equals(results.select(cols).sort(cols))

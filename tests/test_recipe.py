@@ -113,7 +113,7 @@ BAD = [
      "tasks.xquad.languages", "unknown language for xquad 'deu'"),
     ("unknown backend", lambda t: t.replace('intermediate = ["squad"]',
                                             'intermediate = ["squad"]\nbackend = "jax"'),
-     "arms[1].backend", "unknown backend 'jax'; expected one of: torch"),
+     "arms[1].backend", "unknown backend 'jax'; expected one of: deepspeed, peft, torch"),
     ("wrong type", lambda t: t + "\n[hparams]\nbatch_size = \"four\"\n", "hparams.batch_size",
      "expected an integer"),
     ("wrong type for a list", lambda t: t.replace('seeds = [1, 2]', 'seeds = 1'), "seeds",
@@ -152,7 +152,7 @@ BAD = [
         'config = { hidden_size = 32, num_attention_heads = 4, max_position_embeddings = 130 }'),
      "hparams.max_length", "at most 128"),
     ("bad precision", lambda t: t + "\n[hparams]\nprecision = \"fp8\"\n", "hparams.precision",
-     "expected one of: auto, bf16, fp32"),
+     "expected one of: auto, bf16, fp16, fp32"),
 ]
 
 

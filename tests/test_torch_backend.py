@@ -12,7 +12,7 @@ from xstilts_tui.recipe import BACKENDS, HParams
 
 
 def test_registry_matches_the_control_plane_table():
-    assert set(registry()) == set(BACKENDS)
+    assert set(registry()) == set(BACKENDS)  # the control plane's kinds
     with pytest.raises(KeyError, match="unknown backend 'nope'"):
         get_backend("nope")
 

@@ -321,6 +321,7 @@ class XstiltsApp(App):
         self.raw: dict[str, Any] = {}
         self.recipe: Recipe | None = None
         self.arms_raw: list[dict[str, Any]] = []
+        self.backend_choices: set[str] = set(BACKENDS)
         self.runner: Runner | None = None
         self.run_thread: threading.Thread | None = None
         self.context: RunContext | None = None
@@ -454,6 +455,13 @@ class XstiltsApp(App):
         for key in HPARAM_FIELDS:
             self.query_one(f"#f-hp-{key}", Input).value = str(hp[key]) if key in hp else ""
         self.arms_raw = [dict(a) for a in raw.get("arms", []) if isinstance(a, dict)]
+        profiles = raw.get("backends", {}) if isinstance(raw.get("backends"), dict) else {}
+        choices = [(b, b) for b in BACKENDS] + [(f"{p} ({v.get('kind', '?')})", p)
+                                                for p, v in profiles.items()
+                                                if isinstance(v, dict) and p not in BACKENDS]
+        self.backend_choices = {value for _, value in choices}
+        self.query_one("#f-arm-backend", Select).set_options(choices)
+        self.query_one("#f-arm-backend", Select).value = "torch"
         self.refresh_arms_table()
         self.rebuild_language_pickers(force=True)
         self._loading_form = False
@@ -571,7 +579,7 @@ class XstiltsApp(App):
             self.query_one("#f-arm-name", Input).value = str(arm.get("name", ""))
             self.query_one("#f-arm-inter", Input).value = ", ".join(arm.get("intermediate", []))
             backend = arm.get("backend", "torch")
-            if backend in BACKENDS:
+            if backend in self.backend_choices:
                 self.query_one("#f-arm-backend", Select).value = backend
 
     def _arm_from_editor(self) -> dict[str, Any]:

@@ -50,6 +50,8 @@ BACKEND_OPTIONS: dict[str, tuple[Option, ...]] = {
         Option("dropout", float, 0.1, "dropout on the LoRA path", minimum=0.0, maximum=0.99),
         Option("target_modules", list, ["query", "value"],
                "the encoder's linear layers that get adapters (XLM-R: query, key, value, dense)"),
+        Option("lr", float, 0.0, "learning rate while training adapters (0: the phase's lr); "
+                                 "LoRA usually wants a larger one than full fine-tuning", minimum=0.0),
     ),
 }
 

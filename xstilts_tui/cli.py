@@ -11,7 +11,7 @@ from pathlib import Path
 from . import __version__
 from .metrics import score_qa
 from .plan import build_plan, describe
-from .recipe import RecipeError, load_recipe
+from .recipe import RecipeError, load_launch, load_recipe
 from .squad_format import DataFileError, gold_answers, read_squad_json
 from .tasks import EXTRACTIVE_QA, TASKS
 
@@ -29,7 +29,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--recipe", metavar="FILE", help="run this recipe headless")
     parser.add_argument("--output", metavar="DIR", help="results folder (default: the recipe's "
                         "output_dir, else runs/<recipe name>)")
-    parser.add_argument("--cache", metavar="DIR", help="stage cache folder (default: OUTPUT/stages)")
+    parser.add_argument("--cache", metavar="DIR", help="stage cache folder (default: $XSTILTS_CACHE, "
+                        "else stage-cache beside the output folder)")
+    parser.add_argument("--launch", metavar="FILE", help="a TOML file whose [launch] section "
+                        "replaces the recipe's (how workers start: python, torchrun, deepspeed)")
     parser.add_argument("--recipes-dir", metavar="DIR", action="append", default=[],
                         help="dashboard: also list the recipes in this folder (repeatable)")
     parser.add_argument("--results", metavar="DIR",
@@ -43,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--output", metavar="DIR")
     p.add_argument("--cache", metavar="DIR")
+    p.add_argument("--launch", metavar="FILE")
 
     p = sub.add_parser("score", help="score a predictions file against a task's gold file")
     p.add_argument("--task", required=True, help=f"one of: {', '.join(_qa_tasks())}")
@@ -71,8 +75,9 @@ def cmd_validate(files: list[str]) -> int:
     return status
 
 
-def cmd_plan(file: str, output: str | None, cache: str | None) -> int:
-    plan = build_plan(load_recipe(file), output and Path(output), cache and Path(cache))
+def cmd_plan(file: str, output: str | None, cache: str | None, launch: str | None = None) -> int:
+    plan = build_plan(load_recipe(file), output and Path(output), cache and Path(cache),
+                      load_launch(launch) if launch else None)
     print(describe(plan))
     return 0
 
@@ -107,13 +112,14 @@ def cmd_score(task: str, gold_path: str, pred_path: str, lang: str | None) -> in
     return 0
 
 
-def cmd_run(file: str, output: str | None, cache: str | None) -> int:
+def cmd_run(file: str, output: str | None, cache: str | None, launch: str | None = None) -> int:
     from .progress import make_display
-    from .results import summary_tables
+    from .results import cost_table, summary_tables
     from .runner import Runner
 
     recipe = load_recipe(file)  # validated before anything is written
-    plan = build_plan(recipe, output and Path(output), cache and Path(cache))
+    plan = build_plan(recipe, output and Path(output), cache and Path(cache),
+                      load_launch(launch) if launch else None)
     display = make_display()
     runner = Runner(plan, display)
     display.print(f"recipe {recipe.name}: {len(plan.stages)} stages, results in {plan.output_dir}")
@@ -126,6 +132,9 @@ def cmd_run(file: str, output: str | None, cache: str | None) -> int:
     print()
     print(summary_tables(runner.store.results_frame(), [a.name for a in recipe.arms],
                          recipe.baseline.name, list(recipe.targets), languages))
+    costs = cost_table(runner.store.stages_frame())
+    if costs:
+        print("\n" + costs)
     print(f"\nresults: {plan.output_dir / 'results.parquet'} (stages: "
           f"{plan.output_dir / 'stages.parquet'})")
     if not outcome.ok:
@@ -142,11 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "validate":
             return cmd_validate(args.files)
         if args.command == "plan":
-            return cmd_plan(args.file, args.output, args.cache)
+            return cmd_plan(args.file, args.output, args.cache, args.launch)
         if args.command == "score":
             return cmd_score(args.task, args.gold, args.pred, args.lang)
         if args.recipe:
-            return cmd_run(args.recipe, args.output, args.cache)
+            return cmd_run(args.recipe, args.output, args.cache, args.launch)
         return cmd_dashboard(args.recipes_dir, args.results, args.output)
     except (RecipeError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -29,7 +29,8 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
 # Optional cost fields a stage_finished event carries where the worker knows them.
 COST_FIELDS = ("examples_per_s", "tokens_per_s", "peak_memory_bytes", "memory_kind",
                "trainable_params", "total_params", "checkpoint_bytes", "train_examples", "steps",
-               "best_step", "stopped_early", "resumed_from")
+               "best_step", "stopped_early", "resumed_from", "adapter_bytes", "backend",
+               "backend_kind", "world_size")
 
 
 class EventError(ValueError):

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .recipe import Recipe, TaskSettings
+from .recipe import Launch, Recipe, TaskSettings
 from .tasks import TASKS
 
 
@@ -54,6 +54,7 @@ class Plan:
     stages: list[Stage]
     output_dir: Path
     cache_dir: Path
+    launch: Launch = Launch()
     by_id: dict[str, Stage] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -66,8 +67,34 @@ class Plan:
         return (self.stage_dir(stage) / "DONE").is_file()
 
     def command(self, stage: Stage) -> list[str]:
-        """The exact command that starts the worker for one stage."""
-        return [sys.executable, "-m", "backends.worker", str(self.stage_dir(stage) / "stage.json")]
+        """The exact command that starts the worker for one stage, as the recipe's
+        ``[launch]`` says: one process, torchrun, or the deepspeed launcher (its flags
+        before the module, as it requires)."""
+        spec = str(self.stage_dir(stage) / "stage.json")
+        launch = self.launch
+        worker = ["-m", "backends.worker", spec]
+        if stage.kind == "base" or launch.launcher == "python":
+            return [sys.executable, *worker]  # the base stage trains nothing: one process
+        if launch.launcher == "torchrun":
+            argv = [sys.executable, "-m", "torch.distributed.run"]
+            if launch.nnodes == 1 and not launch.rdzv_endpoint:
+                argv += ["--standalone", "--nnodes", "1"]
+            else:
+                argv += ["--nnodes", str(launch.nnodes), "--rdzv-backend", "c10d",
+                         "--rdzv-endpoint", launch.rdzv_endpoint, "--rdzv-id", stage.key[:16]]
+            argv += ["--nproc-per-node", str(launch.nproc_per_node), *worker]
+        else:
+            argv = [sys.executable, "-m", "deepspeed.launcher.runner"]
+            if launch.hostfile:
+                argv += ["--hostfile", launch.hostfile]
+            if launch.num_gpus:
+                argv += ["--num_gpus", str(launch.num_gpus)]
+            if launch.master_addr:
+                argv += ["--master_addr", launch.master_addr]
+            if launch.master_port:
+                argv += ["--master_port", str(launch.master_port)]
+            argv += ["--no_local_rank", "--module", "backends.worker", spec]
+        return [*launch.wrapper, *argv]
 
     def worker_spec(self, stage: Stage) -> dict[str, Any]:
         """What the worker reads: the stage's spec plus where its inputs and outputs live."""
@@ -104,6 +131,14 @@ def _task_spec(name: str, settings: TaskSettings) -> dict[str, Any]:
             "files": files}
 
 
+def _backend_spec(recipe: Recipe, name: str) -> dict[str, Any]:
+    profile = recipe.backend(name)
+    spec = {"name": profile.name, "kind": profile.kind, "options": dict(profile.options)}
+    if profile.options.get("config_file"):
+        spec["config_file"] = _file_fingerprint(profile.options["config_file"])
+    return spec
+
+
 def _mlm_spec(arm) -> dict[str, Any] | None:
     if arm.mlm is None:
         return None
@@ -112,7 +147,10 @@ def _mlm_spec(arm) -> dict[str, Any] | None:
 
 
 def build_plan(recipe: Recipe, output_dir: Path | None = None,
-               cache_dir: Path | None = None) -> Plan:
+               cache_dir: Path | None = None, launch: Launch | None = None) -> Plan:
+    """The stages of a recipe. ``launch`` (``--launch``) replaces the recipe's own; the
+    number of processes is part of a training stage's key, since it sets the global batch."""
+    launch = launch or recipe.launch
     output_dir = Path(output_dir or recipe.output_dir or Path("runs") / recipe.name).resolve()
     cache_dir = Path(cache_dir or os.environ.get(CACHE_ENV) or output_dir.parent / "stage-cache").resolve()
     stages: list[Stage] = []
@@ -146,7 +184,8 @@ def build_plan(recipe: Recipe, output_dir: Path | None = None,
                 "tasks": [_task_spec(t, recipe.tasks[t]) for t in arm.intermediate],
                 "mlm": _mlm_spec(arm),
                 "hparams": asdict(recipe.hparams_intermediate),
-                "backend": arm.backend,
+                "backend": _backend_spec(recipe, arm.backend),
+                "world_size": launch.world_size,
                 "seed": seed,
             }
             key = _hash([__version__, spec])
@@ -174,19 +213,22 @@ def build_plan(recipe: Recipe, output_dir: Path | None = None,
                     "model": init,
                     "task": _task_spec(task, recipe.tasks[task]),
                     "hparams": asdict(recipe.hparams_target),
-                    "backend": arm.backend,
+                    "backend": _backend_spec(recipe, arm.target_backend),
+                    "world_size": launch.world_size,
                     "seed": seed,
                 }
                 stages.append(Stage(id=f"target/{arm.name}/{task}/seed{seed}", kind="target",
                                     key=_hash([__version__, spec]), deps=deps, spec=spec,
                                     arms=(arm.name,), seed=seed, task=task))
-    return Plan(recipe=recipe, stages=stages, output_dir=output_dir, cache_dir=cache_dir)
+    return Plan(recipe=recipe, stages=stages, output_dir=output_dir, cache_dir=cache_dir,
+                launch=launch)
 
 
 def describe(plan: Plan) -> str:
     """The plan for people: each stage, its key, whether it is cached, its command."""
     lines = [f"recipe {plan.recipe.name}: {len(plan.stages)} stages; "
-             f"results in {plan.output_dir}, stage cache in {plan.cache_dir}"]
+             f"results in {plan.output_dir}, stage cache in {plan.cache_dir}; "
+             f"launcher {plan.launch.launcher}"]
     for stage in plan.stages:
         state = "cached" if plan.is_done(stage) else "pending"
         after = f" after {', '.join(stage.deps)}" if stage.deps else ""

@@ -13,12 +13,13 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from .backend_options import BACKEND_KINDS, BACKEND_OPTIONS, check_option, defaults
 from .tasks import TASKS, TaskSpec
 
-# Training backends known to the workers (``backends.registry`` must list the same names).
-BACKENDS = {
-    "torch": "plain PyTorch: AdamW, linear warm-up and decay, bf16 autocast on GPUs with it",
-}
+# Training backend kinds known to the workers (``backends.registry`` lists the same names);
+# each is also a backend a recipe may name with its default options.
+BACKENDS = BACKEND_KINDS
+LAUNCHERS = ("python", "torchrun", "deepspeed")
 
 # The XLM-R configuration fields a built-from-config model may set, with their types.
 MODEL_CONFIG_FIELDS = {
@@ -55,7 +56,7 @@ class HParams:
     n_best: int = 20
     max_answer_length: int = 30
     eval_batch_size: int = 32
-    precision: str = "auto"  # auto: bf16 autocast where the GPU supports it, else fp32
+    precision: str = "auto"  # auto: bf16 where the GPU supports it, else fp32; fp16: GPUs only
     log_every: int = 10
     eval_before_training: bool = False  # target phase: also score English before training
     # Checkpoint selection: every eval_every steps score eval_examples English validation
@@ -69,7 +70,7 @@ class HParams:
     mlm_probability: float = 0.15  # continued MLM: share of tokens masked
 
 
-PRECISIONS = ("auto", "bf16", "fp32")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 _POSITIVE = {"lr", "batch_size", "grad_accum", "epochs", "max_length", "doc_stride",
              "max_query_length", "n_best", "max_answer_length", "eval_batch_size", "log_every",
              "eval_examples", "mlm_probability"}
@@ -109,11 +110,45 @@ class MLMSpec:
 
 
 @dataclass(frozen=True)
+class BackendProfile:
+    """A backend as the recipe names it: a kind and its options (defaults filled in)."""
+
+    name: str
+    kind: str
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How each stage's worker is started: one process, torchrun, or the deepspeed launcher."""
+
+    launcher: str = "python"
+    nproc_per_node: int = 1  # torchrun: processes per node
+    nnodes: int = 1  # torchrun: nodes
+    rdzv_endpoint: str = ""  # torchrun with several nodes: host:port of the rendezvous
+    num_gpus: int = 0  # deepspeed launcher: GPUs per node (0: all it finds)
+    hostfile: str = ""  # deepspeed launcher: "host slots=N" lines, for several nodes
+    master_addr: str = ""  # deepspeed launcher with a hostfile
+    master_port: int = 0  # 0: the launcher's default
+    wrapper: tuple[str, ...] = ()  # put before the command, e.g. srun on a cluster
+
+    @property
+    def world_size(self) -> int | None:
+        """Processes a stage runs in, where the recipe fixes it (None: found at run time)."""
+        if self.launcher == "python":
+            return 1
+        if self.launcher == "torchrun":
+            return self.nproc_per_node * self.nnodes
+        return self.num_gpus if self.num_gpus and not self.hostfile else None
+
+
+@dataclass(frozen=True)
 class Arm:
     name: str
     intermediate: tuple[str, ...] = ()
-    backend: str = "torch"
+    backend: str = "torch"  # the intermediate phase's backend
     mlm: MLMSpec | None = None
+    target_backend: str = "torch"
 
 
 @dataclass(frozen=True)
@@ -143,6 +178,13 @@ class Recipe:
     hparams_target: HParams
     description: str = ""
     output_dir: str | None = None
+    backends: dict[str, BackendProfile] | None = None
+    launch: Launch = Launch()
+
+    def backend(self, name: str) -> BackendProfile:
+        if self.backends and name in self.backends:
+            return self.backends[name]
+        return BackendProfile(name=name, kind=name, options=defaults(name))
 
     @property
     def baseline(self) -> Arm:
@@ -391,6 +433,109 @@ def _task_settings(file: str, base: Path, name: str, spec: TaskSpec, data: dict)
     return TaskSettings(**values)
 
 
+def _backend_profiles(file: str, base: Path, data: Any) -> dict[str, BackendProfile]:
+    """``[backends.NAME]`` tables: a kind and its options, checked against the kind's table."""
+    table = _Table(file, "backends", data)
+    profiles = {}
+    for name, raw in table.data.items():
+        table.seen.add(name)
+        where = f"backends.{name}"
+        if name in BACKEND_KINDS:
+            table.fail(name, f"{name!r} is a backend kind; give the profile another name")
+        if not name.strip() or "/" in name:
+            table.fail(name, "must be a name without '/'")
+        entry = _Table(file, where, raw)
+        kind = entry.get("kind", str, required=True)
+        if kind not in BACKEND_KINDS:
+            entry.fail("kind", _choice_error("backend kind", kind, sorted(BACKEND_KINDS)))
+        options = defaults(kind)
+        for key, value in entry.data.items():
+            if key == "kind":
+                continue
+            entry.seen.add(key)
+            checked, problem = check_option(kind, key, value)
+            if problem:
+                entry.fail(key, problem)
+            options[key] = checked
+        if kind == "deepspeed":
+            if options["offload_params"] and options["zero_stage"] != 3:
+                entry.fail("offload_params", "parameter offload needs zero_stage = 3")
+            if options["preset"]:
+                presets = sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "backends"
+                                                  / "presets").glob("*.json"))
+                if options["preset"] not in presets:
+                    entry.fail("preset", _choice_error("preset", options["preset"], presets))
+            if options["config_file"]:
+                path = _resolve(base, options["config_file"])
+                if not Path(path).is_file():
+                    entry.fail("config_file", f"no DeepSpeed JSON file at {path}")
+                try:
+                    import json
+
+                    if not isinstance(json.loads(Path(path).read_text(encoding="utf-8")), dict):
+                        raise ValueError("not an object")
+                except ValueError as exc:
+                    entry.fail("config_file", f"{path} is not a JSON object ({exc})")
+                options["config_file"] = path
+        profiles[name] = BackendProfile(name=name, kind=kind, options=options)
+    return profiles
+
+
+def _launch(file: str, base: Path, data: Any) -> Launch:
+    table = _Table(file, "launch", data)
+    launcher = table.get("launcher", str, "python")
+    if launcher not in LAUNCHERS:
+        table.fail("launcher", _choice_error("launcher", launcher, list(LAUNCHERS)))
+    values: dict[str, Any] = {"launcher": launcher}
+    for key in ("nproc_per_node", "nnodes", "num_gpus", "master_port"):
+        value = table.get(key, int)
+        if value is not None:
+            if value < (0 if key in ("num_gpus", "master_port") else 1):
+                table.fail(key, f"must be {'0 or more' if key in ('num_gpus', 'master_port') else 'at least 1'}, "
+                                f"got {value}")
+            values[key] = value
+    for key in ("rdzv_endpoint", "hostfile", "master_addr"):
+        value = table.get(key, str)
+        if value is not None:
+            values[key] = value
+    wrapper = table.get_str_list("wrapper")
+    if wrapper:
+        values["wrapper"] = wrapper
+    table.finish([f.name for f in fields(Launch)])
+    only = {"torchrun": ("nproc_per_node", "nnodes", "rdzv_endpoint"),
+            "deepspeed": ("num_gpus", "hostfile", "master_addr", "master_port")}
+    for other, keys in only.items():
+        for key in keys:
+            if key in values and launcher != other:
+                table.fail(key, f"only the {other} launcher takes it (launcher is {launcher!r})")
+    launch = Launch(**values)
+    if launcher == "torchrun" and launch.nnodes > 1 and not launch.rdzv_endpoint:
+        table.fail("rdzv_endpoint", f"{launch.nnodes} nodes need a rendezvous endpoint (host:port)")
+    if launch.rdzv_endpoint and ":" not in launch.rdzv_endpoint:
+        table.fail("rdzv_endpoint", f"expected host:port, got {launch.rdzv_endpoint!r}")
+    if launch.hostfile:
+        path = _resolve(base, launch.hostfile)
+        if not Path(path).is_file():
+            table.fail("hostfile", f"no hostfile at {path}")
+        launch = Launch(**{**values, "hostfile": path})
+    return launch
+
+
+def load_launch(path: str | Path) -> Launch:
+    """A ``[launch]`` section from its own file (``--launch``), replacing the recipe's."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: no such launch file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(f"{path}: TOML syntax: {exc}") from None
+    top = _Table(str(path), "", data)
+    launch = _launch(str(path), path.resolve().parent, top.get("launch", dict, required=True))
+    top.finish(["launch"])
+    return launch
+
+
 def _has_file(tasks_data: Any, task: str, key: str) -> bool:
     settings = tasks_data.get(task) if isinstance(tasks_data, dict) else None
     return isinstance(settings, dict) and isinstance(settings.get(key), str)
@@ -445,6 +590,8 @@ def parse_recipe(text: str, file: str, base: Path | None = None) -> Recipe:
     if len(set(targets)) != len(targets):
         top.fail("targets", "lists a task twice")
 
+    profiles = _backend_profiles(file, base, top.get("backends", dict, {}))
+    launch = _launch(file, base, top.get("launch", dict, {}))
     arms_data = top.get("arms", list, required=True)
     if not arms_data:
         top.fail("arms", "must define at least one arm ([[arms]])")
@@ -472,12 +619,20 @@ def parse_recipe(text: str, file: str, base: Path | None = None) -> Recipe:
             table.fail("mlm", "continued MLM is mixed into intermediate training; "
                               "name at least one intermediate task")
         backend = table.get("backend", str, "torch")
-        if backend not in BACKENDS:
-            table.fail("backend", _choice_error("backend", backend, sorted(BACKENDS)))
+        phase_backends = {}
+        for key in ("backend", "intermediate_backend", "target_backend"):
+            value = table.get(key, str)
+            if value is not None and value not in BACKENDS and value not in profiles:
+                table.fail(key, _choice_error("backend", value, sorted(BACKENDS) + sorted(profiles)))
+            phase_backends[key] = value
+        if phase_backends["intermediate_backend"] and not intermediate:
+            table.fail("intermediate_backend", "this arm has no intermediate task")
         table.finish()
         if any(a.name == arm_name for a in arms):
             table.fail("name", f"another arm is already called {arm_name!r}")
-        arms.append(Arm(name=arm_name, intermediate=intermediate, backend=backend, mlm=mlm))
+        arms.append(Arm(name=arm_name, intermediate=intermediate, mlm=mlm,
+                        backend=phase_backends["intermediate_backend"] or backend,
+                        target_backend=phase_backends["target_backend"] or backend))
 
     used = set(targets) | {t for a in arms for t in a.intermediate}
     tasks: dict[str, TaskSettings] = {}
@@ -491,11 +646,12 @@ def parse_recipe(text: str, file: str, base: Path | None = None) -> Recipe:
         tasks[task_name] = _task_settings(file, base, task_name, TASKS[task_name],
                                           tasks_data.get(task_name, {}))
     top.finish(["name", "description", "output_dir", "seeds", "model", "hparams", "targets",
-                "arms", "tasks"])
+                "arms", "tasks", "backends", "launch"])
     return Recipe(name=name, path=str(Path(file)), model=model, arms=tuple(arms),
                   targets=targets, seeds=tuple(seeds), tasks=tasks,
                   hparams_intermediate=hp_inter, hparams_target=hp_target,
-                  description=description, output_dir=output_dir)
+                  description=description, output_dir=output_dir, backends=profiles,
+                  launch=launch)
 
 
 def load_recipe(path: str | Path) -> Recipe:

@@ -33,7 +33,8 @@ STAGE_COLUMNS = {
     "memory_kind": pl.String, "trainable_params": pl.Int64, "total_params": pl.Int64,
     "checkpoint_bytes": pl.Int64, "train_examples": pl.Int64, "steps": pl.Int64,
     "best_step": pl.Int64, "stopped_early": pl.Boolean, "resumed_from": pl.Int64,
-    "versions": pl.String,
+    "adapter_bytes": pl.Int64, "backend": pl.String, "backend_kind": pl.String,
+    "world_size": pl.Int64, "versions": pl.String,
 }
 
 
@@ -179,3 +180,42 @@ def summary_tables(results: pl.DataFrame, arms: list[str], baseline: str,
             lines.insert(1, "-" * len(lines[0]))
             blocks.append("\n".join(lines))
     return "\n\n".join(blocks) if blocks else "no scores were recorded"
+
+
+def _size(n: Any) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return "-"
+
+
+def cost_table(stages: pl.DataFrame) -> str:
+    """What each training stage cost: backend and processes, wall time, examples/s,
+    tokens/s, peak memory, trainable of total parameters, checkpoint (adapter) size."""
+    rows = [r for r in stages.iter_rows(named=True) if r["kind"] != "base"]
+    if not rows:
+        return ""
+    table = [["stage", "backend", "status", "wall", "ex/s", "tok/s", "peak mem", "trainable",
+              "checkpoint"]]
+    for r in rows:
+        trainable = (f"{r['trainable_params']:,} / {r['total_params']:,}"
+                     if r["trainable_params"] is not None and r["total_params"] else "-")
+        checkpoint = _size(r["checkpoint_bytes"])
+        if r.get("adapter_bytes"):
+            checkpoint += f" (adapter {_size(r['adapter_bytes'])})"
+        backend = r.get("backend") or "-"
+        if r.get("world_size") and r["world_size"] > 1:
+            backend += f" x{r['world_size']}"
+        table.append([r["stage"], backend, r["status"],
+                      f"{r['wall_s']:.1f} s" if r["wall_s"] is not None else "-",
+                      f"{r['examples_per_s']:.0f}" if r["examples_per_s"] is not None else "-",
+                      f"{r['tokens_per_s']:.0f}" if r.get("tokens_per_s") is not None else "-",
+                      _size(r["peak_memory_bytes"]), trainable, checkpoint])
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = ["  ".join(c.ljust(w) if i in (0, 1, 2) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+             for row in table]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)

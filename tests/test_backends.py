@@ -1,0 +1,352 @@
+"""The backends behind one interface: options validated with the recipe, the launch
+commands, torch vs DeepSpeed ZeRO-2 loss curves, ZeRO-3 saving (one process and two under
+torchrun), and LoRA adapters that reload to exactly the same scores."""
+
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+
+from conftest import ROOT, SMALL_DEMO, run_cli
+from xstilts_tui.backend_options import BACKEND_KINDS
+from xstilts_tui.plan import build_plan
+from xstilts_tui.recipe import HParams, RecipeError, parse_recipe
+
+
+def test_registry_matches_the_control_plane_table():
+    from backends.registry import get_backend, registry
+
+    assert set(registry()) == set(BACKEND_KINDS)
+    with pytest.raises(KeyError, match="unknown backend 'nope'"):
+        get_backend("nope")
+
+
+# --- options as data, checked with the recipe ------------------------------------------------
+
+BAD_OPTIONS = [
+    ("unknown option", 'kind = "deepspeed"\nstage = 3', "backends.big.stage",
+     "unknown option for backend kind deepspeed; known: config_file, offload_optimizer"),
+    ("wrong type", 'kind = "deepspeed"\nzero_stage = "3"', "backends.big.zero_stage", "expected an integer"),
+    ("no such stage", 'kind = "deepspeed"\nzero_stage = 4', "backends.big.zero_stage",
+     "must be one of 0, 1, 2, 3, got 4"),
+    ("param offload needs stage 3", 'kind = "deepspeed"\noffload_params = true', "backends.big.offload_params",
+     "parameter offload needs zero_stage = 3"),
+    ("unknown preset", 'kind = "deepspeed"\npreset = "zero4"', "backends.big.preset",
+     "unknown preset 'zero4'"),
+    ("missing config file", 'kind = "deepspeed"\nconfig_file = "nope.json"', "backends.big.config_file",
+     "no DeepSpeed JSON file at"),
+    ("rank zero", 'kind = "peft"\nr = 0', "backends.big.r", "must be at least 1, got 0"),
+    ("targets not a list", 'kind = "peft"\ntarget_modules = "query"', "backends.big.target_modules",
+     "expected a non-empty list of names"),
+    ("unknown kind", 'kind = "jax"', "backends.big.kind", "unknown backend kind 'jax'"),
+]
+
+
+def _with_profile(body: str) -> str:
+    return SMALL_DEMO.replace('intermediate = ["demo-jobs"]',
+                              'intermediate = ["demo-jobs"]\nbackend = "big"') + f"\n[backends.big]\n{body}\n"
+
+
+@pytest.mark.parametrize("label, body, field, words", BAD_OPTIONS, ids=[b[0] for b in BAD_OPTIONS])
+def test_a_bad_backend_option_is_a_one_line_error(tmp_path, capsys, label, body, field, words):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(_with_profile(body), encoding="utf-8")
+    code, out, err = run_cli(["validate", recipe], capsys)
+    assert code == 2 and out == ""
+    line = err.strip()
+    assert "\n" not in line and f"{recipe}: {field}: " in line and words in line, line
+
+
+def test_an_arm_naming_an_unknown_backend(tmp_path):
+    text = SMALL_DEMO.replace('intermediate = ["demo-jobs"]', 'intermediate = ["demo-jobs"]\nbackend = "lora"')
+    with pytest.raises(RecipeError, match=r"arms\[1\].backend: unknown backend 'lora'; expected one of: "
+                                          "deepspeed, peft, torch"):
+        parse_recipe(text, str(tmp_path / "r.toml"))
+
+
+def test_profiles_and_per_phase_backends_reach_the_stages(tmp_path):
+    text = SMALL_DEMO.replace('intermediate = ["demo-jobs"]',
+                              'intermediate = ["demo-jobs"]\nintermediate_backend = "lora4"\n'
+                              'target_backend = "zero3"') + """
+[backends.lora4]
+kind = "peft"
+r = 4
+target_modules = ["query", "key", "value"]
+
+[backends.zero3]
+kind = "deepspeed"
+zero_stage = 3
+offload_optimizer = true
+"""
+    plan = build_plan(parse_recipe(text, str(tmp_path / "r.toml")), tmp_path / "out")
+    stages = {s.id: s for s in plan.stages}
+    inter = stages["intermediate/demo-jobs/lora4/seed1"].spec["backend"]
+    assert inter == {"name": "lora4", "kind": "peft", "options": {
+        "r": 4, "alpha": 16, "dropout": 0.1, "target_modules": ["query", "key", "value"], "lr": 0.0}}
+    target = stages["target/jobs/demo-qa/seed1"].spec["backend"]
+    assert target["kind"] == "deepspeed" and target["options"]["zero_stage"] == 3
+    assert target["options"]["offload_optimizer"] is True
+    assert stages["target/baseline/demo-qa/seed1"].spec["backend"]["kind"] == "torch"
+
+
+# --- launch commands ---------------------------------------------------------------------------
+
+LAUNCHES = [
+    ("one process", "", lambda spec: [sys.executable, "-m", "backends.worker", spec]),
+    ("torchrun, one node", '[launch]\nlauncher = "torchrun"\nnproc_per_node = 4',
+     lambda spec: [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
+                   "--nproc-per-node", "4", "-m", "backends.worker", spec]),
+    ("torchrun, two nodes", '[launch]\nlauncher = "torchrun"\nnproc_per_node = 8\nnnodes = 2\n'
+                            'rdzv_endpoint = "node01:29500"',
+     lambda spec, key: [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2",
+                        "--rdzv-backend", "c10d", "--rdzv-endpoint", "node01:29500", "--rdzv-id",
+                        key[:16], "--nproc-per-node", "8", "-m", "backends.worker", spec]),
+    ("deepspeed, GPUs", '[launch]\nlauncher = "deepspeed"\nnum_gpus = 2',
+     lambda spec: [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", "2",
+                   "--no_local_rank", "--module", "backends.worker", spec]),
+    ("deepspeed, hostfile", '[launch]\nlauncher = "deepspeed"\nhostfile = "hosts"\nmaster_port = 29600',
+     lambda spec, hosts: [sys.executable, "-m", "deepspeed.launcher.runner", "--hostfile", hosts,
+                          "--master_port", "29600", "--no_local_rank", "--module", "backends.worker",
+                          spec]),
+    ("srun wrapper", '[launch]\nlauncher = "torchrun"\nnproc_per_node = 2\nnnodes = 2\n'
+                     'rdzv_endpoint = "n1:29500"\nwrapper = ["srun", "--ntasks-per-node=1"]',
+     lambda spec, key: ["srun", "--ntasks-per-node=1", sys.executable, "-m", "torch.distributed.run",
+                        "--nnodes", "2", "--rdzv-backend", "c10d", "--rdzv-endpoint", "n1:29500",
+                        "--rdzv-id", key[:16], "--nproc-per-node", "2", "-m", "backends.worker", spec]),
+]
+
+
+@pytest.mark.parametrize("label, section, expected", LAUNCHES, ids=[x[0] for x in LAUNCHES])
+def test_plan_prints_the_launch_command_of_each_form(tmp_path, capsys, label, section, expected):
+    (tmp_path / "hosts").write_text("node01 slots=8\nnode02 slots=8\n", encoding="utf-8")
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(SMALL_DEMO + "\n" + section + "\n", encoding="utf-8")
+    code, out, err = run_cli(["plan", recipe, "--output", tmp_path / "out"], capsys)
+    assert code == 0, err
+    plan = build_plan(parse_recipe(recipe.read_text(), str(recipe)), tmp_path / "out")
+    stage = next(s for s in plan.stages if s.kind == "target")
+    spec = str(plan.stage_dir(stage) / "stage.json")
+    args = {"spec": spec, "key": stage.key, "hosts": str(tmp_path / "hosts")}
+    names = expected.__code__.co_varnames[: expected.__code__.co_argcount]
+    argv = expected(*(args[n] for n in names))
+    assert plan.command(stage) == argv
+    import shlex
+
+    assert f"  $ {shlex.join(argv)}" in out.splitlines()
+    # The base stage trains nothing and runs as one process whatever the launcher.
+    base = plan.by_id["base"]
+    assert plan.command(base)[:3] == [sys.executable, "-m", "backends.worker"]
+
+
+BAD_LAUNCHES = [
+    ('launcher = "mpirun"', "launch.launcher", "unknown launcher 'mpirun'"),
+    ('launcher = "torchrun"\nnnodes = 2', "launch.rdzv_endpoint", "2 nodes need a rendezvous endpoint"),
+    ('launcher = "torchrun"\nnum_gpus = 2', "launch.num_gpus", "only the deepspeed launcher takes it"),
+    ('launcher = "deepspeed"\nhostfile = "nope"', "launch.hostfile", "no hostfile at"),
+    ('launcher = "torchrun"\nnproc_per_node = 0', "launch.nproc_per_node", "at least 1"),
+]
+
+
+@pytest.mark.parametrize("body, field, words", BAD_LAUNCHES)
+def test_bad_launch_sections(tmp_path, body, field, words):
+    with pytest.raises(RecipeError, match=f"{field}: .*{words}"):
+        parse_recipe(SMALL_DEMO + f"\n[launch]\n{body}\n", str(tmp_path / "r.toml"))
+
+
+def test_launch_file_replaces_the_recipes_section(tmp_path, capsys):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(SMALL_DEMO, encoding="utf-8")
+    launch = tmp_path / "launch.toml"
+    launch.write_text('[launch]\nlauncher = "torchrun"\nnproc_per_node = 3\n', encoding="utf-8")
+    code, out, _ = run_cli(["plan", recipe, "--output", tmp_path / "o", "--launch", launch], capsys)
+    assert code == 0 and "launcher torchrun" in out and "--nproc-per-node 3" in out
+    # Three processes make a three times larger global batch: other stages, other keys.
+    one = build_plan(parse_recipe(SMALL_DEMO, str(recipe)), tmp_path / "o")
+    assert "--nproc-per-node 3" not in "\n".join(" ".join(one.command(s)) for s in one.stages)
+    code, out3, _ = run_cli(["plan", recipe, "--output", tmp_path / "o"], capsys)
+    keys = lambda text: {line.split()[2] for line in text.splitlines() if " key " in line}  # noqa: E731
+    assert len(keys(out) & keys(out3)) == 1  # only the base stage is shared
+
+
+# --- training with each backend -----------------------------------------------------------------
+
+
+def _qa_model(tokenizer, dropout=0.0):
+    from transformers import XLMRobertaConfig, XLMRobertaForQuestionAnswering
+
+    config = XLMRobertaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                              num_attention_heads=2, intermediate_size=64, type_vocab_size=1,
+                              pad_token_id=1, hidden_dropout_prob=dropout,
+                              attention_probs_dropout_prob=dropout)
+    torch.manual_seed(0)
+    return XLMRobertaForQuestionAnswering(config)
+
+
+@pytest.fixture(scope="module")
+def qa_features(demo_tokenizer):
+    from backends.qa import build_features
+    from xstilts_tui import demo_data
+
+    return build_features(demo_tokenizer, demo_data.generate("demo-qa", "train", "en", 320), 96, 48, 24)
+
+
+def _train(backend, tokenizer, features, steps=20, **overrides):
+    from backends.multitask import single_task_job
+    from backends.qa import pad_batch
+
+    hp = {**asdict(HParams()), "lr": 1e-3, "batch_size": 8, "grad_accum": 2, "max_steps": steps,
+          "log_every": 1, "eval_every": 0, "save_every": 0, "precision": "fp32", **overrides}
+    losses = []
+    job = single_task_job(_qa_model(tokenizer), features, lambda b: pad_batch(b, tokenizer.pad_token_id, True),
+                          hp, seed=3, report=lambda step, total, loss, lr, rate: losses.append(loss))
+    stats = backend.train(job)
+    return job.model, losses, stats
+
+
+@pytest.mark.slow
+def test_torch_and_zero2_give_the_same_loss_curve(demo_tokenizer, qa_features):
+    from backends.registry import get_backend
+
+    _, torch_losses, _ = _train(get_backend("torch"), demo_tokenizer, qa_features)
+    _, zero_losses, stats = _train(get_backend("deepspeed", {"zero_stage": 2}), demo_tokenizer, qa_features)
+    assert len(torch_losses) == len(zero_losses) == 20 and stats.steps == 20
+    assert torch_losses[-1] < torch_losses[0]
+    # Same data order, same AdamW; ZeRO-2 keeps flat fp32 partitions and reduces gradients
+    # in its own order, so the sums differ in the last bits: within 1e-4 relative.
+    torch.testing.assert_close(torch.tensor(zero_losses), torch.tensor(torch_losses), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_zero3_saves_a_complete_checkpoint(demo_tokenizer, qa_features, tmp_path):
+    import deepspeed
+    from safetensors.torch import load_file
+    from transformers import AutoModelForQuestionAnswering
+
+    from backends.registry import get_backend
+
+    backend = get_backend("deepspeed", {"zero_stage": 3})
+    model, losses, _ = _train(backend, demo_tokenizer, qa_features, steps=5)
+    out = tmp_path / "checkpoint"
+    out.mkdir()
+    backend.save(model, demo_tokenizer, out)
+    saved = load_file(out / "model.safetensors")
+    engine_module = backend.engine.module
+    params = dict(engine_module.named_parameters())
+    with deepspeed.zero.GatheredParameters(list(params.values())):
+        for name, param in params.items():
+            key = name[len("models.task."):]
+            assert key in saved, key
+            assert torch.equal(saved[key], param.detach().float().cpu()), key
+            assert param.numel() > 0
+    # And it is what the next phase loads, strictly.
+    loaded, info = AutoModelForQuestionAnswering.from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+
+
+def test_lora_adapter_reloads_to_exactly_the_same_scores(demo_tokenizer, qa_features, tmp_path):
+    from peft import PeftModel
+
+    from backends.kinds import KINDS
+    from backends.multitask import TaskModel
+    from backends.peft_backend import ADAPTER_DIR
+    from backends.registry import get_backend
+    from xstilts_tui import demo_data
+    from xstilts_tui.tasks import TASKS
+
+    backend = get_backend("peft", {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["query", "value"],
+                                   "lr": 5e-3})
+    model, losses, stats = _train(backend, demo_tokenizer, qa_features, steps=30)
+    assert losses[-1] < losses[0]
+    total = sum(p.numel() for p in model.parameters())
+    assert 0 < stats.trainable_params < total / 4  # adapters and the head only
+    kind, spec = KINDS["extractive_qa"], TASKS["demo-qa"]
+    rows = demo_data.generate("demo-qa", "test", "en", 60)
+    hp = {**asdict(HParams()), "max_length": 96, "doc_stride": 48, "max_query_length": 24}
+    in_memory = kind.evaluate(model.models["task"], demo_tokenizer, backend, rows, hp, spec, "en", {})
+    backend.peft_model.save_pretrained(tmp_path / ADAPTER_DIR)
+    adapter_bytes = sum(f.stat().st_size for f in (tmp_path / ADAPTER_DIR).iterdir())
+    # A fresh copy of the same base model (same seed), then the saved adapter and head.
+    fresh = TaskModel({"task": _qa_model(demo_tokenizer)})
+    reloaded = PeftModel.from_pretrained(fresh, tmp_path / ADAPTER_DIR)
+    again = kind.evaluate(reloaded.base_model.model.models["task"], demo_tokenizer, backend, rows, hp,
+                          spec, "en", {})
+    assert again == in_memory and in_memory["f1"] > 0
+    # The head came back with the adapter: without it the reloaded scores are another model's.
+    head = reloaded.base_model.model.models["task"].qa_outputs
+    assert torch.equal(head.modules_to_save["default"].weight,
+                       model.models["task"].qa_outputs.modules_to_save["default"].weight)
+    assert adapter_bytes < 0.5 * sum(p.numel() * 4 for p in model.parameters())
+    # The hand-off: merged weights, loadable by every backend, scoring as the adapter model.
+    out = tmp_path / "checkpoint"
+    out.mkdir()
+    backend.save(model, demo_tokenizer, out)
+    assert (out / ADAPTER_DIR / "adapter_model.safetensors").is_file()
+    merged = kind.evaluate(model.models["task"], demo_tokenizer, backend, rows, hp, spec, "en", {})
+    assert abs(merged["f1"] - in_memory["f1"]) < 1.0
+    from transformers import AutoModelForQuestionAnswering
+
+    loaded, info = AutoModelForQuestionAnswering.from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+
+
+MIXED = SMALL_DEMO.replace('name = "baseline"\n', 'name = "baseline"\nbackend = "lora"\n').replace(
+    'intermediate = ["demo-jobs"]',
+    'intermediate = ["demo-jobs"]\nintermediate_backend = "z3"\ntarget_backend = "torch"') + """
+[[arms]]
+name = "lora-then-full"
+intermediate = ["demo-nli"]
+intermediate_backend = "lora"
+target_backend = "z3"
+
+[tasks.demo-nli]
+generated_train_examples = 200
+generated_eval_examples = 30
+
+[backends.z3]
+kind = "deepspeed"
+zero_stage = 3
+
+[backends.lora]
+kind = "peft"
+r = 4
+lr = 5e-3
+
+[launch]
+launcher = "torchrun"
+nproc_per_node = 2
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_under_torchrun_with_every_backend(tmp_path, capsys):
+    """ZeRO-3 and torch (DDP) and LoRA, each phase its own, two processes (gloo on CPU):
+    every stage trains, hands off a loadable encoder, and only rank 0 reports."""
+    recipe = tmp_path / "mixed.toml"
+    recipe.write_text(MIXED, encoding="utf-8")
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli(["--recipe", recipe, "--output", out], capsys)
+    assert code == 0, stdout + stderr
+    stages = pl.read_parquet(out / "stages.parquet").filter(pl.col("kind") != "base")
+    assert set(stages["status"]) == {"done"} and set(stages["world_size"]) == {2}
+    by = {r["stage"]: r for r in stages.iter_rows(named=True)}
+    assert by["intermediate/demo-jobs/z3/seed1"]["backend_kind"] == "deepspeed"
+    assert by["intermediate/demo-nli/lora/seed1"]["adapter_bytes"] > 0
+    lora = by["target/baseline/demo-qa/seed1"]
+    full = by["target/jobs/demo-qa/seed1"]
+    assert lora["backend_kind"] == "peft" and lora["trainable_params"] < full["trainable_params"] / 4
+    # Rank 0 alone reported: one score per language and metric and stage.
+    results = pl.read_parquet(out / "results.parquet").filter(pl.col("split") == "test")
+    counts = results.group_by(["stage", "language", "metric", "step"]).len()
+    assert set(counts["len"]) == {1}
+    assert results.filter(pl.col("step") == 12).height == 3 * 5 * 2
+    from transformers import AutoModelForQuestionAnswering
+
+    for stage_dir in (tmp_path / "stage-cache").glob("target-*"):
+        _, info = AutoModelForQuestionAnswering.from_pretrained(stage_dir / "checkpoint",
+                                                                output_loading_info=True)
+        assert not info["missing_keys"] and not info["unexpected_keys"]
