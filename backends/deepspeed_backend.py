@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,8 @@ import torch
 from . import distributed
 from .registry import Backend
 from .torch_backend import optimizer_groups
-from .training import STATE, RESUME_FILE, Selection, TrainJob, TrainStats, find_state
+from .training import (STATE, Meter, Selection, TrainJob, TrainStats, evaluate_and_select,
+                       find_state, fresh_state_folder, install_state)
 
 PRESETS = Path(__file__).resolve().parent / "presets"
 BEST_PREFIX = "best-step"
@@ -165,79 +164,44 @@ class DeepSpeedBackend(Backend):
             job.log(f"resumed from the state saved at step {step}")
         resumed_from = step
         accum = hp["grad_accum"]
-        examples = tokens = 0
-        window_loss, window_batches, window_examples = 0.0, 0, 0
-        started = window_start = time.perf_counter()
-        last_loss = float("nan")
+        meter = Meter(job, world)
         stopped_early = False
         engine.train()
         while step < steps and not selection.should_stop:
-            for m in range(accum):
+            for m in range(accum):  # the engine accumulates and steps at the boundary
                 task, batch = job.batch((step * accum + m) * world + rank)
                 batch = {k: v.to(self._device) for k, v in batch.items()}
                 loss = engine(task, **batch)
                 engine.backward(loss)
                 engine.step()
-                n = batch["input_ids"].shape[0]
-                examples += n
-                tokens += int(batch["attention_mask"].sum())
-                window_examples += n
-                window_loss += float(loss.detach().float())
-                window_batches += 1
+                meter.micro_batch(batch, loss)
             step += 1
-            if step % hp["log_every"] == 0 or step == steps:
-                now = time.perf_counter()
-                last_loss = window_loss / window_batches
-                job.report(step, steps, last_loss, scheduler.get_last_lr()[0],
-                           window_examples * world / max(now - window_start, 1e-9))
-                window_loss, window_batches, window_examples = 0.0, 0, 0
-                window_start = now
-            if job.due_for_eval(step):
-                if selection.update(step, job.evaluate(step)) and step < steps and job.state_dir:
-                    self._gathered_state_dict(job.state_dir, f"{BEST_PREFIX}{step}.pt")
-                engine.train()
-                if selection.should_stop and step < steps:
-                    stopped_early = True
-                    job.log(f"stopped early at step {step}: {selection.bad} evaluations "
-                            f"without improvement on {selection.best_score:.2f} (step {selection.best_step})")
-                    break
+            meter.step_done(step, scheduler.get_last_lr()[0])
+            improved, stopped_early = evaluate_and_select(job, step, selection)
+            if improved and step < steps and job.state_dir:
+                self._gathered_state_dict(job.state_dir, f"{BEST_PREFIX}{step}.pt")
+            engine.train()
+            if stopped_early:
+                break
             if job.state_dir and hp["save_every"] and step % hp["save_every"] == 0 and step < steps:
                 self._save_state(job, step, selection)
         if selection.best_step is not None and selection.best_step != step and job.state_dir:
             self._restore(job.state_dir / f"{BEST_PREFIX}{selection.best_step}.pt")
             job.log(f"kept the weights of step {selection.best_step} "
                     f"(validation {selection.best_score:.2f})")
-        wall = time.perf_counter() - started
-        return TrainStats(steps=step, examples=examples * world, wall_s=wall,
-                          examples_per_s=examples * world / max(wall, 1e-9), final_loss=last_loss,
-                          tokens=tokens * world, best_step=selection.best_step,
-                          best_score=selection.best_score, stopped_early=stopped_early,
-                          resumed_from=resumed_from, trainable_params=trainable)
+        return meter.stats(step, selection, stopped_early=stopped_early, resumed_from=resumed_from,
+                           trainable_params=trainable)
 
     def _save_state(self, job: TrainJob, step: int, selection: Selection) -> None:
         """A resume state through DeepSpeed's own checkpoint (every rank writes its
-        shards), then renamed into place by rank 0."""
-        import shutil
-
-        stage_dir = job.state_dir
-        tmp = stage_dir / (STATE + ".tmp")
-        if distributed.rank() == 0 and tmp.exists():
-            shutil.rmtree(tmp)
+        shards), then put in place by rank 0."""
+        tmp = fresh_state_folder(job.state_dir) if distributed.rank() == 0 else job.state_dir / (STATE + ".tmp")
         distributed.barrier()
         self.engine.save_checkpoint(str(tmp), tag="state", client_state={
             "step": step, "selection": selection.to_dict(), "rng": torch.get_rng_state()})
         distributed.barrier()
         if distributed.rank() == 0:
-            (tmp / RESUME_FILE).write_text(json.dumps({"step": step, "events_offset": job.events_offset()}),
-                                           encoding="utf-8")
-            current, old = stage_dir / STATE, stage_dir / (STATE + ".old")
-            if old.exists():
-                shutil.rmtree(old)
-            if current.exists():
-                os.replace(current, old)
-            os.replace(tmp, current)
-            if old.exists():
-                shutil.rmtree(old)
+            install_state(job.state_dir, tmp, {"step": step, "events_offset": job.events_offset()})
         distributed.barrier()
 
     def _restore(self, path: Path) -> None:

@@ -5,14 +5,14 @@ from its last saved state to the same weights an uninterrupted run reaches."""
 from __future__ import annotations
 
 import contextlib
-import time
 from typing import Any
 
 import torch
 
 from . import distributed
 from .registry import Backend
-from .training import Selection, TrainJob, TrainStats, find_state, load_state, save_state
+from .training import (Meter, Selection, TrainJob, TrainStats, evaluate_and_select, find_state,
+                       load_state, save_state)
 
 _NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias")
 
@@ -102,10 +102,7 @@ class TorchBackend(Backend):
             job.log(f"resumed from the state saved at step {step}")
         resumed_from = step
         accum = hp["grad_accum"]
-        examples = tokens = 0
-        window_loss, window_batches, window_examples = 0.0, 0, 0
-        started = window_start = time.perf_counter()
-        last_loss = float("nan")
+        meter = Meter(job, world)
         stopped_early = False
         model.train()
         while step < steps and not selection.should_stop:
@@ -118,12 +115,7 @@ class TorchBackend(Backend):
                         loss = forward(task, **batch)
                     scaled = loss / accum
                     (scaler.scale(scaled) if scaler else scaled).backward()
-                n = batch["input_ids"].shape[0]
-                examples += n
-                tokens += int(batch["attention_mask"].sum())
-                window_examples += n
-                window_loss += loss.detach().float()
-                window_batches += 1
+                meter.micro_batch(batch, loss)
             if scaler:
                 scaler.unscale_(optimizer)
             if hp["max_grad_norm"] > 0:
@@ -136,24 +128,13 @@ class TorchBackend(Backend):
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            if step % hp["log_every"] == 0 or step == steps:
-                now = time.perf_counter()
-                last_loss = float(window_loss) / window_batches
-                job.report(step, steps, last_loss, scheduler.get_last_lr()[0],
-                           window_examples * world / max(now - window_start, 1e-9))
-                window_loss, window_batches, window_examples = 0.0, 0, 0
-                window_start = now
-            if job.due_for_eval(step):
-                if selection.update(step, job.evaluate(step)) and step < steps:
-                    best = _cpu_copy(model)
-                elif selection.best_step == step:
-                    best = None  # the final weights are the best: nothing to restore
-                model.train()
-                if selection.should_stop and step < steps:
-                    stopped_early = True
-                    job.log(f"stopped early at step {step}: {selection.bad} evaluations "
-                            f"without improvement on {selection.best_score:.2f} (step {selection.best_step})")
-                    break
+            meter.step_done(step, scheduler.get_last_lr()[0])
+            improved, stopped_early = evaluate_and_select(job, step, selection)
+            if improved:  # kept in memory; nothing to keep when the last step is the best
+                best = _cpu_copy(model) if step < steps else None
+            model.train()
+            if stopped_early:
+                break
             if job.state_dir and hp["save_every"] and step % hp["save_every"] == 0 and step < steps \
                     and rank == 0:
                 save_state(job.state_dir, {
@@ -168,9 +149,5 @@ class TorchBackend(Backend):
             job.log(f"kept the weights of step {selection.best_step} "
                     f"(validation {selection.best_score:.2f})")
         distributed.barrier()
-        wall = time.perf_counter() - started
-        return TrainStats(steps=step, examples=examples * world, wall_s=wall,
-                          examples_per_s=examples * world / max(wall, 1e-9), final_loss=last_loss,
-                          tokens=tokens * world, best_step=selection.best_step,
-                          best_score=selection.best_score, stopped_early=stopped_early,
-                          resumed_from=resumed_from, trainable_params=trainable)
+        return meter.stats(step, selection, stopped_early=stopped_early, resumed_from=resumed_from,
+                           trainable_params=trainable)

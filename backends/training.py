@@ -111,15 +111,17 @@ def find_state(stage_dir: Path) -> Path | None:
     return None
 
 
-def save_state(stage_dir: Path, payload: dict[str, Any], info: dict[str, Any]) -> None:
-    """Write a resume state atomically: a temporary folder, then two renames."""
-    import torch
-
+def fresh_state_folder(stage_dir: Path) -> Path:
+    """The temporary folder a resume state is written into (emptied first)."""
     tmp = stage_dir / (STATE + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    torch.save(payload, tmp / "train_state.pt")
+    return tmp
+
+
+def install_state(stage_dir: Path, tmp: Path, info: dict[str, Any]) -> None:
+    """Finish a resume state written into ``tmp``: its ``resume.json`` last, then two
+    renames, so a stop at any moment leaves a whole state (``state`` or ``state.old``)."""
     (tmp / RESUME_FILE).write_text(json.dumps(info), encoding="utf-8")
     current, old = stage_dir / STATE, stage_dir / (STATE + ".old")
     if old.exists():
@@ -131,6 +133,72 @@ def save_state(stage_dir: Path, payload: dict[str, Any], info: dict[str, Any]) -
         shutil.rmtree(old)
 
 
+def save_state(stage_dir: Path, payload: dict[str, Any], info: dict[str, Any]) -> None:
+    """Write a resume state atomically: a temporary folder, then two renames."""
+    import torch
+
+    tmp = fresh_state_folder(stage_dir)
+    tmp.mkdir(parents=True)
+    torch.save(payload, tmp / "train_state.pt")
+    install_state(stage_dir, tmp, info)
+
+
+def evaluate_and_select(job: TrainJob, step: int, selection: Selection) -> tuple[bool, bool]:
+    """Evaluate when due: (this step is the best so far, stop early now)."""
+    if not job.due_for_eval(step):
+        return False, False
+    improved = selection.update(step, job.evaluate(step))
+    stop = selection.should_stop and step < job.steps
+    if stop:
+        job.log(f"stopped early at step {step}: {selection.bad} evaluations without improvement "
+                f"on {selection.best_score:.2f} (step {selection.best_step})")
+    return improved, stop
+
+
+class Meter:
+    """What a training loop consumed, and its progress reports every ``log_every`` steps
+    (loss averaged over the micro-batches since the last report)."""
+
+    def __init__(self, job: TrainJob, world: int):
+        import time
+
+        self.job, self.world = job, world
+        self.examples = self.tokens = 0
+        self._loss, self._batches, self._window_examples = 0.0, 0, 0
+        self.started = self._window_start = time.perf_counter()
+        self.last_loss = float("nan")
+
+    def micro_batch(self, batch: dict[str, Any], loss) -> None:
+        n = batch["input_ids"].shape[0]
+        self.examples += n
+        self.tokens += int(batch["attention_mask"].sum())
+        self._window_examples += n
+        self._loss += loss.detach().float()
+        self._batches += 1
+
+    def step_done(self, step: int, lr: float) -> None:
+        import time
+
+        if step % self.job.hparams["log_every"] and step != self.job.steps:
+            return
+        now = time.perf_counter()
+        self.last_loss = float(self._loss) / self._batches
+        self.job.report(step, self.job.steps, self.last_loss, lr,
+                        self._window_examples * self.world / max(now - self._window_start, 1e-9))
+        self._loss, self._batches, self._window_examples = 0.0, 0, 0
+        self._window_start = now
+
+    def stats(self, step: int, selection: Selection, **fields: Any) -> TrainStats:
+        import time
+
+        wall = time.perf_counter() - self.started
+        examples = self.examples * self.world
+        return TrainStats(steps=step, examples=examples, wall_s=wall,
+                          examples_per_s=examples / max(wall, 1e-9), final_loss=self.last_loss,
+                          tokens=self.tokens * self.world, best_step=selection.best_step,
+                          best_score=selection.best_score, **fields)
+
+
 def load_state(folder: Path) -> dict[str, Any]:
     import torch
 
@@ -138,6 +206,9 @@ def load_state(folder: Path) -> dict[str, Any]:
 
 
 def drop_states(stage_dir: Path) -> None:
+    """Once a stage is done: its resume states and kept-weights files go."""
     for name in (STATE, STATE + ".old", STATE + ".tmp"):
         if (stage_dir / name).exists():
             shutil.rmtree(stage_dir / name)
+    for kept in stage_dir.glob("best-step*.pt"):
+        kept.unlink()
