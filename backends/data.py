@@ -16,10 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from xstilts_tui import demo_data
+from xstilts_tui.native_formats import (
+    TATOEBA_CODES,
+    read_bucc,
+    read_conllu,
+    read_panx,
+    read_tatoeba,
+)
+from xstilts_tui.rows import expected_columns, normalize_row
 from xstilts_tui.squad_format import DataFileError, read_squad_json
-from xstilts_tui.tasks import (EXTRACTIVE_QA, MULTIPLE_CHOICE, PAIR_CLASSIFICATION,
-                               SENTENCE_CLASSIFICATION, TASKS, TOKEN_TAGGING, Columns,
-                               HubSplit, TaskSpec)
+from xstilts_tui.tasks import EXTRACTIVE_QA, TASKS, TOKEN_TAGGING, HubSplit, TaskSpec
 
 
 class DataError(RuntimeError):
@@ -31,77 +37,6 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
-def _field(row: dict[str, Any], name: str) -> Any:
-    """A column, or a nested field named with a dot ("choices.text")."""
-    value: Any = row
-    for part in name.split("."):
-        value = value[part]
-    return value
-
-
-def _joined(row: dict[str, Any], names: tuple[str, ...]) -> str:
-    return " ".join(str(_field(row, n)).strip() for n in names)
-
-
-def _label_index(value: Any, spec: TaskSpec) -> int | None:
-    """An integer label from an integer, a digit string or a label name; None: unlabelled."""
-    if isinstance(value, bool):
-        raise ValueError(f"label {value!r} is not a class index")
-    if isinstance(value, int):
-        return value if value >= 0 else None
-    text = str(value).strip()
-    if not text:
-        return None
-    if text.lstrip("-").isdigit():
-        return int(text) if int(text) >= 0 else None
-    if spec.labels and text in spec.labels:
-        return spec.labels.index(text)
-    raise ValueError(f"label {value!r} is neither a class index nor one of "
-                     f"{', '.join(spec.labels or ())}")
-
-
-def normalize_row(spec: TaskSpec, row: dict[str, Any], index: int,
-                  tag_names: list[str] | None = None) -> dict[str, Any] | None:
-    """One source row in the kind's shape (None: a row without a gold label)."""
-    cols: Columns = spec.columns
-    row_id = str(next((row[k] for k in ("id", "idx", "uid", "ind") if k in row), index))
-    if spec.kind in (SENTENCE_CLASSIFICATION, PAIR_CLASSIFICATION):
-        label = _label_index(row[cols.label], spec)
-        if label is None:
-            return None
-        if spec.labels and label >= len(spec.labels):
-            raise ValueError(f"label {label} out of range for {len(spec.labels)} classes")
-        return {"id": row_id, "text": _joined(row, cols.text),
-                "pair": _joined(row, cols.pair) if cols.pair else None, "label": label}
-    if spec.kind == MULTIPLE_CHOICE:
-        if isinstance(cols.choices, str):
-            choices = [str(c) for c in _field(row, cols.choices)]
-        else:
-            choices = [str(row[c]) for c in cols.choices]
-        raw = row[cols.label]
-        if cols.label_keys:
-            keys = [str(k) for k in _field(row, cols.label_keys)]
-            if str(raw).strip() == "":
-                return None
-            if str(raw) not in keys:
-                raise ValueError(f"answer key {raw!r} is not one of the choices' keys {keys}")
-            label = keys.index(str(raw))
-        else:
-            label = _label_index(raw, spec)
-            if label is None:
-                return None
-        if not 0 <= label < len(choices):
-            raise ValueError(f"label {label} out of range for {len(choices)} choices")
-        return {"id": row_id, "text": _joined(row, cols.text), "choices": choices, "label": label}
-    if spec.kind == TOKEN_TAGGING:
-        tokens = [str(t) for t in row[cols.tokens]]
-        tags = [tag_names[t] if tag_names and isinstance(t, int) else str(t) for t in row[cols.tags]]
-        if len(tokens) != len(tags):
-            raise ValueError(f"{len(tokens)} tokens but {len(tags)} tags")
-        return {"id": row_id, "tokens": tokens, "tags": tags} if tokens else None
-    raise ValueError(f"no row shape for task kind {spec.kind}")
-
-
 def _normalize_all(spec: TaskSpec, rows, where: str, tag_names: list[str] | None = None) -> list[dict]:
     out = []
     for i, row in enumerate(rows):
@@ -110,21 +45,10 @@ def _normalize_all(spec: TaskSpec, rows, where: str, tag_names: list[str] | None
         except (KeyError, TypeError, ValueError) as exc:
             what = f"no column {exc}" if isinstance(exc, KeyError) else str(exc)
             raise DataError(f"{where}: row {i}: {what} (expected the columns of {spec.name}: "
-                            f"{_expected_columns(spec)})") from None
+                            f"{expected_columns(spec)})") from None
         if item is not None:
             out.append(item)
     return out
-
-
-def _expected_columns(spec: TaskSpec) -> str:
-    cols = spec.columns
-    if spec.kind == TOKEN_TAGGING:
-        return f"{cols.tokens}, {cols.tags}"
-    names = list(cols.text) + list(cols.pair)
-    if spec.kind == MULTIPLE_CHOICE:
-        names += [cols.choices] if isinstance(cols.choices, str) else list(cols.choices)
-    names.append(cols.label)
-    return ", ".join(names)
 
 
 def _tag_names(dataset, spec: TaskSpec) -> list[str] | None:
@@ -138,7 +62,8 @@ def _from_hub(source: HubSplit, lang: str, lang_name: str, field_hint: str,
               spec: TaskSpec | None = None) -> list[dict]:
     import datasets
 
-    config = source.config.format(lang=lang) if source.config else None
+    config = source.config.format(lang=lang, lang_name=lang_name,
+                                  code3=TATOEBA_CODES.get(lang, lang)) if source.config else None
     try:
         dataset = datasets.load_dataset(source.path, config, split=source.split)
     except Exception as exc:  # offline, unknown id, schema problems: say which and how around
@@ -203,11 +128,28 @@ def read_conll_tags(path: str | Path) -> list[dict]:
     return rows
 
 
+def _expanded(path: str) -> str:
+    """A data path with environment variables filled; an unset one is an error here."""
+    import os
+    import re
+
+    path = os.path.expandvars(path)
+    match = re.search(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", path)
+    if match:
+        raise DataError(f"{path}: set the environment variable {match.group(1)} to where this data lives")
+    return path
+
+
 def read_local(spec: TaskSpec, path: str) -> list[dict]:
     """A task's rows from a local file in one of its local forms."""
+    path = _expanded(path)
     if spec.kind == EXTRACTIVE_QA:
         return read_squad_json(path)
     suffix = Path(path).suffix.lower()
+    if spec.kind == TOKEN_TAGGING and suffix == ".conllu":
+        return read_conllu(path)
+    if spec.name == "panx" and suffix not in (".jsonl", ".json", ".parquet"):
+        return read_panx(path)
     if spec.kind == TOKEN_TAGGING and suffix not in (".jsonl", ".json", ".parquet"):
         return read_conll_tags(path)
     if suffix not in _TABLE_BUILDERS:
@@ -247,9 +189,12 @@ def load_rows(task: dict[str, Any], split: str, lang: str = "en") -> list[dict]:
             path = settings.get("validation_file")
             file_key = "validation_file"
         if path:
+            if split == "train" and lang != "en" and "{lang}" not in path:
+                raise DataError(f"tasks.{name}.train_file has no {{lang}} to train in {lang}")
             rows = read_local(spec, path.format(lang=lang))
         else:
-            source = {"train": spec.train, "validation": spec.validation,
+            source = {"train": spec.train if lang == "en" else spec.translate_train,
+                      "validation": spec.validation,
                       "test": spec.evaluation or spec.validation}[split]
             if source is None:
                 raise DataError(f"{name} has no {split} data on the hub; set tasks.{name}.{file_key} "
@@ -259,3 +204,40 @@ def load_rows(task: dict[str, Any], split: str, lang: str = "en") -> list[dict]:
     if not rows:
         raise DataError(f"{name} {split} ({lang}): no examples")
     return rows[:limit] if limit else rows
+
+
+def load_retrieval(task: dict[str, Any], lang: str) -> dict[str, Any]:
+    """A retrieval task's sentences for one language: Tatoeba's aligned pairs (from the
+    recipe's data_dir or the hub), or BUCC's sample and test splits (data_dir)."""
+    name = task["name"]
+    spec = TASKS[name]
+    folder = task["settings"].get("data_dir")
+    folder = _expanded(folder) if folder else None
+    limit = task["settings"]["max_eval_examples"]
+    if name == "tatoeba":
+        if folder:
+            data = read_tatoeba(folder, lang)
+        else:
+            rows = _hub_rows(spec.evaluation, lang, f"tasks.{name}.data_dir in the recipe")
+            data = {"source": [r["source_sentence"] for r in rows],
+                    "english": [r["target_sentence"] for r in rows]}
+        if limit:
+            data = {k: v[:limit] for k, v in data.items()}
+        return data
+    if name == "bucc2018":
+        if not folder:
+            raise DataError("bucc2018 reads the shared task's files; set tasks.bucc2018.data_dir")
+        return {"sample": read_bucc(folder, lang, "sample"), "test": read_bucc(folder, lang, "test")}
+    raise DataError(f"{name} is not a retrieval task")
+
+
+def _hub_rows(source: HubSplit, lang: str, field_hint: str) -> list[dict]:
+    import datasets
+
+    config = source.config.format(lang=lang, code3=TATOEBA_CODES.get(lang, lang)) if source.config else None
+    try:
+        return list(datasets.load_dataset(source.path, config, split=source.split))
+    except Exception as exc:
+        raise DataError(f"could not load {source.path}{f' ({config})' if config else ''} split "
+                        f"{source.split} through datasets: {_first_line(exc)}; to use local files, "
+                        f"set {field_hint}") from exc

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from xstilts_tui.metrics import accuracy, score_qa
+from xstilts_tui.metrics import accuracy, score_qa, tagging_f1
 from xstilts_tui.tasks import (EXTRACTIVE_QA, MULTIPLE_CHOICE, PAIR_CLASSIFICATION,
                                SENTENCE_CLASSIFICATION, TOKEN_TAGGING, TaskSpec)
 
@@ -83,6 +83,14 @@ class Kind:
                  spec: TaskSpec, lang: str, head: dict[str, Any]) -> dict[str, float]:
         raise NotImplementedError
 
+    def logits(self, model, tokenizer, backend, features: list, hp: dict[str, Any]) -> list:
+        """The model's logits for each feature (its batches without labels)."""
+        return run_model(model, backend, features,
+                         lambda b: {k: v for k, v in self.collate(b, tokenizer.pad_token_id).items()
+                                    if k != "labels"},
+                         hp["eval_batch_size"], self.length,
+                         lambda out: out.logits.float().cpu().numpy())
+
     def auto_class(self):
         import transformers
 
@@ -114,11 +122,7 @@ class Classification(Kind):
 
     def evaluate(self, model, tokenizer, backend, rows, hp, spec, lang, head):
         features = self.features(tokenizer, rows, hp, head)
-        logits = run_model(model, backend, features,
-                           lambda b: {k: v for k, v in self.collate(b, tokenizer.pad_token_id).items()
-                                      if k != "labels"},
-                           hp["eval_batch_size"], self.length,
-                           lambda out: out.logits.float().cpu().numpy())
+        logits = self.logits(model, tokenizer, backend, features, hp)
         return {"accuracy": accuracy([r["label"] for r in rows], [int(x.argmax()) for x in logits])}
 
 
@@ -160,8 +164,9 @@ class MultipleChoice(Classification):
 
 class Tagging(Kind):
     """A tag for every word, predicted on its first sub-token (the other sub-tokens
-    carry no label); accuracy over words. Words cut off by ``max_length`` count as
-    wrong. The tag set is read from the training rows, in sorted order."""
+    carry no label); accuracy over words, or seqeval's F1 for the XTREME tasks. Words cut
+    off by ``max_length`` count as wrong ("O" for seqeval). The tag set is read from the
+    training rows, in sorted order."""
 
     name = "tagging"
     model_class = "AutoModelForTokenClassification"
@@ -196,20 +201,18 @@ class Tagging(Kind):
 
     def evaluate(self, model, tokenizer, backend, rows, hp, spec, lang, head):
         features = self.features(tokenizer, rows, hp, head)
-        logits = run_model(model, backend, features,
-                           lambda b: {k: v for k, v in self.collate(b, tokenizer.pad_token_id).items()
-                                      if k != "labels"},
-                           hp["eval_batch_size"], self.length,
-                           lambda out: out.logits.float().cpu().numpy())
+        logits = self.logits(model, tokenizer, backend, features, hp)
         id2label = {int(k): v for k, v in head["id2label"].items()}
         gold, predicted = [], []
         for row, feature, scores in zip(rows, features, logits):
             words: list[str | None] = [None] * len(row["tokens"])
             for word, position in feature["first"]:
                 words[word] = id2label[int(scores[position].argmax())]
-            gold.extend(row["tags"])
-            predicted.extend(words)
-        return {"accuracy": accuracy(gold, predicted)}
+            gold.append(row["tags"])
+            predicted.append(words)
+        if spec.metric == "seqeval":  # XTREME's UD-POS and PAN-X: entity-level F1
+            return tagging_f1(gold, [[w if w is not None else "O" for w in sent] for sent in predicted])
+        return {"accuracy": accuracy([t for s in gold for t in s], [t for s in predicted for t in s])}
 
 
 class ExtractiveQA(Kind):

@@ -137,7 +137,8 @@ def load_for_task(model_class, source: str, kwargs: dict[str, Any],
     except (OSError, ValueError, RuntimeError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"could not load model from {source}: {first[:300]}") from exc
-    prefix = model.base_model_prefix + "."
+    bare = model.base_model is model  # an encoder without a head (retrieval)
+    prefix = "" if bare else model.base_model_prefix + "."
     pooler = prefix + "pooler."
     missing = sorted(k for k in info["missing_keys"] if k.startswith(prefix) and not k.startswith(pooler))
     mismatched = sorted(key for key in (k[0] if isinstance(k, tuple) else str(k)
@@ -148,13 +149,14 @@ def load_for_task(model_class, source: str, kwargs: dict[str, Any],
         raise ModelLoadError(
             f"{source}: {len(what)} encoder weight(s) {'missing' if missing else 'mismatched'} "
             f"(first: {what[0]}); refusing to train on a partly random encoder")
-    head_modules = [name for name, _ in model.named_children() if name != model.base_model_prefix]
+    head_modules = [] if bare else [name for name, _ in model.named_children()
+                                    if name != model.base_model_prefix]
     for name in head_modules:
         init_head(getattr(model, name), model.config)
-    encoder = getattr(model, model.base_model_prefix)
+    encoder = model if bare else getattr(model, model.base_model_prefix)
     if getattr(encoder, "pooler", None) is not None and any(k.startswith(pooler) for k in info["missing_keys"]):
         init_head(encoder.pooler, model.config)
-        head_modules.append(model.base_model_prefix + ".pooler")
+        head_modules.append(prefix + "pooler")
     report = {"missing_head_keys": sorted(info["missing_keys"]),
               "unexpected_keys": sorted(info["unexpected_keys"]), "head_modules": head_modules}
     return model, report

@@ -139,7 +139,10 @@ class BatchPlan:
     """Which task and which examples each micro-batch of a stage takes."""
 
     def __init__(self, sizes: dict[str, int], batch_size: int, seed: int, micro_batches: int,
-                 cap: int = 0, mlm_size: int = 0, mlm_ratio: float = 0.0):
+                 cap: int = 0, mlm_size: int = 0, mlm_ratio: float = 0.0,
+                 weights: dict[str, float] | None = None):
+        """``sizes``: examples per stream (a task, or a task in one language); their shares
+        are ``weights`` when given, else proportional to the (capped) sizes."""
         if not sizes:
             raise ValueError("a batch plan needs at least one task")
         for name, size in sizes.items():
@@ -147,9 +150,9 @@ class BatchPlan:
                 raise ValueError(f"task {name} has no training examples")
         self.batch_size = batch_size
         self.seed = seed
-        capped = {n: min(s, cap) if cap else s for n, s in sizes.items()}
-        total = sum(capped.values())
-        self.streams = [TaskStream(n, sizes[n], (1 - mlm_ratio) * capped[n] / total) for n in sizes]
+        shares = dict(weights) if weights else {n: min(s, cap) if cap else s for n, s in sizes.items()}
+        total = sum(shares.values())
+        self.streams = [TaskStream(n, sizes[n], (1 - mlm_ratio) * shares[n] / total) for n in sizes]
         if mlm_ratio > 0:
             if mlm_size <= 0:
                 raise ValueError("continued MLM has no text")
@@ -209,3 +212,16 @@ def single_task_job(model, features: list, collate, hparams: dict[str, Any], see
 
     return TrainJob(model=TaskModel({"task": model}), batch=batch, steps=steps, hparams=hparams,
                     seed=seed, report=report, **job_fields)
+
+
+def language_weights(sizes: dict[str, int], policy: str, temperature: float) -> dict[str, float]:
+    """Shares of a task's training languages (summing to 1): proportional to their sizes,
+    uniform, or proportional to size^(1/T) (T = 1 proportional, large T near uniform)."""
+    if policy == "uniform":
+        raw = {lang: 1.0 for lang in sizes}
+    elif policy == "temperature":
+        raw = {lang: float(n) ** (1.0 / temperature) for lang, n in sizes.items()}
+    else:
+        raw = {lang: float(n) for lang, n in sizes.items()}
+    total = sum(raw.values())
+    return {lang: w / total for lang, w in raw.items()}

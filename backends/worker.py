@@ -169,7 +169,8 @@ def run_training_stage(spec: dict[str, Any], stage_dir: Path, events: Events) ->
     from .data import load_rows
     from .kinds import KINDS
     from .models import corpus_texts, load_tokenizer, resolve_source
-    from .multitask import MLM, BatchPlan, build_task_model, mask_batch, mlm_features
+    from .multitask import (MLM, BatchPlan, build_task_model, language_weights, mask_batch,
+                            mlm_features)
     from . import distributed
     from .registry import get_backend, total_steps
     from .training import TrainJob, find_state
@@ -183,17 +184,40 @@ def run_training_stage(spec: dict[str, Any], stage_dir: Path, events: Events) ->
     tokenizer = load_tokenizer(source, kwargs)
     _seed_everything(seed)
 
+    if target and TASKS[spec["task"]["name"]].kind == "retrieval":
+        return run_retrieval_stage(spec, events, backend, tokenizer, source, kwargs)
+
     parts: dict[str, TaskPart] = {}
+    streams: dict[str, tuple[str, list]] = {}  # stream -> (task, features): a task in a language
+    weights: dict[str, float] = {}
+    cap = 0 if target else hp["sampling_cap"]
     for task in ([spec["task"]] if target else spec["tasks"]):
         task_spec = TASKS[task["name"]]
         kind = KINDS[task_spec.kind]
-        rows = load_rows(task, "train", "en")
-        head = kind.head(task_spec, rows)
-        try:
-            features = kind.features(tokenizer, rows, hp, head)
-        except ValueError as exc:
-            raise DataError(f"{task['name']} training data: {exc}") from None
-        parts[task["name"]] = TaskPart(task, task_spec, kind, head, len(rows), features)
+        settings = task["settings"]
+        languages = tuple(settings.get("train_languages") or ("en",))
+        rows_by_lang = {lang: load_rows(task, "train", lang) for lang in languages}
+        head = kind.head(task_spec, [r for rows in rows_by_lang.values() for r in rows])
+        features_by_lang = {}
+        for lang, rows in rows_by_lang.items():
+            try:
+                features_by_lang[lang] = kind.features(tokenizer, rows, hp, head)
+            except ValueError as exc:
+                raise DataError(f"{task['name']} training data ({lang}): {exc}") from None
+        name = task["name"]
+        parts[name] = TaskPart(task, task_spec, kind, head,
+                               sum(len(r) for r in rows_by_lang.values()),
+                               [f for feats in features_by_lang.values() for f in feats])
+        # The task's share follows its (capped) size; its languages split it by the policy.
+        size = sum(len(f) for f in features_by_lang.values())
+        share = min(size, cap) if cap else size
+        by_lang = language_weights({lang: len(f) for lang, f in features_by_lang.items()},
+                                   settings.get("language_sampling", "proportional"),
+                                   settings.get("sampling_temperature", 5.0))
+        for lang, feats in features_by_lang.items():
+            stream = name if len(languages) == 1 else f"{name}@{lang}"
+            streams[stream] = (name, feats)
+            weights[stream] = share * by_lang[lang]
     mlm = spec.get("mlm")
     mlm_data = mlm_features(tokenizer, list(corpus_texts(mlm["corpus"])), hp["max_length"]) if mlm else []
     if mlm and not mlm_data:
@@ -205,25 +229,25 @@ def run_training_stage(spec: dict[str, Any], stage_dir: Path, events: Events) ->
                                f"{' for ' + ', '.join(parts) if len(parts) > 1 else ''}; dropped "
                                f"{len(report['unexpected_keys'])} checkpoint key(s) outside the encoder")
 
-    cap = 0 if target else hp["sampling_cap"]
-    sizes = {name: len(p.features) for name, p in parts.items()}
+    sizes = {stream: len(feats) for stream, (_, feats) in streams.items()}
     ratio = mlm["ratio"] if mlm else 0.0
-    examples = sum(min(n, cap) if cap else n for n in sizes.values())
+    examples = sum(min(len(p.features), cap) if cap else len(p.features) for p in parts.values())
     steps = total_steps(math.ceil(examples / (1 - ratio)), hp, world)
     plan = BatchPlan(sizes, hp["batch_size"], seed, steps * hp["grad_accum"] * world, cap,
-                     len(mlm_data), ratio)
+                     len(mlm_data), ratio, weights=weights)
     if len(plan.streams) > 1:
         events.emit("log", message="batches drawn from " + ", ".join(
             f"{name} {share:.1%}" for name, share in plan.proportions.items()))
 
     def batch(i: int) -> tuple[str, dict[str, Any]]:
-        task, indices = plan.batch(i)
-        if task == MLM:
+        stream, indices = plan.batch(i)
+        if stream == MLM:
             generator = torch.Generator().manual_seed(seed * 1_000_003 + i)
-            return task, mask_batch([mlm_data[j] for j in indices], tokenizer,
-                                    hp["mlm_probability"], generator)
+            return stream, mask_batch([mlm_data[j] for j in indices], tokenizer,
+                                      hp["mlm_probability"], generator)
+        task, feats = streams[stream]
         part = parts[task]
-        return task, part.kind.collate([part.features[j] for j in indices], tokenizer.pad_token_id)
+        return task, part.kind.collate([feats[j] for j in indices], tokenizer.pad_token_id)
 
     validation: dict[str, list[dict]] = {}
 
@@ -293,6 +317,46 @@ def run_training_stage(spec: dict[str, Any], stage_dir: Path, events: Events) ->
         "backend": spec["backend"]["name"], "backend_kind": spec["backend"]["kind"],
         "world_size": world,
     }
+
+
+def run_retrieval_stage(spec: dict[str, Any], events: Events, backend, tokenizer, source: str,
+                        kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A retrieval target (Tatoeba, BUCC): no training; the encoder's sentence vectors,
+    scored in every language. The encoder loads strictly, like every hand-off."""
+    from transformers import AutoModel
+
+    from . import distributed
+    from .data import load_retrieval
+    from .models import load_for_task
+    from .retrieval import default_layer, evaluate_retrieval
+
+    task = spec["task"]
+    hp = spec["hparams"]
+    model, report = load_for_task(AutoModel, source, kwargs)
+    model.to(backend.device)
+    layer = hp.get("retrieval_layer") or default_layer(model.config.num_hidden_layers)
+    events.emit("log", message=f"loaded encoder from {source}; sentence vectors from hidden "
+                               f"states {layer} of {model.config.num_hidden_layers} layers")
+    languages = task["settings"]["languages"]
+    events.emit("stage_started", total_steps=0, languages=len(languages))
+    started = time.perf_counter()
+    for lang in languages:
+        scores = evaluate_retrieval(model, tokenizer, backend, task["name"], load_retrieval(task, lang), hp)
+        for metric in TASKS[task["name"]].metric_names:
+            events.emit("score", task=task["name"], language=lang, split="test", metric=metric,
+                        value=scores[metric], step=0)
+        if "threshold" in scores:
+            events.emit("log", message=f"{lang}: margin threshold {scores['threshold']:.4f} "
+                                       f"(F1 {scores['sample_f1']:.2f} on the sample split)")
+    if distributed.rank() != 0:
+        return {}
+    peak, memory_kind = _peak_memory(backend.device)
+    events.emit("log", message=f"scored {len(languages)} languages in {time.perf_counter() - started:.1f} s")
+    return {"steps": 0, "peak_memory_bytes": peak,
+            "memory_kind": memory_kind, "trainable_params": 0,
+            "total_params": sum(p.numel() for p in model.parameters()), "checkpoint_bytes": 0,
+            "backend": spec["backend"]["name"], "backend_kind": spec["backend"]["kind"],
+            "world_size": distributed.world_size()}
 
 
 def _versions() -> dict[str, str]:

@@ -2,17 +2,14 @@
 commands, torch vs DeepSpeed ZeRO-2 loss curves, ZeRO-3 saving (one process and two under
 torchrun), and LoRA adapters that reload to exactly the same scores."""
 
-import json
-import os
 import sys
 from dataclasses import asdict
-from pathlib import Path
 
 import polars as pl
 import pytest
 import torch
 
-from conftest import ROOT, SMALL_DEMO, run_cli
+from conftest import SMALL_DEMO, run_cli
 from xstilts_tui.backend_options import BACKEND_KINDS
 from xstilts_tui.plan import build_plan
 from xstilts_tui.recipe import HParams, RecipeError, parse_recipe

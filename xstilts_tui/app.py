@@ -36,7 +36,7 @@ from textual.widgets import (Button, DataTable, Footer, Input, Label, ListItem, 
 from .plan import Plan, build_plan
 from .progress import PlainDisplay, time_left
 from .recipe import BACKENDS, Recipe, RecipeError, parse_recipe
-from .results import AVG, AVG_NO_EN, RESULT_COLUMNS, format_cell, score_cells
+from .results import AVG, AVG_NO_EN, RESULT_COLUMNS, format_cell, human_bytes, score_cells
 from .runner import Runner
 from .tasks import TASKS
 
@@ -251,13 +251,6 @@ def _bar(step: int, total: int, width: int = 12) -> str:
     filled = int(width * min(step, total) / total)
     return "█" * filled + "░" * (width - filled) + f" {step}/{total}"
 
-
-def _bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB"):
-        if n < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.2f} GiB"
 
 
 # --- the app ------------------------------------------------------------------------
@@ -808,6 +801,12 @@ class XstiltsApp(App):
         extra = [AVG_NO_EN] if "en" in languages and len(languages) > 1 else []
         return [*languages, AVG, *extra]
 
+    def metric_for(self, task: str) -> str:
+        """F1 or exact match where the task has them (``f`` switches), else its own metric
+        (accuracy for classification and Tatoeba)."""
+        names = TASKS[task].metric_names if task in TASKS else ("f1",)
+        return self.metric if self.metric in names else names[0]
+
     def update_score_table(self, task: str) -> None:
         """Fill one task's table; only cells whose text changed are updated."""
         if self.context is None or task not in self.context.languages:
@@ -816,8 +815,8 @@ class XstiltsApp(App):
             table = self.query_one(f"#scores-{task}", DataTable)
         except Exception:
             return
-        cells = score_cells(self.context.frame(), task, self.metric, self.context.languages[task],
-                            self.context.baseline, without_english=True)
+        cells = score_cells(self.context.frame(), task, self.metric_for(task),
+                            self.context.languages[task], self.context.baseline, without_english=True)
         for arm in self.context.arms:
             for column in self.score_columns(task):
                 cell = cells.get((arm, column))
@@ -928,8 +927,8 @@ class XstiltsApp(App):
             return
         scores.clear(columns=True)
         scores.add_columns("language", f"{a}", f"{b}", "B - A")
-        cells = score_cells(self.context.frame(), task, self.metric, self.context.languages[task],
-                            self.context.baseline, without_english=True)
+        cells = score_cells(self.context.frame(), task, self.metric_for(task),
+                            self.context.languages[task], self.context.baseline, without_english=True)
         for column in self.score_columns(task):
             ca, cb = cells.get((a, column)), cells.get((b, column))
             diff = f"{cb['mean'] - ca['mean']:+.1f}" if ca and cb else "-"
@@ -939,12 +938,16 @@ class XstiltsApp(App):
         rows = {arm: [s for s in self.context.stages
                       if arm in str(s.get("arms", "")).split(",") and s.get("kind") != "base"]
                 for arm in (a, b)}
-        measures = (("wall time (s)", "wall_s", lambda v: f"{v:.1f}"),
+        measures = (("backend", "backend", str),
+                    ("wall time (s)", "wall_s", lambda v: f"{v:.1f}"),
                     ("examples/s", "examples_per_s", lambda v: f"{v:.1f}"),
-                    ("peak memory", "peak_memory_bytes", _bytes),
+                    ("tokens/s", "tokens_per_s", lambda v: f"{v:.0f}"),
+                    ("peak memory", "peak_memory_bytes", human_bytes),
                     ("trainable params", "trainable_params", lambda v: f"{v:,}"),
                     ("total params", "total_params", lambda v: f"{v:,}"),
-                    ("checkpoint", "checkpoint_bytes", _bytes))
+                    ("checkpoint", "checkpoint_bytes", human_bytes),
+                    ("adapter", "adapter_bytes", human_bytes),
+                    ("kept step", "best_step", str))
         for kind in ("intermediate", "target"):
             for label, key, fmt in measures:
                 values = []

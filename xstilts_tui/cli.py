@@ -49,16 +49,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--launch", metavar="FILE")
 
     p = sub.add_parser("score", help="score a predictions file against a task's gold file")
-    p.add_argument("--task", required=True, help=f"one of: {', '.join(_qa_tasks())}")
-    p.add_argument("--gold", required=True, metavar="FILE", help="the task's native gold file")
+    p.add_argument("--task", required=True, help="a task name (xstilts-tui score --help for formats)")
+    p.add_argument("--gold", required=True, metavar="FILE", help="the task's native gold file (or folder)")
     p.add_argument("--pred", required=True, metavar="FILE",
-                   help="JSON object {question id: answer text}")
+                   help="QA: JSON {question id: answer}; classification: a label a line; tagging: "
+                        "a tag a line, blank line between sentences; tatoeba: a line number a line; "
+                        "bucc2018: source-id<TAB>english-id a line")
     p.add_argument("--lang", help="language of the answers (needed for mlqa)")
     return parser
-
-
-def _qa_tasks() -> list[str]:
-    return sorted(name for name, spec in TASKS.items() if spec.kind == EXTRACTIVE_QA)
 
 
 def cmd_validate(files: list[str]) -> int:
@@ -82,39 +80,179 @@ def cmd_plan(file: str, output: str | None, cache: str | None, launch: str | Non
     return 0
 
 
+def _read_pred_lines(path: str) -> list[str]:
+    try:
+        return Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UsageError(f"score: --pred {path}: no such file") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"score: --pred {path}: not UTF-8 text") from None
+
+
+def _gold_table(spec, path: str) -> list[dict]:
+    """A classification or multiple-choice gold file, read with polars (no compute stack)."""
+    import polars as pl
+
+    from .rows import normalize_row
+
+    suffix = Path(path).suffix.lower()
+    try:
+        if suffix in (".jsonl", ".json"):
+            try:
+                frame = pl.read_ndjson(path)
+            except Exception:
+                frame = pl.read_json(path)
+        elif suffix in (".csv", ".tsv"):
+            frame = pl.read_csv(path, separator="\t" if suffix == ".tsv" else ",", quote_char=None
+                                if suffix == ".tsv" else '"', infer_schema_length=0)
+        elif suffix == ".parquet":
+            frame = pl.read_parquet(path)
+        else:
+            raise UsageError(f"score: --gold {path}: unknown file form; {spec.name} reads {spec.local_files}")
+    except FileNotFoundError:
+        raise UsageError(f"score: --gold {path}: no such file") from None
+    except UsageError:
+        raise
+    except Exception as exc:
+        raise UsageError(f"score: --gold {path}: cannot read it ({str(exc).splitlines()[0][:120]})") from None
+    rows = []
+    for i, raw in enumerate(frame.iter_rows(named=True)):
+        try:
+            row = normalize_row(spec, raw, i)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise UsageError(f"score: --gold {path}: row {i}: {exc}") from None
+        if row is not None:
+            rows.append(row)
+    return rows
+
+
+def _gold_tags(spec, path: str) -> list[dict]:
+    from .native_formats import read_conllu, read_panx
+
+    suffix = Path(path).suffix.lower()
+    if suffix == ".conllu":
+        return read_conllu(path)
+    return read_panx(path)
+
+
+def _predicted_sentences(lines: list[str]) -> list[list[str]]:
+    """evaluate.py's read_tag: one tag a line, a blank line after each sentence."""
+    sentences, current = [], []
+    for line in lines:
+        if line.strip():
+            current.append(line.strip())
+        else:
+            sentences.append(current)
+            current = []
+    if current:
+        sentences.append(current)
+    return sentences
+
+
 def cmd_score(task: str, gold_path: str, pred_path: str, lang: str | None) -> int:
-    if task not in TASKS or TASKS[task].kind != EXTRACTIVE_QA:
-        raise UsageError(f"score: unknown task {task!r}; expected one of: {', '.join(_qa_tasks())}")
+    """Score a predictions file against a task's gold file. Formats, per kind:
+    QA - gold SQuAD JSON, predictions ``{"question id": "answer text"}``;
+    classification and multiple choice - gold in a local form of the task, predictions one
+    label (name or index) a line in gold order; tagging - gold CoNLL-U (udpos), PAN-X text
+    (panx) or tab-separated word and tag lines, predictions one tag a line with a blank
+    line after each sentence; tatoeba - gold the folder of LASER's files (with --lang),
+    predictions the 0-based English line each source line retrieves, one a line; bucc2018 -
+    gold the .gold file, predictions the mined pairs, ``source-id<TAB>english-id`` a line."""
+    from .metrics import accuracy, tagging_f1
+    from .tasks import MULTIPLE_CHOICE, PAIR_CLASSIFICATION, RETRIEVAL, SENTENCE_CLASSIFICATION, TOKEN_TAGGING
+
+    if task not in TASKS or TASKS[task].generated:
+        known = sorted(n for n, t in TASKS.items() if not t.generated)
+        raise UsageError(f"score: unknown task {task!r}; expected one of: {', '.join(known)}")
     spec = TASKS[task]
     if lang is not None and lang not in spec.languages:
         raise UsageError(f"score: {task} has no language {lang!r}; expected one of: "
                          f"{', '.join(spec.languages)}")
-    if spec.metric == "mlqa" and lang is None:
-        raise UsageError(f"score: {task} normalises answers per language; give --lang, one of: "
-                         f"{', '.join(spec.languages)}")
-    try:
-        gold = gold_answers(read_squad_json(gold_path))
-    except DataFileError as exc:
-        raise UsageError(f"score: --gold {exc}") from None
-    try:
-        predictions = json.loads(Path(pred_path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"score: --pred {pred_path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"score: --pred {pred_path}: not JSON ({exc})") from None
-    if not isinstance(predictions, dict) or not all(isinstance(v, str) for v in predictions.values()):
-        raise UsageError(f"score: --pred {pred_path}: expected a JSON object "
-                         "{question id: answer text}")
-    scores = score_qa(gold, predictions, spec.metric, lang)
-    print(json.dumps({"task": task, "language": lang, "exact_match": scores["exact_match"],
-                      "f1": scores["f1"], "questions": scores["count"],
-                      "predicted": sum(1 for q in gold if q in predictions)}))
+    result: dict[str, object] = {"task": task, "language": lang}
+    if spec.kind == EXTRACTIVE_QA:
+        if spec.metric == "mlqa" and lang is None:
+            raise UsageError(f"score: {task} normalises answers per language; give --lang, one of: "
+                             f"{', '.join(spec.languages)}")
+        try:
+            gold = gold_answers(read_squad_json(gold_path))
+        except DataFileError as exc:
+            raise UsageError(f"score: --gold {exc}") from None
+        try:
+            predictions = json.loads(Path(pred_path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UsageError(f"score: --pred {pred_path}: no such file") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UsageError(f"score: --pred {pred_path}: not JSON ({exc})") from None
+        if not isinstance(predictions, dict) or not all(isinstance(v, str) for v in predictions.values()):
+            raise UsageError(f"score: --pred {pred_path}: expected a JSON object "
+                             "{question id: answer text}")
+        scores = score_qa(gold, predictions, spec.metric, lang)
+        result.update(exact_match=scores["exact_match"], f1=scores["f1"], questions=scores["count"],
+                      predicted=sum(1 for q in gold if q in predictions))
+    elif spec.kind in (SENTENCE_CLASSIFICATION, PAIR_CLASSIFICATION, MULTIPLE_CHOICE):
+        rows = _gold_table(spec, gold_path)
+        lines = [line.strip() for line in _read_pred_lines(pred_path) if line.strip()]
+        if len(lines) != len(rows):
+            raise UsageError(f"score: --pred {pred_path}: {len(lines)} labels for {len(rows)} gold examples")
+        labels = list(spec.labels or ())
+        predicted = [labels.index(x) if x in labels else int(x) if x.lstrip("-").isdigit() else None
+                     for x in lines]
+        if None in predicted:
+            bad = lines[predicted.index(None)]
+            raise UsageError(f"score: --pred {pred_path}: {bad!r} is neither a label "
+                             f"({', '.join(labels) or 'an index'}) nor an index")
+        result.update(accuracy=accuracy([r["label"] for r in rows], predicted), examples=len(rows))
+    elif spec.kind == TOKEN_TAGGING:
+        try:
+            gold = _gold_tags(spec, gold_path)
+        except DataFileError as exc:
+            raise UsageError(f"score: --gold {exc}") from None
+        predicted = _predicted_sentences(_read_pred_lines(pred_path))
+        lengths = [len(r["tags"]) for r in gold]
+        if [len(p) for p in predicted] != lengths:
+            raise UsageError(f"score: --pred {pred_path}: {len(predicted)} sentences of "
+                             f"{sum(len(p) for p in predicted)} tags for {len(gold)} gold sentences of "
+                             f"{sum(lengths)} words")
+        tags = [r["tags"] for r in gold]
+        if spec.metric == "seqeval":
+            result.update(tagging_f1(tags, predicted))
+        else:
+            result["accuracy"] = accuracy([t for s in tags for t in s], [t for s in predicted for t in s])
+        result["sentences"] = len(gold)
+    elif spec.kind == RETRIEVAL and task == "tatoeba":
+        from .native_formats import read_tatoeba
+
+        if lang is None:
+            raise UsageError("score: tatoeba scores one language; give --lang")
+        try:
+            pairs = read_tatoeba(gold_path, lang)
+        except DataFileError as exc:
+            raise UsageError(f"score: --gold {exc}") from None
+        lines = [line.strip() for line in _read_pred_lines(pred_path) if line.strip()]
+        if len(lines) != len(pairs["source"]) or not all(x.isdigit() for x in lines):
+            raise UsageError(f"score: --pred {pred_path}: expected {len(pairs['source'])} line numbers "
+                             "(0-based), one a line")
+        result.update(accuracy=accuracy(range(len(lines)), [int(x) for x in lines]), sentences=len(lines))
+    else:
+        from .retrieval_metrics import f1_of
+
+        try:
+            gold = {tuple(line.split("\t")) for line in Path(gold_path).read_text(encoding="utf-8").splitlines()
+                    if line.strip()}
+        except FileNotFoundError:
+            raise UsageError(f"score: --gold {gold_path}: no such file") from None
+        predicted = {tuple(line.split("\t")) for line in _read_pred_lines(pred_path) if line.strip()}
+        if any(len(p) != 2 for p in gold | predicted):
+            raise UsageError("score: bucc2018 gold and predictions are pairs of ids separated by a tab")
+        precision, recall, f1 = f1_of(predicted, gold)
+        result.update(f1=f1, precision=precision, recall=recall, pairs=len(predicted), gold_pairs=len(gold))
+    print(json.dumps(result))
     return 0
 
 
 def cmd_run(file: str, output: str | None, cache: str | None, launch: str | None = None) -> int:
     from .progress import make_display
-    from .results import cost_table, summary_tables
+    from .results import cost_table, summary_tables, xtreme_table
     from .runner import Runner
 
     recipe = load_recipe(file)  # validated before anything is written
@@ -132,6 +270,10 @@ def cmd_run(file: str, output: str | None, cache: str | None, launch: str | None
     print()
     print(summary_tables(runner.store.results_frame(), [a.name for a in recipe.arms],
                          recipe.baseline.name, list(recipe.targets), languages))
+    xtreme = xtreme_table(runner.store.results_frame(), [a.name for a in recipe.arms],
+                          list(recipe.targets), languages)
+    if xtreme:
+        print("\n" + xtreme)
     costs = cost_table(runner.store.stages_frame())
     if costs:
         print("\n" + costs)

@@ -27,6 +27,7 @@ __all__ = [
     "qa_exact",
     "score_qa",
     "accuracy",
+    "tagging_f1",
 ]
 
 # --- SQuAD v1.1 -------------------------------------------------------------------
@@ -177,3 +178,21 @@ def accuracy(gold: Iterable, predicted: Iterable) -> float:
     if not gold:
         return 0.0
     return 100.0 * sum(g == p for g, p in zip(gold, predicted)) / len(gold)
+
+
+def tagging_f1(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, float]:
+    """Entity-level precision, recall and F1 (0-100) with seqeval's default (non-strict)
+    chunking, as XTREME's evaluate.py computes them for PAN-X and UD-POS: an I- tag after
+    O or another type starts an entity; a type change ends one. One list of tags a
+    sentence, the same lengths on both sides."""
+    from seqeval.metrics import f1_score, precision_score, recall_score
+
+    if len(gold) != len(predicted) or any(len(g) != len(p) for g, p in zip(gold, predicted)):
+        raise ValueError("gold and predicted tags differ in their number of sentences or words")
+    import warnings
+
+    with warnings.catch_warnings():  # UPOS tags are not NE tags; seqeval says so per tag
+        warnings.simplefilter("ignore", UserWarning)
+        return {"f1": 100 * f1_score(gold, predicted),
+                "precision": 100 * precision_score(gold, predicted),
+                "recall": 100 * recall_score(gold, predicted)}

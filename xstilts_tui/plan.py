@@ -108,6 +108,8 @@ class Plan:
 
 
 def _file_fingerprint(path: str) -> dict[str, Any]:
+    if "$" in path:  # a data root from the environment, unset here: the path is the key
+        return {"path": path}
     stat = Path(path).stat()
     return {"path": path, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
@@ -120,10 +122,15 @@ def _hash(payload: Any) -> str:
 def _task_spec(name: str, settings: TaskSettings) -> dict[str, Any]:
     spec = TASKS[name]
     data = asdict(settings)
-    files = {}
+    files: dict[str, Any] = {}
     for key in ("train_file", "validation_file"):
-        if data[key]:
+        if data[key] and "{lang}" in data[key]:
+            files[key] = [_file_fingerprint(data[key].format(lang=lang)) for lang in settings.train_languages]
+        elif data[key]:
             files[key] = _file_fingerprint(data[key])
+    if data.get("data_dir") and "$" not in data["data_dir"]:
+        files["data_dir"] = [_file_fingerprint(str(p)) for p in sorted(Path(data["data_dir"]).iterdir())
+                             if p.is_file()]
     if data["eval_files"]:
         files["eval_files"] = [_file_fingerprint(data["eval_files"].format(lang=lang))
                                for lang in settings.languages]
@@ -183,7 +190,7 @@ def build_plan(recipe: Recipe, output_dir: Path | None = None,
                 "model": model_spec,
                 "tasks": [_task_spec(t, recipe.tasks[t]) for t in arm.intermediate],
                 "mlm": _mlm_spec(arm),
-                "hparams": asdict(recipe.hparams_intermediate),
+                "hparams": asdict(recipe.task_hparams("intermediate", arm.intermediate)),
                 "backend": _backend_spec(recipe, arm.backend),
                 "world_size": launch.world_size,
                 "seed": seed,
@@ -212,7 +219,7 @@ def build_plan(recipe: Recipe, output_dir: Path | None = None,
                     "kind": "target",
                     "model": init,
                     "task": _task_spec(task, recipe.tasks[task]),
-                    "hparams": asdict(recipe.hparams_target),
+                    "hparams": asdict(recipe.task_hparams("target", (task,))),
                     "backend": _backend_spec(recipe, arm.target_backend),
                     "world_size": launch.world_size,
                     "seed": seed,

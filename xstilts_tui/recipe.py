@@ -8,18 +8,21 @@ relative to the recipe file; ``output_dir`` is relative to the working directory
 from __future__ import annotations
 
 import difflib
+import os
+import re
 import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .backend_options import BACKEND_KINDS, BACKEND_OPTIONS, check_option, defaults
-from .tasks import TASKS, TaskSpec
+from .backend_options import BACKEND_KINDS, check_option, defaults
+from .tasks import RETRIEVAL, TASKS, TaskSpec
 
 # Training backend kinds known to the workers (``backends.registry`` lists the same names);
 # each is also a backend a recipe may name with its default options.
 BACKENDS = BACKEND_KINDS
 LAUNCHERS = ("python", "torchrun", "deepspeed")
+LANGUAGE_SAMPLING = ("proportional", "uniform", "temperature")
 
 # The XLM-R configuration fields a built-from-config model may set, with their types.
 MODEL_CONFIG_FIELDS = {
@@ -68,6 +71,7 @@ class HParams:
     save_every: int = 1000  # steps between resume states (0: none; a stopped stage restarts)
     sampling_cap: int = 0  # multi-task: cap each task's share at this many examples (0: none)
     mlm_probability: float = 0.15  # continued MLM: share of tokens masked
+    retrieval_layer: int = 0  # retrieval: hidden_states index; 0: 14 of 24, scaled to depth
 
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -75,7 +79,7 @@ _POSITIVE = {"lr", "batch_size", "grad_accum", "epochs", "max_length", "doc_stri
              "max_query_length", "n_best", "max_answer_length", "eval_batch_size", "log_every",
              "eval_examples", "mlm_probability"}
 _NON_NEGATIVE = {"weight_decay", "adam_eps", "max_grad_norm", "max_steps", "warmup_ratio",
-                 "eval_every", "patience", "save_every", "sampling_cap"}
+                 "eval_every", "patience", "save_every", "sampling_cap", "retrieval_layer"}
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,16 @@ class TaskSettings:
     max_eval_examples: int = 0  # 0: all, per language
     generated_train_examples: int = 2000  # generated tasks only
     generated_eval_examples: int = 200
+    # Training languages (translate-train where the task has it) and how batches are
+    # drawn across them: proportional to their sizes, uniform, or by temperature T
+    # (shares proportional to size^(1/T)).
+    train_languages: tuple[str, ...] = ("en",)
+    language_sampling: str = "proportional"
+    sampling_temperature: float = 5.0
+    data_dir: str | None = None  # retrieval tasks: the folder of their native files
+    # Hyper-parameters for this task only (its target stage, or an intermediate stage
+    # that trains it alone), over the phase's: [tasks.NAME.hparams].
+    hparams: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +194,14 @@ class Recipe:
     output_dir: str | None = None
     backends: dict[str, BackendProfile] | None = None
     launch: Launch = Launch()
+
+    def task_hparams(self, phase: str, tasks: tuple[str, ...]) -> HParams:
+        """A stage's hyper-parameters: the phase's, with a task's own overrides when the
+        stage trains that one task."""
+        base = self.hparams_target if phase == "target" else self.hparams_intermediate
+        if len(tasks) == 1 and self.tasks[tasks[0]].hparams:
+            return HParams(**{**asdict(base), **self.tasks[tasks[0]].hparams})
+        return base
 
     def backend(self, name: str) -> BackendProfile:
         if self.backends and name in self.backends:
@@ -297,6 +319,14 @@ def _hparams(file: str, where: str, data: dict, base: HParams) -> HParams:
     return merged
 
 
+def _unset_variable(path: str) -> str | None:
+    """The environment variable a data path still names after expansion (it is unset):
+    such a path is checked when its stage runs, so a recipe for data kept elsewhere (a
+    cluster's data root) validates and plans without it."""
+    match = re.search(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", path)
+    return match.group(1) if match else None
+
+
 def _resolve(base: Path, value: str) -> str:
     path = Path(value).expanduser()
     return str(path if path.is_absolute() else (base / path).resolve())
@@ -405,13 +435,18 @@ def _task_settings(file: str, base: Path, name: str, spec: TaskSpec, data: dict)
             continue
         if spec.generated:
             table.fail(key, f"{name} is generated offline and reads no files")
-        value = _resolve(base, value)
+        value = _resolve(base, os.path.expandvars(value))
+        if _unset_variable(value):
+            values[key] = value  # checked when the stage runs, with the variable set
+            continue
         if key == "eval_files":
             if "{lang}" not in value:
                 table.fail(key, "must contain {lang}, filled with each evaluation language")
             for lang in languages:
                 if not Path(value.format(lang=lang)).is_file():
                     table.fail(key, f"no file for language {lang!r} at {value.format(lang=lang)}")
+        elif key == "train_file" and "{lang}" in value:
+            pass  # checked per training language below
         elif not Path(value).is_file():
             table.fail(key, f"no file at {value}")
         values[key] = value
@@ -429,6 +464,47 @@ def _task_settings(file: str, base: Path, name: str, spec: TaskSpec, data: dict)
             if value <= 0:
                 table.fail(key, f"must be greater than 0, got {value}")
             values[key] = value
+    train_languages = table.get_str_list("train_languages")
+    if train_languages:
+        for lang in train_languages:
+            if lang not in spec.train_languages:
+                table.fail("train_languages", _choice_error(
+                    f"training language for {name}", lang, list(spec.train_languages)))
+        if len(set(train_languages)) != len(train_languages):
+            table.fail("train_languages", "lists a language twice")
+        train_file = values.get("train_file")
+        if train_file and len(train_languages) > 1 and "{lang}" not in train_file:
+            table.fail("train_file", "must contain {lang} to train in several languages")
+        values["train_languages"] = train_languages
+    sampling = table.get("language_sampling", str)
+    if sampling is not None:
+        if sampling not in LANGUAGE_SAMPLING:
+            table.fail("language_sampling", _choice_error("language sampling", sampling,
+                                                          list(LANGUAGE_SAMPLING)))
+        values["language_sampling"] = sampling
+    temperature = table.get("sampling_temperature", float)
+    if temperature is not None:
+        if temperature <= 0:
+            table.fail("sampling_temperature", f"must be greater than 0, got {temperature}")
+        values["sampling_temperature"] = temperature
+    train_file = values.get("train_file")
+    if train_file and "{lang}" in train_file and not _unset_variable(train_file):
+        for lang in values.get("train_languages", ("en",)):
+            if not Path(train_file.format(lang=lang)).is_file():
+                table.fail("train_file", f"no file for language {lang!r} at {train_file.format(lang=lang)}")
+    data_dir = table.get("data_dir", str)
+    if data_dir is not None:
+        if spec.kind != RETRIEVAL:
+            table.fail("data_dir", f"only retrieval tasks read a data folder; {name} reads "
+                                   "train_file, validation_file and eval_files")
+        data_dir = _resolve(base, os.path.expandvars(data_dir))
+        if not _unset_variable(data_dir) and not Path(data_dir).is_dir():
+            table.fail("data_dir", f"no folder at {data_dir}")
+        values["data_dir"] = data_dir
+    overrides = table.get("hparams", dict)
+    if overrides is not None:
+        checked = _hparams(file, f"tasks.{name}.hparams", overrides, HParams())
+        values["hparams"] = {k: getattr(checked, k) for k in overrides}
     table.finish([f.name for f in fields(TaskSettings)])
     return TaskSettings(**values)
 
@@ -579,6 +655,11 @@ def parse_recipe(text: str, file: str, base: Path | None = None) -> Recipe:
     tasks_data = top.get("tasks", dict, {})
     for t in targets:
         spec = _task_name(top, "targets", t)
+        if spec.kind == RETRIEVAL:
+            if spec.evaluation is None and not _has_file(tasks_data, t, "data_dir"):
+                top.fail("targets", f"{t} has no data on the hub; give tasks.{t}.data_dir "
+                                    f"({spec.local_files})")
+            continue
         if spec.train is None and not spec.generated and not _has_file(tasks_data, t, "train_file"):
             top.fail("targets", f"{t} has no English training data on the hub; give "
                                 f"tasks.{t}.train_file ({spec.local_files})")
@@ -604,6 +685,9 @@ def parse_recipe(text: str, file: str, base: Path | None = None) -> Recipe:
         intermediate = table.get_str_list("intermediate")
         for t in intermediate:
             spec = _task_name(table, "intermediate", t)
+            if spec.kind == RETRIEVAL:
+                table.fail("intermediate", f"{t} is a retrieval task with no training data; "
+                                           "name it in targets")
             if spec.train is None and not spec.generated and not _has_file(tasks_data, t, "train_file"):
                 table.fail("intermediate", f"{t} has no training data on the hub; give "
                                            f"tasks.{t}.train_file ({spec.local_files})")

@@ -18,6 +18,8 @@ from typing import Any
 import polars as pl
 
 from .events import COST_FIELDS, encode
+from .tasks import TASKS
+from .xtreme import XTREME_TASKS, task_summary, xtreme_score
 
 RESULT_COLUMNS = {
     "run": pl.String, "recipe": pl.String, "arm": pl.String, "seed": pl.Int64,
@@ -164,7 +166,9 @@ def summary_tables(results: pl.DataFrame, arms: list[str], baseline: str,
     blocks = []
     for task in tasks:
         columns = languages[task] + [AVG]
-        for metric in ("f1", "exact_match"):
+        names = TASKS[task].metric_names if task in TASKS else ("f1", "exact_match")
+        shown = names[:2] if "exact_match" in names else names[:1]
+        for metric in shown:
             cells = score_cells(results, task, metric, languages[task], baseline)
             if not cells:
                 continue
@@ -182,7 +186,8 @@ def summary_tables(results: pl.DataFrame, arms: list[str], baseline: str,
     return "\n\n".join(blocks) if blocks else "no scores were recorded"
 
 
-def _size(n: Any) -> str:
+def human_bytes(n: Any) -> str:
+    """1536 -> "1.5 KiB"; None -> "-"."""
     if n is None:
         return "-"
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -203,9 +208,9 @@ def cost_table(stages: pl.DataFrame) -> str:
     for r in rows:
         trainable = (f"{r['trainable_params']:,} / {r['total_params']:,}"
                      if r["trainable_params"] is not None and r["total_params"] else "-")
-        checkpoint = _size(r["checkpoint_bytes"])
+        checkpoint = human_bytes(r["checkpoint_bytes"])
         if r.get("adapter_bytes"):
-            checkpoint += f" (adapter {_size(r['adapter_bytes'])})"
+            checkpoint += f" (adapter {human_bytes(r['adapter_bytes'])})"
         backend = r.get("backend") or "-"
         if r.get("world_size") and r["world_size"] > 1:
             backend += f" x{r['world_size']}"
@@ -213,9 +218,52 @@ def cost_table(stages: pl.DataFrame) -> str:
                       f"{r['wall_s']:.1f} s" if r["wall_s"] is not None else "-",
                       f"{r['examples_per_s']:.0f}" if r["examples_per_s"] is not None else "-",
                       f"{r['tokens_per_s']:.0f}" if r.get("tokens_per_s") is not None else "-",
-                      _size(r["peak_memory_bytes"]), trainable, checkpoint])
+                      human_bytes(r["peak_memory_bytes"]), trainable, checkpoint])
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     lines = ["  ".join(c.ljust(w) if i in (0, 1, 2) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+             for row in table]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def xtreme_table(results: pl.DataFrame, arms: list[str], tasks: list[str],
+                 languages: dict[str, list[str]]) -> str:
+    """Per arm, the XTREME summary of each XTREME target of the run (the mean over seeds
+    of each language's final score, averaged as evaluate.py does), the group scores and
+    the overall score where every task of them ran. Empty when no XTREME task ran."""
+    present = [t for t in tasks if t in XTREME_TASKS]
+    final = final_scores(results)
+    if not present or final.is_empty():
+        return ""
+    header = ["XTREME", *present]
+    rows, extra = [], []
+    for arm in arms:
+        per_task: dict[str, dict[str, dict[str, float]]] = {}
+        for task in present:
+            part = final.filter((pl.col("arm") == arm) & (pl.col("task") == task)
+                                & pl.col("language").is_in(languages[task]))
+            if part.is_empty():
+                continue
+            means = part.group_by(["metric", "language"]).agg(pl.col("value").mean())
+            by_metric: dict[str, dict[str, float]] = {}
+            for r in means.iter_rows(named=True):
+                by_metric.setdefault(r["metric"], {})[r["language"]] = r["value"]
+            if all(len(v) == len(languages[task]) for v in by_metric.values()):
+                per_task[task] = by_metric
+        summaries = {t: task_summary(t, s).get("avg_metric") for t, s in per_task.items()}
+        overall = xtreme_score(per_task)
+        for name in overall:
+            if name not in extra:
+                extra.append(name)
+        rows.append((arm, summaries, overall))
+    header += extra
+    table = [header]
+    for arm, summaries, overall in rows:
+        cells = [f"{summaries[t]:.1f}" if summaries.get(t) is not None else "-" for t in present]
+        cells += [f"{overall[g]:.1f}" if g in overall else "-" for g in extra]
+        table.append([arm, *cells])
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
              for row in table]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)

@@ -8,15 +8,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .native_formats import TATOEBA_CODES as _TATOEBA_CODES
+
 EXTRACTIVE_QA = "extractive_qa"
 SENTENCE_CLASSIFICATION = "sentence_classification"
 PAIR_CLASSIFICATION = "pair_classification"
 MULTIPLE_CHOICE = "multiple_choice"
 TOKEN_TAGGING = "token_tagging"
+RETRIEVAL = "retrieval"  # no training: sentence vectors of the encoder, nearest neighbours
 TASK_KINDS = (EXTRACTIVE_QA, SENTENCE_CLASSIFICATION, PAIR_CLASSIFICATION, MULTIPLE_CHOICE,
-              TOKEN_TAGGING)
+              TOKEN_TAGGING, RETRIEVAL)
 # The metric checkpoint selection maximises, per metric family.
-SELECTION_METRIC = {"squad_v1": "f1", "mlqa": "f1", "accuracy": "accuracy"}
+SELECTION_METRIC = {"squad_v1": "f1", "mlqa": "f1", "accuracy": "accuracy", "seqeval": "f1",
+                    "tatoeba": "accuracy", "bucc": "f1"}
+# The numbers each metric family reports (the first is the headline one).
+METRIC_NAMES = {"squad_v1": ("f1", "exact_match"), "mlqa": ("f1", "exact_match"),
+                "accuracy": ("accuracy",), "seqeval": ("f1", "precision", "recall"),
+                "tatoeba": ("accuracy",), "bucc": ("f1", "precision", "recall")}
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,7 @@ class HubSplit:
 
     path: str
     split: str
-    config: str | None = None
+    config: str | None = None  # may hold {lang}, {lang_name} or {code3}
     id_prefix: str | None = None
 
 
@@ -80,9 +88,19 @@ class TaskSpec:
     # Local file forms it reads, for messages (QA: SQuAD JSON).
     local_files: str = "SQuAD v1.1 JSON"
 
+    # Languages whose training data exists on the hub (translate-train): an intermediate
+    # arm may train on several of them; other languages than English come from
+    # ``translate_train`` (its config may hold {lang}).
+    train_languages: tuple[str, ...] = ("en",)
+    translate_train: HubSplit | None = None
+
     @property
     def selection_metric(self) -> str:
         return SELECTION_METRIC[self.metric]
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return METRIC_NAMES[self.metric]
 
 
 _SQUAD_TRAIN = HubSplit("rajpurkar/squad", "train")
@@ -95,6 +113,23 @@ _TYDIQA_NAMES = {
 }
 
 DEMO_LANGUAGES = ("en", "es", "de", "ru", "zh")
+
+_XTREME = "google/xtreme"
+_PAWSX = "google-research-datasets/paws-x"
+_XGLUE = "microsoft/xglue"
+# google/xtreme names UD-POS configurations by language name.
+_UD_NAMES = {
+    "af": "Afrikaans", "ar": "Arabic", "bg": "Bulgarian", "de": "German", "el": "Greek",
+    "en": "English", "es": "Spanish", "et": "Estonian", "eu": "Basque", "fa": "Persian",
+    "fi": "Finnish", "fr": "French", "he": "Hebrew", "hi": "Hindi", "hu": "Hungarian",
+    "id": "Indonesian", "it": "Italian", "ja": "Japanese", "kk": "Kazakh", "ko": "Korean",
+    "mr": "Marathi", "nl": "Dutch", "pt": "Portuguese", "ru": "Russian", "ta": "Tamil",
+    "te": "Telugu", "th": "Thai", "tl": "Tagalog", "tr": "Turkish", "ur": "Urdu",
+    "vi": "Vietnamese", "yo": "Yoruba", "zh": "Chinese",
+}
+_PANX_LANGUAGES = ("af", "ar", "bg", "bn", "de", "el", "en", "es", "et", "eu", "fa", "fi", "fr",
+                   "he", "hi", "hu", "id", "it", "ja", "jv", "ka", "kk", "ko", "ml", "mr", "ms",
+                   "my", "nl", "pt", "ru", "sw", "ta", "te", "th", "tl", "tr", "ur", "vi", "yo", "zh")
 
 _NLI_LABELS = ("entailment", "neutral", "contradiction")
 _GLUE = "nyu-mll/glue"
@@ -198,6 +233,91 @@ TASKS: dict[str, TaskSpec] = {
                  HubSplit("allenai/cosmos_qa", "train"), HubSplit("allenai/cosmos_qa", "validation"),
                  Columns(text=("context", "question"),
                          choices=("answer0", "answer1", "answer2", "answer3")), None),
+        # XTREME targets beyond QA (REFERENCE.md; google/xtreme's configurations).
+        TaskSpec(
+            name="xnli", kind=PAIR_CLASSIFICATION,
+            description="XNLI: trained on MNLI, zero-shot in 15 languages",
+            languages=("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur",
+                       "vi", "zh"),
+            metric="accuracy", train=HubSplit(_GLUE, "train", config="mnli"),
+            validation=HubSplit("facebook/xnli", "validation", config="en"),
+            evaluation=HubSplit("facebook/xnli", "test", config="{lang}"),
+            columns=Columns(text=("premise",), pair=("hypothesis",)), labels=_NLI_LABELS,
+            local_files=_TABLE_FILES,
+            # facebook/xnli's train split in each language is MNLI machine-translated.
+            translate_train=HubSplit("facebook/xnli", "train", config="{lang}"),
+            train_languages=("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr",
+                             "ur", "vi", "zh")),
+        TaskSpec(
+            name="pawsx", kind=PAIR_CLASSIFICATION,
+            description="PAWS-X: trained on English PAWS, zero-shot in 7 languages",
+            languages=("de", "en", "es", "fr", "ja", "ko", "zh"), metric="accuracy",
+            train=HubSplit(_PAWSX, "train", config="{lang}"),
+            validation=HubSplit(_PAWSX, "validation", config="en"),
+            evaluation=HubSplit(_PAWSX, "test", config="{lang}"),
+            columns=Columns(text=("sentence1",), pair=("sentence2",)),
+            labels=("different", "paraphrase"), local_files=_TABLE_FILES,
+            translate_train=HubSplit(_PAWSX, "train", config="{lang}"),
+            train_languages=("de", "en", "es", "fr", "ja", "ko", "zh")),
+        TaskSpec(
+            name="udpos", kind=TOKEN_TAGGING,
+            description="UD-POS: trained on English EWT, zero-shot in 33 languages",
+            languages=("af", "ar", "bg", "de", "el", "en", "es", "et", "eu", "fa", "fi", "fr", "he",
+                       "hi", "hu", "id", "it", "ja", "kk", "ko", "mr", "nl", "pt", "ru", "ta", "te",
+                       "th", "tl", "tr", "ur", "vi", "yo", "zh"),
+            metric="seqeval", train=HubSplit(_XTREME, "train", config="udpos.English"),
+            validation=HubSplit(_XTREME, "validation", config="udpos.English"),
+            evaluation=HubSplit(_XTREME, "test", config="udpos.{lang_name}"),
+            columns=Columns(tokens="tokens", tags="pos_tags"), lang_names=_UD_NAMES,
+            local_files="CoNLL-U (.conllu: words and their UPOS tags)"),
+        TaskSpec(
+            name="panx", kind=TOKEN_TAGGING,
+            description="PAN-X (WikiANN NER): trained on English, zero-shot in 40 languages",
+            languages=_PANX_LANGUAGES, metric="seqeval",
+            train=HubSplit(_XTREME, "train", config="PAN-X.en"),
+            validation=HubSplit(_XTREME, "validation", config="PAN-X.en"),
+            evaluation=HubSplit(_XTREME, "test", config="PAN-X.{lang}"),
+            columns=Columns(tokens="tokens", tags="ner_tags"),
+            local_files="PAN-X text (lang:word<TAB>tag a line, a blank line between sentences)"),
+        TaskSpec(
+            name="tatoeba", kind=RETRIEVAL,
+            description="Tatoeba: find each sentence's English translation, 36 languages, no training",
+            languages=tuple(sorted(_TATOEBA_CODES)), metric="tatoeba", train=None, validation=None,
+            evaluation=HubSplit(_XTREME, "validation", config="tatoeba.{code3}"),
+            columns=Columns(text=("source_sentence",), pair=("target_sentence",)),
+            local_files="LASER's tatoeba.<xxx>-eng.<xxx> and .eng files in data_dir"),
+        TaskSpec(
+            name="bucc2018", kind=RETRIEVAL,
+            description="BUCC 2018: mine translation pairs from comparable corpora, 4 languages, no training",
+            languages=("de", "fr", "ru", "zh"), metric="bucc", train=None, validation=None,
+            evaluation=None,
+            local_files="the shared task's <xx>-en.{sample,test}.{<xx>,en,gold} files in data_dir"),
+        # XGLUE's English-trained classification tasks (microsoft/xglue), for multilingual
+        # intermediate training; column names and label orders from the dataset card
+        # (unverified against the live hub).
+        TaskSpec(
+            name="xglue-nc", kind=SENTENCE_CLASSIFICATION,
+            description="XGLUE News Classification: title and body, 10 categories",
+            languages=("en",), metric="accuracy", train=HubSplit(_XGLUE, "train", config="nc"),
+            validation=HubSplit(_XGLUE, "validation.en", config="nc"), evaluation=None,
+            columns=Columns(text=("news_title", "news_body"), label="news_category"),
+            labels=("foodanddrink", "sports", "travel", "finance", "lifestyle", "news",
+                    "entertainment", "health", "video", "autos"), local_files=_TABLE_FILES),
+        TaskSpec(
+            name="xglue-qam", kind=PAIR_CLASSIFICATION,
+            description="XGLUE QAM: does the passage answer the question",
+            languages=("en",), metric="accuracy", train=HubSplit(_XGLUE, "train", config="qam"),
+            validation=HubSplit(_XGLUE, "validation.en", config="qam"), evaluation=None,
+            columns=Columns(text=("question",), pair=("answer",)), labels=("no", "yes"),
+            local_files=_TABLE_FILES),
+        TaskSpec(
+            name="xglue-qadsm", kind=PAIR_CLASSIFICATION,
+            description="XGLUE QADSM: is the ad relevant to the query",
+            languages=("en",), metric="accuracy", train=HubSplit(_XGLUE, "train", config="qadsm"),
+            validation=HubSplit(_XGLUE, "validation.en", config="qadsm"), evaluation=None,
+            columns=Columns(text=("query",), pair=("ad_title", "ad_description"),
+                            label="relevance_label"), labels=("Bad", "Good"),
+            local_files=_TABLE_FILES),
         # CCGbank is licensed by the LDC and not on the hub: local files only.
         _english("ccg", TOKEN_TAGGING, "CCG supertagging (CCGbank, local files)", None, None,
                  Columns(), None, _TAGGING_FILES),

@@ -1,0 +1,49 @@
+"""The XTREME score, with the names and averaging rules of google-research/xtreme's
+``evaluate.py``: per task, each metric averaged over the task's languages; a task's
+summary is (avg EM + avg F1) / 2 for QA, avg F1 where there is one (tagging, BUCC), else
+avg accuracy; the overall score is the unweighted mean of the nine task summaries (only
+when all nine are there); each group's score the mean of its tasks (only when all of
+them are there)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+# Our task names -> the names evaluate.py uses.
+XTREME_TASKS = {
+    "pawsx": "pawsx", "xnli": "xnli", "udpos": "udpos", "panx": "panx", "xquad": "xquad",
+    "mlqa": "mlqa", "tydiqa": "tydiqa", "bucc2018": "bucc2018", "tatoeba": "tatoeba",
+}
+GROUPS = {
+    "classification": ("pawsx", "xnli"),
+    "structured prediction": ("udpos", "panx"),
+    "question answering": ("xquad", "mlqa", "tydiqa"),
+    "retrieval": ("bucc2018", "tatoeba"),
+}
+QA_TASKS = GROUPS["question answering"]
+
+
+def task_summary(task: str, scores: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """``scores[metric][language]`` of one task -> ``avg_<metric>`` and ``avg_metric``."""
+    out = {f"avg_{metric}": sum(by_lang.values()) / len(by_lang)
+           for metric, by_lang in scores.items() if by_lang}
+    if task in QA_TASKS and "avg_exact_match" in out and "avg_f1" in out:
+        out["avg_metric"] = (out["avg_exact_match"] + out["avg_f1"]) / 2
+    elif "avg_f1" in out:
+        out["avg_metric"] = out["avg_f1"]
+    elif "avg_accuracy" in out:
+        out["avg_metric"] = out["avg_accuracy"]
+    return out
+
+
+def xtreme_score(per_task: Mapping[str, Mapping[str, Mapping[str, float]]]) -> dict[str, float]:
+    """``per_task[task][metric][language]`` -> group scores and ``all_task`` where complete."""
+    summaries = {t: task_summary(t, s).get("avg_metric") for t, s in per_task.items()}
+    summaries = {t: v for t, v in summaries.items() if v is not None}
+    overall: dict[str, float] = {}
+    if set(XTREME_TASKS) <= set(summaries):
+        overall["all_task"] = sum(summaries[t] for t in XTREME_TASKS) / len(XTREME_TASKS)
+    for group, tasks in GROUPS.items():
+        if all(t in summaries for t in tasks):
+            overall[group] = sum(summaries[t] for t in tasks) / len(tasks)
+    return overall
