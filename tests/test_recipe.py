@@ -62,12 +62,20 @@ def test_per_phase_hparams_override_shared_ones():
     assert recipe.hparams_target.epochs == 3.0 and recipe.hparams_intermediate.epochs == 2.0
 
 
-def test_shipped_recipes_validate(capsys):
+def test_shipped_recipes_validate_and_plan_offline(tmp_path, capsys):
     files = sorted((ROOT / "recipes").glob("*.toml"))
-    assert files
+    assert {f.name for f in files} >= {"demo.toml", "full-vs-lora.toml", "xstilts-paper.toml",
+                                       "multilingual-vs-english.toml"}
     code, out, err = run_cli(["validate", *files], capsys)
     assert code == 0, err
     assert out.count(": ok") == len(files)
+    for file in files:
+        code, out, err = run_cli(["plan", file, "--output", tmp_path / file.stem], capsys)
+        assert code == 0, err
+        assert out.startswith(f"recipe {file.stem}:")
+    paper = run_cli(["plan", ROOT / "recipes" / "xstilts-paper.toml", "--output", tmp_path / "p"], capsys)[1]
+    assert paper.splitlines()[0].startswith("recipe xstilts-paper: 327 stages")
+    assert "target/all-nine/tatoeba/seed3" in paper and "target/ccg/bucc2018/seed1" in paper
 
 
 def test_local_model_path_is_relative_to_the_recipe(tmp_path, tiny_model_dir):

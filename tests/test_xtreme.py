@@ -343,3 +343,53 @@ def test_knn_numpy_and_faiss_agree():
         return
     f_sims, f_idx = knn(x, y, 4, use_faiss=True)
     assert np.array_equal(f_idx, idx) and np.allclose(f_sims, sims, atol=1e-5)
+
+
+def test_panx_files(tmp_path):
+    from backends.data import load_rows
+
+    path = tmp_path / "panx.de.txt"
+    path.write_text("de:Angela\tB-PER\nde:Merkel\tI-PER\nde:besucht\tO\nde:Paris\tB-LOC\n\n"
+                    "de:Die\tO\nde:UNO\tB-ORG\n", encoding="utf-8")
+    from dataclasses import asdict
+
+    from xstilts_tui.recipe import TaskSettings
+
+    task = {"name": "panx", "settings": asdict(TaskSettings(languages=("de",), eval_files=str(
+        tmp_path / "panx.{lang}.txt")))}
+    rows = load_rows(task, "test", "de")
+    assert [(r["tokens"], r["tags"]) for r in rows] == [
+        (["Angela", "Merkel", "besucht", "Paris"], ["B-PER", "I-PER", "O", "B-LOC"]),
+        (["Die", "UNO"], ["O", "B-ORG"])]
+
+
+@pytest.mark.slow
+def test_bucc_mining_finds_known_pairs_with_a_real_encoder(tmp_path, tiny_model_dir):
+    """BUCC files built from real Tatoeba English sentences: each "source" sentence is an
+    English sentence whose pair is its identical copy among English distractors, so the
+    encoder (random, but deterministic) gives the pairs cosine 1; margin mining with the
+    threshold chosen on the sample split must find them on the test split."""
+    from backends.data import load_retrieval
+    from backends.models import load_tokenizer
+    from backends.registry import get_backend
+    from backends.retrieval import evaluate_retrieval
+    from transformers import AutoModel
+
+    english = list(dict.fromkeys(read_tatoeba(TATOEBA, "de")["english"]))  # unique lines
+    for split, start in (("sample", 0), ("test", 300)):
+        pairs = english[start:start + 100]
+        distractors = english[start + 100:start + 300]
+        base = tmp_path / f"de-en.{split}"
+        (tmp_path / f"{base.name}.de").write_text(
+            "".join(f"de-{split}-{i}\t{s}\n" for i, s in enumerate(pairs)), encoding="utf-8")
+        (tmp_path / f"{base.name}.en").write_text(
+            "".join(f"en-{split}-{i}\t{s}\n" for i, s in enumerate(pairs + distractors)), encoding="utf-8")
+        (tmp_path / f"{base.name}.gold").write_text(
+            "".join(f"de-{split}-{i}\ten-{split}-{i}\n" for i in range(len(pairs))), encoding="utf-8")
+    task = {"name": "bucc2018", "settings": {"data_dir": str(tmp_path), "max_eval_examples": 0}}
+    data = load_retrieval(task, "de")
+    assert len(data["test"]["gold"]) == 100 and len(data["test"]["english"]) == 300
+    model = AutoModel.from_pretrained(tiny_model_dir)
+    scores = evaluate_retrieval(model, load_tokenizer(str(tiny_model_dir), {}), get_backend("torch"),
+                                "bucc2018", data, {"max_length": 128, "eval_batch_size": 64})
+    assert scores["sample_f1"] > 95 and scores["f1"] > 95, scores

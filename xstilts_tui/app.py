@@ -216,7 +216,8 @@ class RunContext:
     @classmethod
     def of_recipe(cls, recipe: Recipe, results_dir: Path | None = None) -> RunContext:
         return cls(name=recipe.name, arms=[a.name for a in recipe.arms],
-                   backends={a.name: a.backend for a in recipe.arms},
+                   backends={a.name: _backend_label(a.backend if a.intermediate else None,
+                                                     a.target_backend) for a in recipe.arms},
                    baseline=recipe.baseline.name, targets=list(recipe.targets),
                    languages={t: list(recipe.tasks[t].languages) for t in recipe.targets},
                    results_dir=results_dir)
@@ -231,7 +232,9 @@ class RunContext:
         arms = recipe["arms"]
         baseline = next((a["name"] for a in arms if not a["intermediate"]), arms[0]["name"])
         context = cls(name=recipe["name"], arms=[a["name"] for a in arms],
-                      backends={a["name"]: a["backend"] for a in arms}, baseline=baseline,
+                      backends={a["name"]: _backend_label(a["backend"] if a["intermediate"] else None,
+                                                          a.get("target_backend", a["backend"]))
+                                for a in arms}, baseline=baseline,
                       targets=list(recipe["targets"]),
                       languages={t: list(recipe["tasks"][t]["languages"]) for t in recipe["targets"]},
                       results_dir=folder)
@@ -243,6 +246,11 @@ class RunContext:
 
     def frame(self) -> pl.DataFrame:
         return pl.DataFrame(self.rows, schema=RESULT_COLUMNS)
+
+
+def _backend_label(intermediate: str | None, target: str) -> str:
+    """"torch", or "lora→torch" when an arm's two phases train differently."""
+    return target if intermediate in (None, target) else f"{intermediate}→{target}"
 
 
 def _bar(step: int, total: int, width: int = 12) -> str:

@@ -302,6 +302,11 @@ def main(argv: list[str] | None = None) -> int:
     except (RecipeError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader (head, less) went away: not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def cmd_dashboard(recipes_dirs: list[str], results: str | None, output: str | None) -> int:
