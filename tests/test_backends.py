@@ -347,3 +347,48 @@ def test_two_processes_under_torchrun_with_every_backend(tmp_path, capsys):
         _, info = AutoModelForQuestionAnswering.from_pretrained(stage_dir / "checkpoint",
                                                                 output_loading_info=True)
         assert not info["missing_keys"] and not info["unexpected_keys"]
+
+
+@pytest.mark.slow
+def test_zero2_resumes_from_its_own_checkpoint(demo_tokenizer, qa_features, tmp_path):
+    """A ZeRO-2 stage stopped after its step-4 state resumes through DeepSpeed's sharded
+    checkpoint to the same loss curve and weights as an uninterrupted run."""
+    from backends.multitask import single_task_job
+    from backends.qa import pad_batch
+    from backends.registry import get_backend
+    from backends.training import find_state
+
+    def run(state_dir, crash_at=None):
+        hp = {**asdict(HParams()), "lr": 1e-3, "batch_size": 8, "grad_accum": 2, "max_steps": 8,
+              "log_every": 1, "eval_every": 0, "save_every": 4, "precision": "fp32"}
+        losses = []
+        job = single_task_job(_qa_model(demo_tokenizer), qa_features,
+                              lambda b: pad_batch(b, demo_tokenizer.pad_token_id, True), hp, seed=3,
+                              report=lambda step, total, loss, lr, rate: losses.append((step, loss)),
+                              state_dir=state_dir)
+        inner = job.batch
+
+        def batch(i):
+            if i == crash_at:
+                raise RuntimeError("stopped")
+            return inner(i)
+
+        job.batch = batch
+        backend = get_backend("deepspeed", {"zero_stage": 2})
+        try:
+            stats = backend.train(job)
+        except RuntimeError:
+            return None, losses, None
+        return {k: v.detach().clone() for k, v in backend.engine.module.state_dict().items()}, losses, stats
+
+    clean_dir, stopped_dir = tmp_path / "clean", tmp_path / "stopped"
+    clean_dir.mkdir(), stopped_dir.mkdir()
+    clean, clean_losses, _ = run(clean_dir)
+    _, first_losses, _ = run(stopped_dir, crash_at=2 * 6)  # inside step 7, after the step-4 state
+    assert find_state(stopped_dir) is not None
+    resumed, resumed_losses, stats = run(stopped_dir)
+    assert stats.resumed_from == 4 and [s for s, _ in resumed_losses] == [5, 6, 7, 8]
+    torch.testing.assert_close(torch.tensor([l for _, l in resumed_losses]),
+                               torch.tensor([l for _, l in clean_losses[4:]]), rtol=1e-5, atol=1e-6)
+    for key, value in clean.items():
+        torch.testing.assert_close(resumed[key], value, rtol=1e-5, atol=1e-6, msg=key)
