@@ -476,7 +476,10 @@ class XstiltsApp(App):
             mlm = arm.get("mlm")
             if isinstance(mlm, dict) and "ratio" in mlm:
                 inter += f" + MLM {mlm['ratio']}"
-            table.add_row(str(arm.get("name", "")), inter, str(arm.get("backend", "torch")), key=str(i))
+            both = str(arm.get("backend", "torch"))
+            label = _backend_label(str(arm.get("intermediate_backend", both)) if arm.get("intermediate")
+                                   else None, str(arm.get("target_backend", both)))
+            table.add_row(str(arm.get("name", "")), inter, label, key=str(i))
 
     def rebuild_language_pickers(self, force: bool = False) -> None:
         """One language picker per known target task, from the task's own list."""
