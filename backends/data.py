@@ -23,6 +23,7 @@ from xstilts_tui.native_formats import (
     read_panx,
     read_tatoeba,
 )
+from xstilts_tui.recipe import unset_variable
 from xstilts_tui.rows import expected_columns, normalize_row
 from xstilts_tui.squad_format import DataFileError, read_squad_json
 from xstilts_tui.tasks import EXTRACTIVE_QA, TASKS, TOKEN_TAGGING, HubSplit, TaskSpec
@@ -58,18 +59,23 @@ def _tag_names(dataset, spec: TaskSpec) -> list[str] | None:
     return list(inner.names) if hasattr(inner, "names") else None
 
 
-def _from_hub(source: HubSplit, lang: str, lang_name: str, field_hint: str,
-              spec: TaskSpec | None = None) -> list[dict]:
+def _hub_dataset(source: HubSplit, lang: str, lang_name: str, field_hint: str):
+    """One split of a hub dataset for a language, and its configuration name."""
     import datasets
 
     config = source.config.format(lang=lang, lang_name=lang_name,
                                   code3=TATOEBA_CODES.get(lang, lang)) if source.config else None
     try:
-        dataset = datasets.load_dataset(source.path, config, split=source.split)
+        return datasets.load_dataset(source.path, config, split=source.split), config
     except Exception as exc:  # offline, unknown id, schema problems: say which and how around
         raise DataError(f"could not load {source.path}"
                         f"{f' ({config})' if config else ''} split {source.split} through "
                         f"datasets: {_first_line(exc)}; to use local files, set {field_hint}") from exc
+
+
+def _from_hub(source: HubSplit, lang: str, lang_name: str, field_hint: str,
+              spec: TaskSpec | None = None) -> list[dict]:
+    dataset, config = _hub_dataset(source, lang, lang_name, field_hint)
     prefix = source.id_prefix.format(lang=lang, lang_name=lang_name) if source.id_prefix else None
     where = f"{source.path}{f' ({config})' if config else ''} {source.split}"
     if spec is not None and spec.kind != EXTRACTIVE_QA:
@@ -131,12 +137,11 @@ def read_conll_tags(path: str | Path) -> list[dict]:
 def _expanded(path: str) -> str:
     """A data path with environment variables filled; an unset one is an error here."""
     import os
-    import re
 
     path = os.path.expandvars(path)
-    match = re.search(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", path)
-    if match:
-        raise DataError(f"{path}: set the environment variable {match.group(1)} to where this data lives")
+    variable = unset_variable(path)
+    if variable:
+        raise DataError(f"{path}: set the environment variable {variable} to where this data lives")
     return path
 
 
@@ -218,7 +223,7 @@ def load_retrieval(task: dict[str, Any], lang: str) -> dict[str, Any]:
         if folder:
             data = read_tatoeba(folder, lang)
         else:
-            rows = _hub_rows(spec.evaluation, lang, f"tasks.{name}.data_dir in the recipe")
+            rows, _ = _hub_dataset(spec.evaluation, lang, lang, f"tasks.{name}.data_dir in the recipe")
             data = {"source": [r["source_sentence"] for r in rows],
                     "english": [r["target_sentence"] for r in rows]}
         if limit:
@@ -229,15 +234,3 @@ def load_retrieval(task: dict[str, Any], lang: str) -> dict[str, Any]:
             raise DataError("bucc2018 reads the shared task's files; set tasks.bucc2018.data_dir")
         return {"sample": read_bucc(folder, lang, "sample"), "test": read_bucc(folder, lang, "test")}
     raise DataError(f"{name} is not a retrieval task")
-
-
-def _hub_rows(source: HubSplit, lang: str, field_hint: str) -> list[dict]:
-    import datasets
-
-    config = source.config.format(lang=lang, code3=TATOEBA_CODES.get(lang, lang)) if source.config else None
-    try:
-        return list(datasets.load_dataset(source.path, config, split=source.split))
-    except Exception as exc:
-        raise DataError(f"could not load {source.path}{f' ({config})' if config else ''} split "
-                        f"{source.split} through datasets: {_first_line(exc)}; to use local files, "
-                        f"set {field_hint}") from exc

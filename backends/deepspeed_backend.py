@@ -18,13 +18,14 @@ from typing import Any
 
 import torch
 
+from xstilts_tui.backend_options import PRESETS_DIR
+
 from . import distributed
 from .registry import Backend
 from .torch_backend import optimizer_groups
 from .training import (STATE, Meter, Selection, TrainJob, TrainStats, evaluate_and_select,
                        find_state, fresh_state_folder, install_state)
 
-PRESETS = Path(__file__).resolve().parent / "presets"
 BEST_PREFIX = "best-step"
 
 
@@ -64,14 +65,10 @@ def build_config(hparams: dict[str, Any], options: dict[str, Any], precision: st
         "wall_clock_breakdown": False,
     }
     if options.get("preset"):
-        config = _merge(config, json.loads((PRESETS / f"{options['preset']}.json").read_text()))
+        config = _merge(config, json.loads((PRESETS_DIR / f"{options['preset']}.json").read_text()))
     if options.get("config_file"):
         config = _merge(config, json.loads(Path(options["config_file"]).read_text()))
     return config
-
-
-def presets() -> list[str]:
-    return sorted(p.stem for p in PRESETS.glob("*.json"))
 
 
 class DeepSpeedBackend(Backend):

@@ -9,7 +9,15 @@ when the recipe is validated, so a bad one is a one-line error before anything r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+# DeepSpeed configuration presets: backends/presets/<name>.json.
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "backends" / "presets"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.json"))
 
 
 @dataclass(frozen=True)

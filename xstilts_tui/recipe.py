@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .backend_options import BACKEND_KINDS, check_option, defaults
+from .backend_options import BACKEND_KINDS, check_option, defaults, preset_names
 from .tasks import RETRIEVAL, TASKS, TaskSpec
 
 # Training backend kinds known to the workers (``backends.registry`` lists the same names);
@@ -319,7 +319,7 @@ def _hparams(file: str, where: str, data: dict, base: HParams) -> HParams:
     return merged
 
 
-def _unset_variable(path: str) -> str | None:
+def unset_variable(path: str) -> str | None:
     """The environment variable a data path still names after expansion (it is unset):
     such a path is checked when its stage runs, so a recipe for data kept elsewhere (a
     cluster's data root) validates and plans without it."""
@@ -436,7 +436,7 @@ def _task_settings(file: str, base: Path, name: str, spec: TaskSpec, data: dict)
         if spec.generated:
             table.fail(key, f"{name} is generated offline and reads no files")
         value = _resolve(base, os.path.expandvars(value))
-        if _unset_variable(value):
+        if unset_variable(value):
             values[key] = value  # checked when the stage runs, with the variable set
             continue
         if key == "eval_files":
@@ -488,7 +488,7 @@ def _task_settings(file: str, base: Path, name: str, spec: TaskSpec, data: dict)
             table.fail("sampling_temperature", f"must be greater than 0, got {temperature}")
         values["sampling_temperature"] = temperature
     train_file = values.get("train_file")
-    if train_file and "{lang}" in train_file and not _unset_variable(train_file):
+    if train_file and "{lang}" in train_file and not unset_variable(train_file):
         for lang in values.get("train_languages", ("en",)):
             if not Path(train_file.format(lang=lang)).is_file():
                 table.fail("train_file", f"no file for language {lang!r} at {train_file.format(lang=lang)}")
@@ -498,7 +498,7 @@ def _task_settings(file: str, base: Path, name: str, spec: TaskSpec, data: dict)
             table.fail("data_dir", f"only retrieval tasks read a data folder; {name} reads "
                                    "train_file, validation_file and eval_files")
         data_dir = _resolve(base, os.path.expandvars(data_dir))
-        if not _unset_variable(data_dir) and not Path(data_dir).is_dir():
+        if not unset_variable(data_dir) and not Path(data_dir).is_dir():
             table.fail("data_dir", f"no folder at {data_dir}")
         values["data_dir"] = data_dir
     overrides = table.get("hparams", dict)
@@ -537,8 +537,7 @@ def _backend_profiles(file: str, base: Path, data: Any) -> dict[str, BackendProf
             if options["offload_params"] and options["zero_stage"] != 3:
                 entry.fail("offload_params", "parameter offload needs zero_stage = 3")
             if options["preset"]:
-                presets = sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "backends"
-                                                  / "presets").glob("*.json"))
+                presets = preset_names()
                 if options["preset"] not in presets:
                     entry.fail("preset", _choice_error("preset", options["preset"], presets))
             if options["config_file"]:

@@ -159,6 +159,16 @@ def format_cell(cell: dict[str, Any] | None, delta: bool = True) -> str:
     return text
 
 
+def text_table(rows: list[list[str]], left: int = 1) -> str:
+    """Rows of cells as aligned text: the first ``left`` columns to the left, the rest to
+    the right, a rule under the header row."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+             for row in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
 def summary_tables(results: pl.DataFrame, arms: list[str], baseline: str,
                    tasks: list[str], languages: dict[str, list[str]]) -> str:
     """Per target task and metric: arms as rows, languages and their average as columns,
@@ -178,11 +188,7 @@ def summary_tables(results: pl.DataFrame, arms: list[str], baseline: str,
                 if any((arm, c) in cells for c in columns):
                     table.append([arm + (" (baseline)" if arm == baseline else ""),
                                   *(format_cell(cells.get((arm, c))) for c in columns)])
-            widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-            lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(row, widths))) for row in table]
-            lines.insert(1, "-" * len(lines[0]))
-            blocks.append("\n".join(lines))
+            blocks.append(text_table(table))
     return "\n\n".join(blocks) if blocks else "no scores were recorded"
 
 
@@ -219,11 +225,7 @@ def cost_table(stages: pl.DataFrame) -> str:
                       f"{r['examples_per_s']:.0f}" if r["examples_per_s"] is not None else "-",
                       f"{r['tokens_per_s']:.0f}" if r.get("tokens_per_s") is not None else "-",
                       human_bytes(r["peak_memory_bytes"]), trainable, checkpoint])
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    lines = ["  ".join(c.ljust(w) if i in (0, 1, 2) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-             for row in table]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+    return text_table(table, left=3)
 
 
 def xtreme_table(results: pl.DataFrame, arms: list[str], tasks: list[str],
@@ -262,8 +264,4 @@ def xtreme_table(results: pl.DataFrame, arms: list[str], tasks: list[str],
         cells = [f"{summaries[t]:.1f}" if summaries.get(t) is not None else "-" for t in present]
         cells += [f"{overall[g]:.1f}" if g in overall else "-" for g in extra]
         table.append([arm, *cells])
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-             for row in table]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+    return text_table(table)
