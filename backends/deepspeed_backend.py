@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from xstilts_tui.backend_options import PRESETS_DIR
+from xstilts_tui.deepspeed_auto import fill_auto
 
 from . import distributed
 from .registry import Backend
@@ -40,8 +41,10 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_config(hparams: dict[str, Any], options: dict[str, Any], precision: str,
-                 world: int = 1) -> dict[str, Any]:
-    """The DeepSpeed configuration of a stage: generated, then preset, then user file."""
+                 world: int = 1, steps: int | None = None,
+                 hidden_size: int | None = None) -> dict[str, Any]:
+    """The DeepSpeed configuration of a stage: generated, then preset, then user file,
+    whose ``"auto"`` values are filled from the recipe as the HF Trainer fills them."""
     stage = options.get("zero_stage", 2)
     zero: dict[str, Any] = {"stage": stage}
     if options.get("offload_optimizer"):
@@ -68,7 +71,7 @@ def build_config(hparams: dict[str, Any], options: dict[str, Any], precision: st
         config = _merge(config, json.loads((PRESETS_DIR / f"{options['preset']}.json").read_text()))
     if options.get("config_file"):
         config = _merge(config, json.loads(Path(options["config_file"]).read_text()))
-    return config
+    return fill_auto(config, hparams, precision, world, steps, hidden_size)
 
 
 class DeepSpeedBackend(Backend):
@@ -141,11 +144,21 @@ class DeepSpeedBackend(Backend):
         world, rank = distributed.world_size(), distributed.rank()
         deepspeed.init_distributed(dist_backend="nccl" if self._device.type == "cuda" else "gloo",
                                    verbose=False)
-        self.config = build_config(hp, self.options, self.precision, world)
         steps = job.steps
-        optimizer = torch.optim.AdamW(optimizer_groups(model, hp["weight_decay"]), lr=hp["lr"],
-                                      eps=hp["adam_eps"])
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(hp["warmup_ratio"] * steps), steps)
+        hidden = next((m.config.hidden_size for m in model.modules()
+                       if hasattr(getattr(m, "config", None), "hidden_size")), None)
+        self.config = build_config(hp, self.options, self.precision, world, steps, hidden)
+        warmup = int(hp["warmup_ratio"] * steps)
+        # Ours unless the user's file names DeepSpeed's own optimizer or schedule.
+        optimizer = None if "optimizer" in self.config else torch.optim.AdamW(
+            optimizer_groups(model, hp["weight_decay"]), lr=hp["lr"], eps=hp["adam_eps"])
+        if "scheduler" in self.config:
+            scheduler = None
+        elif optimizer is None:
+            def scheduler(opt):
+                return get_linear_schedule_with_warmup(opt, warmup, steps)
+        else:
+            scheduler = get_linear_schedule_with_warmup(optimizer, warmup, steps)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer,
                                                lr_scheduler=scheduler, config=self.config)

@@ -392,3 +392,73 @@ def test_zero2_resumes_from_its_own_checkpoint(demo_tokenizer, qa_features, tmp_
                                torch.tensor([l for _, l in clean_losses[4:]]), rtol=1e-5, atol=1e-6)
     for key, value in clean.items():
         torch.testing.assert_close(resumed[key], value, rtol=1e-5, atol=1e-6, msg=key)
+
+
+# --- DeepSpeed JSON files written for the Hugging Face Trainer ("auto" values) -------------
+
+HF_STYLE = {
+    "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto",
+    "train_batch_size": "auto", "gradient_clipping": "auto",
+    "bf16": {"enabled": "auto"}, "fp16": {"enabled": "auto"},
+    "optimizer": {"type": "AdamW", "params": {"lr": "auto", "betas": "auto", "eps": "auto",
+                                              "weight_decay": "auto"}},
+    "scheduler": {"type": "WarmupDecayLR", "params": {"warmup_min_lr": "auto", "warmup_max_lr": "auto",
+                                                      "warmup_num_steps": "auto", "total_num_steps": "auto"}},
+    "zero_optimization": {"stage": 3, "reduce_bucket_size": "auto",
+                          "stage3_prefetch_bucket_size": "auto",
+                          "stage3_param_persistence_threshold": "auto"},
+}
+
+
+def test_hf_auto_values_are_filled_from_the_recipe():
+    from backends.deepspeed_backend import build_config
+
+    hp = {**asdict(HParams()), "lr": 3e-5, "batch_size": 4, "grad_accum": 8, "max_grad_norm": 0.5,
+          "adam_eps": 1e-7, "weight_decay": 0.02, "warmup_ratio": 0.1}
+    import json as _json
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        _json.dump(HF_STYLE, handle)
+    config = build_config(hp, {"zero_stage": 3, "config_file": handle.name}, "bf16", world=2,
+                          steps=1000, hidden_size=64)
+    assert "auto" not in _json.dumps(config)
+    assert config["train_micro_batch_size_per_gpu"] == 4 and config["gradient_accumulation_steps"] == 8
+    assert config["train_batch_size"] == 64 and config["gradient_clipping"] == 0.5
+    assert config["bf16"] == {"enabled": True} and config["fp16"] == {"enabled": False}
+    assert config["optimizer"]["params"] == {"lr": 3e-5, "betas": [0.9, 0.999], "eps": 1e-7,
+                                             "weight_decay": 0.02}
+    assert config["scheduler"]["params"] == {"warmup_min_lr": 0, "warmup_max_lr": 3e-5,
+                                             "warmup_num_steps": 100, "total_num_steps": 1000}
+    zero = config["zero_optimization"]
+    assert zero["reduce_bucket_size"] == 4096 and zero["stage3_prefetch_bucket_size"] == 3686
+    assert zero["stage3_param_persistence_threshold"] == 640
+
+
+def test_an_auto_value_we_cannot_fill_is_refused_at_validation(tmp_path, capsys):
+    import json as _json
+
+    (tmp_path / "ds.json").write_text(_json.dumps({"zero_optimization": {"sub_group_size": "auto"}}))
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(_with_profile('kind = "deepspeed"\nconfig_file = "ds.json"'), encoding="utf-8")
+    code, out, err = run_cli(["validate", recipe], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "backends.big.config_file: " in err and "zero_optimization.sub_group_size" in err
+    assert '"auto"' in err
+
+
+@pytest.mark.slow
+def test_a_stage_trains_with_an_hf_style_deepspeed_file(demo_tokenizer, qa_features, tmp_path):
+    import json as _json
+
+    from backends.registry import get_backend
+
+    path = tmp_path / "ds.json"
+    config = {k: v for k, v in HF_STYLE.items() if k not in ("optimizer", "scheduler")}
+    config["zero_optimization"] = {"stage": 2, "reduce_bucket_size": "auto"}
+    path.write_text(_json.dumps(config))
+    backend = get_backend("deepspeed", {"zero_stage": 2, "config_file": str(path)})
+    _, losses, stats = _train(backend, demo_tokenizer, qa_features, steps=4)
+    assert stats.steps == 4 and len(losses) == 4
+    assert backend.config["train_micro_batch_size_per_gpu"] == 8
+    assert backend.config["zero_optimization"]["reduce_bucket_size"] == 32 * 32
