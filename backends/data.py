@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from xstilts_tui import demo_data
+from xstilts_tui import datasources, demo_data
 from xstilts_tui.native_formats import (
     TATOEBA_CODES,
     read_bucc,
@@ -27,6 +27,7 @@ from xstilts_tui.recipe import unset_variable
 from xstilts_tui.rows import expected_columns, normalize_row
 from xstilts_tui.squad_format import DataFileError, read_squad_json
 from xstilts_tui.tasks import EXTRACTIVE_QA, TASKS, TOKEN_TAGGING, HubSplit, TaskSpec
+from xstilts_tui.upstream import UPSTREAM
 
 
 class DataError(RuntimeError):
@@ -60,17 +61,39 @@ def _tag_names(dataset, spec: TaskSpec) -> list[str] | None:
 
 
 def _hub_dataset(source: HubSplit, lang: str, lang_name: str, field_hint: str):
-    """One split of a hub dataset for a language, and its configuration name."""
+    """One split of a hub dataset for a language, and its configuration name: from a
+    local dataset folder when ``source.path`` is one, else from the first of the split's
+    sources (``xstilts_tui.datasources``) that is on this machine or can be fetched.
+    Upstream sources give rows (Tatoeba: the aligned sentences) instead of a Dataset."""
     import datasets
 
     config = source.config.format(lang=lang, lang_name=lang_name,
                                   code3=TATOEBA_CODES.get(lang, lang)) if source.config else None
+    where = f"{source.path}{f' ({config})' if config else ''} split {source.split}"
+    if Path(source.path).is_dir():
+        try:
+            return datasets.load_dataset(source.path, config, split=source.split), config
+        except Exception as exc:
+            raise DataError(f"could not load {where} through datasets: {_first_line(exc)}; "
+                            f"to use local files, set {field_hint}") from exc
     try:
-        return datasets.load_dataset(source.path, config, split=source.split), config
-    except Exception as exc:  # offline, unknown id, schema problems: say which and how around
-        raise DataError(f"could not load {source.path}"
-                        f"{f' ({config})' if config else ''} split {source.split} through "
-                        f"datasets: {_first_line(exc)}; to use local files, set {field_hint}") from exc
+        found, manifest = datasources.obtain(source, lang, lang_name)
+    except datasources.DataSourceError as exc:
+        raise DataError(f"{where}: {exc}; to use local files, set {field_hint}") from None
+    root = datasources.data_root()
+    folder = root / manifest["folder"]
+    try:
+        if found.kind == "hub":
+            dataset = datasets.load_dataset(str(folder), found.config, split=found.split)
+        elif found.kind == "parquet-export":
+            files = [str(folder / item["path"]) for item in manifest["files"]]
+            dataset = datasets.load_dataset("parquet", data_files=files, split="train")
+        else:
+            dataset = UPSTREAM[found.upstream].rows(root, found.split, lang, lang_name)
+    except Exception as exc:
+        raise DataError(f"{found.label}: could not read the fetched files in {folder}: "
+                        f"{_first_line(exc)}") from exc
+    return dataset, config
 
 
 def _from_hub(source: HubSplit, lang: str, lang_name: str, field_hint: str,
@@ -196,7 +219,7 @@ def load_rows(task: dict[str, Any], split: str, lang: str = "en") -> list[dict]:
         if path:
             if split == "train" and lang != "en" and "{lang}" not in path:
                 raise DataError(f"tasks.{name}.train_file has no {{lang}} to train in {lang}")
-            rows = read_local(spec, path.format(lang=lang))
+            rows = read_local(spec, path.replace("{lang}", lang))
         else:
             source = {"train": spec.train if lang == "en" else spec.translate_train,
                       "validation": spec.validation,
@@ -224,8 +247,11 @@ def load_retrieval(task: dict[str, Any], lang: str) -> dict[str, Any]:
             data = read_tatoeba(folder, lang)
         else:
             rows, _ = _hub_dataset(spec.evaluation, lang, lang, f"tasks.{name}.data_dir in the recipe")
-            data = {"source": [r["source_sentence"] for r in rows],
-                    "english": [r["target_sentence"] for r in rows]}
+            if isinstance(rows, dict):  # LASER's own files, read line by line
+                data = rows
+            else:  # the hub's rows keep each line's newline
+                data = {"source": [r["source_sentence"].rstrip("\r\n") for r in rows],
+                        "english": [r["target_sentence"].rstrip("\r\n") for r in rows]}
         if limit:
             data = {k: v[:limit] for k, v in data.items()}
         return data

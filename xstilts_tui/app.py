@@ -493,7 +493,7 @@ class XstiltsApp(App):
         for target in targets:
             spec = TASKS[target]
             chosen = tasks.get(target, {}).get("languages", list(spec.languages))
-            picker = SelectionList[str](*[(lang, lang, lang in chosen) for lang in spec.languages],
+            picker = SelectionList[str](*[(lang, lang, lang in chosen) for lang in spec.all_languages],
                                         name=target, classes="langs")
             picker.border_title = f"{target} languages"
             box.mount(picker)
@@ -519,7 +519,7 @@ class XstiltsApp(App):
             if target not in self._picker_targets:
                 continue  # a picker on its way out
             spec = TASKS[target]
-            chosen = [lang for lang in spec.languages if lang in picker.selected]
+            chosen = [lang for lang in spec.all_languages if lang in picker.selected]
             original = self.raw.get("tasks", {}).get(target, {}).get("languages")
             if original is None and chosen == list(spec.languages):
                 continue

@@ -48,6 +48,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", metavar="DIR")
     p.add_argument("--launch", metavar="FILE")
 
+    p = sub.add_parser("data", help="the models and data a recipe reads from the hub: check, fetch")
+    data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    q = data_sub.add_parser("status", help="for every stage, each model and data split it needs, "
+                            "its source, whether it is on this machine and its size (no network); "
+                            "exit 0 when all are here, 1 otherwise")
+    q.add_argument("file", metavar="RECIPE")
+    q.add_argument("--json", action="store_true", help="print the same as JSON")
+    q = data_sub.add_parser("fetch", help="download what the recipe needs (resumable, verified) "
+                            "and print what to set so that an offline machine runs it")
+    q.add_argument("file", metavar="RECIPE")
+    q.add_argument("--to", metavar="DIR", help="put data in DIR/data and models in DIR/hub "
+                   "(default: $XSTILTS_DATA_ROOT and the Hugging Face cache)")
+
     p = sub.add_parser("score", help="score a predictions file against a task's gold file")
     p.add_argument("--task", required=True, help="a task name (xstilts-tui score --help for formats)")
     p.add_argument("--gold", required=True, metavar="FILE", help="the task's native gold file (or folder)")
@@ -59,18 +72,132 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _inputs(recipe, plan=None):
+    """The plan, the recipe's hub inputs and whether each is on this machine."""
+    from .datasources import need_status, recipe_needs
+
+    plan = plan or build_plan(recipe)
+    needs = recipe_needs(plan)
+    return plan, needs, [need_status(n) for n in needs]
+
+
+def check_inputs(file: str, recipe, plan=None) -> None:
+    """Refuse, in one line, a recipe whose hub models or data are missing while the hub
+    cannot be used (HF_HUB_OFFLINE, or no answer to one short probe)."""
+    from .datasources import hub_reachable, missing_line
+
+    plan, needs, statuses = _inputs(recipe, plan)
+    if all(s["present"] for s in statuses) or hub_reachable():
+        return
+    raise RecipeError(missing_line(file, statuses, needs))
+
+
+def _unset_warnings(file: str, recipe) -> list[str]:
+    from .recipe import unset_variable
+
+    out = []
+    for name, settings in recipe.tasks.items():
+        for key in ("train_file", "validation_file", "eval_files", "data_dir"):
+            value = getattr(settings, key)
+            variable = value and unset_variable(value)
+            if variable:
+                out.append(f"warning: {file}: tasks.{name}.{key}: ${variable} is unset; the stages "
+                           f"that read it stop unless it is set when they run")
+    return out
+
+
 def cmd_validate(files: list[str]) -> int:
     status = 0
     for file in files:
         try:
             recipe = load_recipe(file)
+            check_inputs(file, recipe)
         except RecipeError as exc:
             print(f"error: {exc}", file=sys.stderr)
             status = 2
             continue
+        for line in _unset_warnings(file, recipe):
+            print(line, file=sys.stderr)
         print(f"{file}: ok ({len(recipe.arms)} arms, {len(recipe.targets)} target tasks, "
               f"{len(recipe.seeds)} seeds)")
     return status
+
+
+def _size(value: int | None) -> str:
+    if value is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return "-"
+
+
+def cmd_data_status(file: str, as_json: bool) -> int:
+    from .datasources import data_root
+
+    recipe = load_recipe(file)
+    _, needs, statuses = _inputs(recipe)
+    missing = sum(not s["present"] for s in statuses)
+    if as_json:
+        print(json.dumps({"recipe": recipe.name, "data_root": str(data_root()),
+                          "inputs": statuses, "missing": missing}, indent=1))
+        return 1 if missing else 0
+    from .results import text_table
+
+    rows = [["here" if s["present"] else "MISSING", s["kind"], s["need"], _size(s["bytes"]),
+             s["source"] if s["present"] else "not fetched: " + s["source"],
+             str(len(s["stages"]))] for s in statuses]
+    print(f"recipe {recipe.name}: {len(statuses)} inputs from the hub, {missing} missing "
+          f"(data root {data_root()})")
+    if rows:
+        print(text_table([["state", "kind", "input", "size", "source", "stages"]] + rows, left=3))
+    return 1 if missing else 0
+
+
+def cmd_data_fetch(file: str, to: str | None) -> int:
+    import os
+
+    from .datasources import (DATA_ROOT_ENV, DataSourceError, SourceUnavailable, data_root,
+                              fetch_first, fetch_model, hub_offline, need_status)
+    from .download import DownloadError
+
+    recipe = load_recipe(file)
+    if hub_offline():
+        raise UsageError("data fetch: HF_HUB_OFFLINE is set; fetching needs the hub (unset it)")
+    cache_dir = None
+    if to:
+        target = Path(to).resolve()
+        if target.exists() and not target.is_dir():
+            raise UsageError(f"data fetch: --to {to}: not a folder")
+        os.environ[DATA_ROOT_ENV] = str(target / "data")
+        cache_dir = str(target / "hub")
+    _, needs, _ = _inputs(recipe)
+    root = data_root()
+    failed = 0
+    for need in needs:
+        status = need_status(need, root, cache_dir)
+        if status["present"]:
+            print(f"have    {need.label}: {status['source']} ({_size(status['bytes'])})")
+            continue
+        print(f"fetch   {need.label}", flush=True)
+        try:
+            if need.kind == "model":
+                folder = fetch_model(*need.model, cache_dir=cache_dir)
+                print(f"  done  {need.label}: {folder}")
+            else:
+                source, _ = fetch_first(need.sources, root)
+                print(f"  done  {need.label}: {source.label}")
+        except (DataSourceError, SourceUnavailable, DownloadError) as exc:
+            failed += 1
+            print(f"error: {need.label}: {exc}", file=sys.stderr)
+    settings = [f"{DATA_ROOT_ENV}={root}"] + ([f"HF_HUB_CACHE={cache_dir}"] if cache_dir else [])
+    print("\nto run this recipe from this copy on a machine without network, set:")
+    print("  export " + " ".join(settings + ["HF_HUB_OFFLINE=1"]))
+    if failed:
+        print(f"error: {failed} of {len(needs)} inputs could not be fetched", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_plan(file: str, output: str | None, cache: str | None, launch: str | None = None) -> int:
@@ -165,9 +292,9 @@ def cmd_score(task: str, gold_path: str, pred_path: str, lang: str | None) -> in
         known = sorted(n for n, t in TASKS.items() if not t.generated)
         raise UsageError(f"score: unknown task {task!r}; expected one of: {', '.join(known)}")
     spec = TASKS[task]
-    if lang is not None and lang not in spec.languages:
+    if lang is not None and lang not in spec.all_languages:
         raise UsageError(f"score: {task} has no language {lang!r}; expected one of: "
-                         f"{', '.join(spec.languages)}")
+                         f"{', '.join(spec.all_languages)}")
     result: dict[str, object] = {"task": task, "language": lang}
     if spec.kind == EXTRACTIVE_QA:
         if spec.metric == "mlqa" and lang is None:
@@ -258,6 +385,7 @@ def cmd_run(file: str, output: str | None, cache: str | None, launch: str | None
     recipe = load_recipe(file)  # validated before anything is written
     plan = build_plan(recipe, output and Path(output), cache and Path(cache),
                       load_launch(launch) if launch else None)
+    check_inputs(file, recipe, plan)
     display = make_display()
     runner = Runner(plan, display)
     display.print(f"recipe {recipe.name}: {len(plan.stages)} stages, results in {plan.output_dir}")
@@ -294,6 +422,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_validate(args.files)
         if args.command == "plan":
             return cmd_plan(args.file, args.output, args.cache, args.launch)
+        if args.command == "data":
+            if args.data_command == "status":
+                return cmd_data_status(args.file, args.json)
+            return cmd_data_fetch(args.file, args.to)
         if args.command == "score":
             return cmd_score(args.task, args.gold, args.pred, args.lang)
         if args.recipe:

@@ -125,14 +125,14 @@ def _task_spec(name: str, settings: TaskSettings) -> dict[str, Any]:
     files: dict[str, Any] = {}
     for key in ("train_file", "validation_file"):
         if data[key] and "{lang}" in data[key]:
-            files[key] = [_file_fingerprint(data[key].format(lang=lang)) for lang in settings.train_languages]
+            files[key] = [_file_fingerprint(data[key].replace("{lang}", lang)) for lang in settings.train_languages]
         elif data[key]:
             files[key] = _file_fingerprint(data[key])
     if data.get("data_dir") and "$" not in data["data_dir"]:
         files["data_dir"] = [_file_fingerprint(str(p)) for p in sorted(Path(data["data_dir"]).iterdir())
                              if p.is_file()]
     if data["eval_files"]:
-        files["eval_files"] = [_file_fingerprint(data["eval_files"].format(lang=lang))
+        files["eval_files"] = [_file_fingerprint(data["eval_files"].replace("{lang}", lang))
                                for lang in settings.languages]
     return {"name": name, "kind": spec.kind, "metric": spec.metric, "settings": data,
             "files": files}
@@ -231,6 +231,20 @@ def build_plan(recipe: Recipe, output_dir: Path | None = None,
                 launch=launch)
 
 
+def unset_variables(stage: Stage) -> list[str]:
+    """Environment variables a stage's data paths name that are unset now."""
+    from .recipe import unset_variable
+
+    found = []
+    for task in stage.spec.get("tasks") or ([stage.spec["task"]] if "task" in stage.spec else []):
+        for key in ("train_file", "validation_file", "eval_files", "data_dir"):
+            value = task["settings"].get(key)
+            variable = unset_variable(value) if isinstance(value, str) else None
+            if variable and variable not in found:
+                found.append(variable)
+    return found
+
+
 def describe(plan: Plan) -> str:
     """The plan for people: each stage, its key, whether it is cached, its command."""
     lines = [f"recipe {plan.recipe.name}: {len(plan.stages)} stages; "
@@ -239,6 +253,7 @@ def describe(plan: Plan) -> str:
     for stage in plan.stages:
         state = "cached" if plan.is_done(stage) else "pending"
         after = f" after {', '.join(stage.deps)}" if stage.deps else ""
-        lines.append(f"{stage.id}  key {stage.key[:12]}  {state}  arms {', '.join(stage.arms)}{after}")
+        unset = "".join(f"  needs ${v} (unset)" for v in unset_variables(stage))
+        lines.append(f"{stage.id}  key {stage.key[:12]}  {state}  arms {', '.join(stage.arms)}{after}{unset}")
         lines.append(f"  $ {shlex.join(plan.command(stage))}")
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .backend_options import BACKEND_KINDS, check_option, defaults, preset_names
+from .deepspeed_auto import AUTO_FIELDS, unfillable
 from .tasks import RETRIEVAL, TASKS, TaskSpec
 
 # Training backend kinds known to the workers (``backends.registry`` lists the same names);
@@ -424,8 +425,8 @@ def _task_settings(file: str, base: Path, name: str, spec: TaskSpec, data: dict)
     if not languages:
         table.fail("languages", "must name at least one language")
     for lang in languages:
-        if lang not in spec.languages:
-            table.fail("languages", _choice_error(f"language for {name}", lang, list(spec.languages)))
+        if lang not in spec.all_languages:
+            table.fail("languages", _choice_error(f"language for {name}", lang, list(spec.all_languages)))
     if len(set(languages)) != len(languages):
         table.fail("languages", "lists a language twice")
     values: dict[str, Any] = {"languages": languages}
@@ -443,8 +444,8 @@ def _task_settings(file: str, base: Path, name: str, spec: TaskSpec, data: dict)
             if "{lang}" not in value:
                 table.fail(key, "must contain {lang}, filled with each evaluation language")
             for lang in languages:
-                if not Path(value.format(lang=lang)).is_file():
-                    table.fail(key, f"no file for language {lang!r} at {value.format(lang=lang)}")
+                if not Path(value.replace("{lang}", lang)).is_file():
+                    table.fail(key, f"no file for language {lang!r} at " + value.replace("{lang}", lang))
         elif key == "train_file" and "{lang}" in value:
             pass  # checked per training language below
         elif not Path(value).is_file():
@@ -490,8 +491,8 @@ def _task_settings(file: str, base: Path, name: str, spec: TaskSpec, data: dict)
     train_file = values.get("train_file")
     if train_file and "{lang}" in train_file and not unset_variable(train_file):
         for lang in values.get("train_languages", ("en",)):
-            if not Path(train_file.format(lang=lang)).is_file():
-                table.fail("train_file", f"no file for language {lang!r} at {train_file.format(lang=lang)}")
+            if not Path(train_file.replace("{lang}", lang)).is_file():
+                table.fail("train_file", f"no file for language {lang!r} at " + train_file.replace("{lang}", lang))
     data_dir = table.get("data_dir", str)
     if data_dir is not None:
         if spec.kind != RETRIEVAL:
@@ -547,10 +548,16 @@ def _backend_profiles(file: str, base: Path, data: Any) -> dict[str, BackendProf
                 try:
                     import json
 
-                    if not isinstance(json.loads(Path(path).read_text(encoding="utf-8")), dict):
+                    ds_config = json.loads(Path(path).read_text(encoding="utf-8"))
+                    if not isinstance(ds_config, dict):
                         raise ValueError("not an object")
                 except ValueError as exc:
                     entry.fail("config_file", f"{path} is not a JSON object ({exc})")
+                auto = unfillable(ds_config)
+                if auto:
+                    entry.fail("config_file", f'{path}: {auto} is "auto", which only the Hugging '
+                               f"Face Trainer's own fields can be ({', '.join(AUTO_FIELDS[:4])}, ...); "
+                               "give it a value")
                 options["config_file"] = path
         profiles[name] = BackendProfile(name=name, kind=kind, options=options)
     return profiles

@@ -242,15 +242,17 @@ def xtreme_table(results: pl.DataFrame, arms: list[str], tasks: list[str],
     for arm in arms:
         per_task: dict[str, dict[str, dict[str, float]]] = {}
         for task in present:
+            # XTREME's languages of the task only (a run may add others, XQuAD's Romanian).
+            xtreme_langs = [lang for lang in languages[task] if lang in TASKS[task].languages]
             part = final.filter((pl.col("arm") == arm) & (pl.col("task") == task)
-                                & pl.col("language").is_in(languages[task]))
+                                & pl.col("language").is_in(xtreme_langs))
             if part.is_empty():
                 continue
             means = part.group_by(["metric", "language"]).agg(pl.col("value").mean())
             by_metric: dict[str, dict[str, float]] = {}
             for r in means.iter_rows(named=True):
                 by_metric.setdefault(r["metric"], {})[r["language"]] = r["value"]
-            if all(len(v) == len(languages[task]) for v in by_metric.values()):
+            if all(len(v) == len(xtreme_langs) for v in by_metric.values()):
                 per_task[task] = by_metric
         summaries = {t: task_summary(t, s).get("avg_metric") for t, s in per_task.items()}
         overall = xtreme_score(per_task)

@@ -52,17 +52,28 @@ class Columns:
 
 @dataclass(frozen=True)
 class HubSplit:
-    """One split of a dataset on the hub, loaded with ``datasets.load_dataset``.
+    """One split of a dataset on the hub, and where else the same rows can be had.
 
     ``config`` may hold ``{lang}``, filled with the evaluation language. ``id_prefix``
     keeps only the rows whose id starts with it (``{lang_name}`` is filled), for
-    datasets that mix languages in one split.
+    datasets that mix languages in one split. ``path`` may also be a local dataset folder.
+
+    Sources are tried in this order (``xstilts_tui.datasources``): the repository's own
+    data files on its main branch (skipped when ``script``: the main branch holds only a
+    loading script, which ``datasets`` 4 and later refuse); the hub's automatic parquet
+    export (branch ``refs/convert/parquet``, ``<config>/<split>/*.parquet``); each of
+    ``mirrors`` (a maintained copy with the same columns); the benchmark authors' own
+    files (``upstream``: a name in ``xstilts_tui.upstream.UPSTREAM``), checksummed and
+    converted into the local forms the project reads.
     """
 
     path: str
     split: str
     config: str | None = None  # may hold {lang}, {lang_name} or {code3}
     id_prefix: str | None = None
+    script: bool = False
+    mirrors: tuple["HubSplit", ...] = ()
+    upstream: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,13 @@ class TaskSpec:
     # ``translate_train`` (its config may hold {lang}).
     train_languages: tuple[str, ...] = ("en",)
     translate_train: HubSplit | None = None
+    # Languages the data set has beyond the benchmark's (XQuAD's Romanian, added after
+    # XTREME): a recipe may evaluate them; the XTREME score keeps ``languages``.
+    extra_languages: tuple[str, ...] = ()
+
+    @property
+    def all_languages(self) -> tuple[str, ...]:
+        return self.languages + self.extra_languages
 
     @property
     def selection_metric(self) -> str:
@@ -103,8 +121,10 @@ class TaskSpec:
         return METRIC_NAMES[self.metric]
 
 
-_SQUAD_TRAIN = HubSplit("rajpurkar/squad", "train")
-_SQUAD_VALID = HubSplit("rajpurkar/squad", "validation")
+# SQuAD's and ANLI's one configuration is named plain_text (their README's configs and the
+# parquet export's folder).
+_SQUAD_TRAIN = HubSplit("rajpurkar/squad", "train", config="plain_text")
+_SQUAD_VALID = HubSplit("rajpurkar/squad", "validation", config="plain_text")
 
 # TyDiQA-GoldP ids start with the language's English name ("finnish-...").
 _TYDIQA_NAMES = {
@@ -117,6 +137,9 @@ DEMO_LANGUAGES = ("en", "es", "de", "ru", "zh")
 _XTREME = "google/xtreme"
 _PAWSX = "google-research-datasets/paws-x"
 _XGLUE = "microsoft/xglue"
+# WikiANN with Rahimi et al.'s train/validation/test splits, the data PAN-X is made of,
+# in the same columns (tokens, ner_tags with the same seven tags): a parquet repository.
+_WIKIANN = "unimelb-nlp/wikiann"
 # google/xtreme names UD-POS configurations by language name.
 _UD_NAMES = {
     "af": "Afrikaans", "ar": "Arabic", "bg": "Bulgarian", "de": "German", "el": "Greek",
@@ -178,6 +201,7 @@ TASKS: dict[str, TaskSpec] = {
             validation=_SQUAD_VALID,
             evaluation=HubSplit("google/xquad", "validation", config="xquad.{lang}"),
             local_files=_SQUAD_FILES,
+            extra_languages=("ro",),
         ),
         TaskSpec(
             name="mlqa",
@@ -187,7 +211,7 @@ TASKS: dict[str, TaskSpec] = {
             metric="mlqa",
             train=_SQUAD_TRAIN,
             validation=_SQUAD_VALID,
-            evaluation=HubSplit("facebook/mlqa", "test", config="mlqa.{lang}.{lang}"),
+            evaluation=HubSplit("facebook/mlqa", "test", config="mlqa.{lang}.{lang}", script=True),
             local_files=_SQUAD_FILES,
         ),
         TaskSpec(
@@ -211,8 +235,8 @@ TASKS: dict[str, TaskSpec] = {
                  HubSplit(_GLUE, "validation_matched", config="mnli"),
                  Columns(text=("premise",), pair=("hypothesis",)), _NLI_LABELS),
         _english("anli", PAIR_CLASSIFICATION, "Adversarial NLI, rounds 1-3 together",
-                 HubSplit("facebook/anli", "train_r1+train_r2+train_r3"),
-                 HubSplit("facebook/anli", "dev_r1+dev_r2+dev_r3"),
+                 HubSplit("facebook/anli", "train_r1+train_r2+train_r3", config="plain_text"),
+                 HubSplit("facebook/anli", "dev_r1+dev_r2+dev_r3", config="plain_text"),
                  Columns(text=("premise",), pair=("hypothesis",)), _NLI_LABELS),
         _english("qqp", PAIR_CLASSIFICATION, "Quora Question Pairs: paraphrase detection",
                  HubSplit(_GLUE, "train", config="qqp"), HubSplit(_GLUE, "validation", config="qqp"),
@@ -230,7 +254,8 @@ TASKS: dict[str, TaskSpec] = {
                  Columns(text=("question",), choices="choices.text", label="answerKey",
                          label_keys="choices.label"), None),
         _english("cosmosqa", MULTIPLE_CHOICE, "Cosmos QA: reading comprehension with commonsense",
-                 HubSplit("allenai/cosmos_qa", "train"), HubSplit("allenai/cosmos_qa", "validation"),
+                 HubSplit("allenai/cosmos_qa", "train", script=True),
+                 HubSplit("allenai/cosmos_qa", "validation", script=True),
                  Columns(text=("context", "question"),
                          choices=("answer0", "answer1", "answer2", "answer3")), None),
         # XTREME targets beyond QA (REFERENCE.md; google/xtreme's configurations).
@@ -261,29 +286,37 @@ TASKS: dict[str, TaskSpec] = {
             train_languages=("de", "en", "es", "fr", "ja", "ko", "zh")),
         TaskSpec(
             name="udpos", kind=TOKEN_TAGGING,
-            description="UD-POS: trained on English EWT, zero-shot in 33 languages",
+            description="UD-POS (UD 2.5): trained on every English treebank, as XTREME does, "
+                        "zero-shot in 33 languages",
             languages=("af", "ar", "bg", "de", "el", "en", "es", "et", "eu", "fa", "fi", "fr", "he",
                        "hi", "hu", "id", "it", "ja", "kk", "ko", "mr", "nl", "pt", "ru", "ta", "te",
                        "th", "tl", "tr", "ur", "vi", "yo", "zh"),
-            metric="seqeval", train=HubSplit(_XTREME, "train", config="udpos.English"),
-            validation=HubSplit(_XTREME, "validation", config="udpos.English"),
-            evaluation=HubSplit(_XTREME, "test", config="udpos.{lang_name}"),
+            metric="seqeval",
+            train=HubSplit(_XTREME, "train", config="udpos.English", script=True, upstream="ud-2.5"),
+            validation=HubSplit(_XTREME, "validation", config="udpos.English", script=True,
+                                upstream="ud-2.5"),
+            evaluation=HubSplit(_XTREME, "test", config="udpos.{lang_name}", script=True,
+                                upstream="ud-2.5"),
             columns=Columns(tokens="tokens", tags="pos_tags"), lang_names=_UD_NAMES,
             local_files="CoNLL-U (.conllu: words and their UPOS tags)"),
         TaskSpec(
             name="panx", kind=TOKEN_TAGGING,
             description="PAN-X (WikiANN NER): trained on English, zero-shot in 40 languages",
             languages=_PANX_LANGUAGES, metric="seqeval",
-            train=HubSplit(_XTREME, "train", config="PAN-X.en"),
-            validation=HubSplit(_XTREME, "validation", config="PAN-X.en"),
-            evaluation=HubSplit(_XTREME, "test", config="PAN-X.{lang}"),
+            train=HubSplit(_XTREME, "train", config="PAN-X.en", script=True,
+                           mirrors=(HubSplit(_WIKIANN, "train", config="en"),)),
+            validation=HubSplit(_XTREME, "validation", config="PAN-X.en", script=True,
+                                mirrors=(HubSplit(_WIKIANN, "validation", config="en"),)),
+            evaluation=HubSplit(_XTREME, "test", config="PAN-X.{lang}", script=True,
+                                mirrors=(HubSplit(_WIKIANN, "test", config="{lang}"),)),
             columns=Columns(tokens="tokens", tags="ner_tags"),
             local_files="PAN-X text (lang:word<TAB>tag a line, a blank line between sentences)"),
         TaskSpec(
             name="tatoeba", kind=RETRIEVAL,
             description="Tatoeba: find each sentence's English translation, 36 languages, no training",
             languages=tuple(sorted(_TATOEBA_CODES)), metric="tatoeba", train=None, validation=None,
-            evaluation=HubSplit(_XTREME, "validation", config="tatoeba.{code3}"),
+            evaluation=HubSplit(_XTREME, "validation", config="tatoeba.{code3}", script=True,
+                                upstream="tatoeba-v1"),
             columns=Columns(text=("source_sentence",), pair=("target_sentence",)),
             local_files="LASER's tatoeba.<xxx>-eng.<xxx> and .eng files in data_dir"),
         TaskSpec(
@@ -298,23 +331,23 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec(
             name="xglue-nc", kind=SENTENCE_CLASSIFICATION,
             description="XGLUE News Classification: title and body, 10 categories",
-            languages=("en",), metric="accuracy", train=HubSplit(_XGLUE, "train", config="nc"),
-            validation=HubSplit(_XGLUE, "validation.en", config="nc"), evaluation=None,
+            languages=("en",), metric="accuracy", train=HubSplit(_XGLUE, "train", config="nc", script=True),
+            validation=HubSplit(_XGLUE, "validation.en", config="nc", script=True), evaluation=None,
             columns=Columns(text=("news_title", "news_body"), label="news_category"),
             labels=("foodanddrink", "sports", "travel", "finance", "lifestyle", "news",
                     "entertainment", "health", "video", "autos"), local_files=_TABLE_FILES),
         TaskSpec(
             name="xglue-qam", kind=PAIR_CLASSIFICATION,
             description="XGLUE QAM: does the passage answer the question",
-            languages=("en",), metric="accuracy", train=HubSplit(_XGLUE, "train", config="qam"),
-            validation=HubSplit(_XGLUE, "validation.en", config="qam"), evaluation=None,
+            languages=("en",), metric="accuracy", train=HubSplit(_XGLUE, "train", config="qam", script=True),
+            validation=HubSplit(_XGLUE, "validation.en", config="qam", script=True), evaluation=None,
             columns=Columns(text=("question",), pair=("answer",)), labels=("no", "yes"),
             local_files=_TABLE_FILES),
         TaskSpec(
             name="xglue-qadsm", kind=PAIR_CLASSIFICATION,
             description="XGLUE QADSM: is the ad relevant to the query",
-            languages=("en",), metric="accuracy", train=HubSplit(_XGLUE, "train", config="qadsm"),
-            validation=HubSplit(_XGLUE, "validation.en", config="qadsm"), evaluation=None,
+            languages=("en",), metric="accuracy", train=HubSplit(_XGLUE, "train", config="qadsm", script=True),
+            validation=HubSplit(_XGLUE, "validation.en", config="qadsm", script=True), evaluation=None,
             columns=Columns(text=("query",), pair=("ad_title", "ad_description"),
                             label="relevance_label"), labels=("Bad", "Good"),
             local_files=_TABLE_FILES),
