@@ -79,7 +79,9 @@ def _hub_dataset(source: HubSplit, lang: str, lang_name: str, field_hint: str):
     try:
         found, manifest = datasources.obtain(source, lang, lang_name)
     except datasources.DataSourceError as exc:
-        raise DataError(f"{where}: {exc}; to use local files, set {field_hint}") from None
+        manual = next((t.manual for t in TASKS.values() if t.manual and source in
+                       (t.train, t.validation, t.evaluation)), "")
+        raise DataError(f"{where}: {exc}; {manual or 'to use local files, set ' + field_hint}") from None
     root = datasources.data_root()
     folder = root / manifest["folder"]
     try:

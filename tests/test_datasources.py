@@ -412,3 +412,14 @@ def test_a_recipe_may_evaluate_romanian_but_the_xtreme_score_keeps_its_eleven(tm
              for m in ("f1", "exact_match")]
     table = xtreme_table(pl.DataFrame(rows), ["baseline"], ["xquad"], {"xquad": eleven + ["ro"]})
     assert "50.0" in table and "45.8" not in table  # ro's zeros left out of XTREME's average
+
+
+def test_panx_without_any_source_says_which_file_goes_where(tmp_path, monkeypatch):
+    from backends.data import DataError, load_rows
+
+    monkeypatch.setenv("XSTILTS_DATA_ROOT", str(tmp_path / "data"))
+    settings = dict(languages=["de"], max_train_examples=0, max_eval_examples=0)
+    with pytest.raises(DataError) as info:
+        load_rows({"name": "panx", "settings": settings}, "test", "de")
+    message = str(info.value)
+    assert "\n" not in message and "AmazonPhotos.zip" in message and "tasks.panx.train_file" in message and "eval_files" in message

@@ -190,7 +190,8 @@ def cmd_data_fetch(file: str, to: str | None) -> int:
                 print(f"  done  {need.label}: {source.label}")
         except (DataSourceError, SourceUnavailable, DownloadError) as exc:
             failed += 1
-            print(f"error: {need.label}: {exc}", file=sys.stderr)
+            manual = TASKS[need.label.split()[0]].manual if need.kind == "data" else ""
+            print(f"error: {need.label}: {exc}{'; ' + manual if manual else ''}", file=sys.stderr)
     settings = [f"{DATA_ROOT_ENV}={root}"] + ([f"HF_HUB_CACHE={cache_dir}"] if cache_dir else [])
     print("\nto run this recipe from this copy on a machine without network, set:")
     print("  export " + " ".join(settings + ["HF_HUB_OFFLINE=1"]))

@@ -107,6 +107,8 @@ class TaskSpec:
     # Languages the data set has beyond the benchmark's (XQuAD's Romanian, added after
     # XTREME): a recipe may evaluate them; the XTREME score keeps ``languages``.
     extra_languages: tuple[str, ...] = ()
+    # Where no source can be fetched, what a person does by hand (a licence's manual step).
+    manual: str = ""
 
     @property
     def all_languages(self) -> tuple[str, ...]:
@@ -310,7 +312,10 @@ TASKS: dict[str, TaskSpec] = {
             evaluation=HubSplit(_XTREME, "test", config="PAN-X.{lang}", script=True,
                                 mirrors=(HubSplit(_WIKIANN, "test", config="{lang}"),)),
             columns=Columns(tokens="tokens", tags="ner_tags"),
-            local_files="PAN-X text (lang:word<TAB>tag a line, a blank line between sentences)"),
+            local_files="PAN-X text (lang:word<TAB>tag a line, a blank line between sentences)",
+            manual="PAN-X's own archive is a manual download: get AmazonPhotos.zip as XTREME's "
+                   "README says, unpack panx_dataset/<lang>.tar.gz, and set tasks.panx.train_file, "
+                   "validation_file and eval_files (with {lang}) to its train, dev and test files"),
         TaskSpec(
             name="tatoeba", kind=RETRIEVAL,
             description="Tatoeba: find each sentence's English translation, 36 languages, no training",
