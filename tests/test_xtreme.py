@@ -26,13 +26,16 @@ def test_conllu_sentences_words_and_upos(lang):
     rows = read_conllu(path)
     text = path.read_text(encoding="utf-8")
     assert len(rows) == text.count("# sent_id = ")
-    words = sum(1 for line in text.splitlines() if line and line[0].isdigit()
-                and line.split("\t")[0].isdigit())
-    assert sum(len(r["tokens"]) for r in rows) == words
+    # XTREME's words: every syntactic word, less the extra words of each multiword token
+    words = sum(1 for line in text.splitlines() if line and line.split("\t")[0].isdigit())
+    extra = sum(int(b) - int(a) for a, _, b in (line.split("\t")[0].partition("-")
+                for line in text.splitlines()
+                if line and line[0].isdigit() and "-" in line.split("\t")[0]))
+    assert sum(len(r["tokens"]) for r in rows) == words - extra
     assert {t for r in rows for t in r["tags"]} <= UPOS
-    if lang == "de":  # the multiword token "im" (lines 19-20) is read as "in" + "dem"
+    if lang == "de":  # the multiword token "im" (lines 19-20) is one word, as XTREME has it
         sentence = rows[1]
-        assert "im" not in sentence["tokens"][18:20] and sentence["tokens"][18:20] == ["in", "dem"]
+        assert "im" in sentence["tokens"] and "dem" not in sentence["tokens"][18:20]
 
 
 @pytest.mark.parametrize("lang", sorted(UD_FILES))

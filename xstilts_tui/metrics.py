@@ -180,15 +180,27 @@ def accuracy(gold: Iterable, predicted: Iterable) -> float:
     return 100.0 * sum(g == p for g, p in zip(gold, predicted)) / len(gold)
 
 
+def xtreme_tags(tags: list[str]) -> list[str]:
+    """Tags rewritten so that seqeval 1.x reads each the way seqeval 0.0.12 (XTREME's
+    ``evaluate.py``) does: the chunk letter is the tag's first character and the type
+    the part after its last '-', the whole tag when there is none (``CCONJ`` is its own
+    type, not "C" + "CONJ"). Types get a prefix so that none can equal the type 1.x
+    gives ``O`` ("_", which UPOS also uses)."""
+    return [t if t == "O" else f"{t[0]}-T{t.rsplit('-', 1)[-1]}" for t in tags]
+
+
 def tagging_f1(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, float]:
-    """Entity-level precision, recall and F1 (0-100) with seqeval's default (non-strict)
-    chunking, as XTREME's evaluate.py computes them for PAN-X and UD-POS: an I- tag after
-    O or another type starts an entity; a type change ends one. One list of tags a
-    sentence, the same lengths on both sides."""
+    """Entity-level precision, recall and F1 (0-100) as XTREME's evaluate.py computes them
+    for PAN-X and UD-POS (seqeval 0.0.12's reading of a tag, through the installed
+    seqeval): an I- tag after O or another type starts an entity; a type change ends one;
+    a tag without a B-/I- prefix is a type of its own. One list of tags a sentence, the
+    same lengths on both sides."""
     from seqeval.metrics import f1_score, precision_score, recall_score
 
     if len(gold) != len(predicted) or any(len(g) != len(p) for g, p in zip(gold, predicted)):
         raise ValueError("gold and predicted tags differ in their number of sentences or words")
+    gold = [xtreme_tags(s) for s in gold]
+    predicted = [xtreme_tags(s) for s in predicted]
     import warnings
 
     with warnings.catch_warnings():  # UPOS tags are not NE tags; seqeval says so per tag

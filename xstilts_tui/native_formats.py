@@ -1,8 +1,8 @@
 """Readers of the XTREME tasks' native files (pure Python; the workers load data with
 them and ``xstilts-tui score`` reads gold files with them).
 
-* CoNLL-U (UD-POS): the syntactic words of each sentence (integer ids; multiword-token
-  ranges ``4-5`` and empty nodes ``8.1`` skipped) with their UPOS tag (column 4).
+* CoNLL-U (UD-POS): the words of each sentence as XTREME has them (a multiword token is
+  one word, tagged as its head word; empty nodes skipped) with their UPOS tag (column 4).
 * PAN-X: one ``lang:word<TAB>tag`` a line, a blank line between sentences.
 * Tatoeba: ``tatoeba.<xxx>-eng.<xxx>`` and ``.eng``, line-aligned translations.
 * BUCC 2018: ``<xx>-en.<split>.<xx>`` and ``.en`` (``id<TAB>sentence``) and ``.gold``
@@ -35,18 +35,95 @@ def _lines(path: Path) -> list[str]:
         raise DataFileError(f"{path}: not UTF-8 text") from None
 
 
-def read_conllu(path: str | Path) -> list[dict]:
-    """Sentences of a CoNLL-U file as ``{"id", "tokens", "tags"}`` (UPOS tags)."""
+# The UPOS precedence that breaks a tie between a multiword token's highest syntactic
+# words (ud-conversion-tools' conllu_to_conll.py, as XTREME runs it with --lang <code>).
+_FUSED_HEAD_PRECEDENCE = {
+    "default": "VERB NOUN PROPN PRON ADJ NUM ADV INTJ AUX ADP DET PART CCONJ SCONJ X PUNCT ".split(" "),
+    "es": "VERB AUX PRON ADP DET".split(" "),
+    "fr": "VERB AUX PRON NOUN ADJ ADV ADP DET PART SCONJ CONJ".split(" "),
+    "it": "VERB AUX ADV PRON ADP DET INTJ".split(" "),
+}
+
+
+def _fused_head(span: list[int], heads: dict[int, set[int]], upos: dict[int, str],
+                precedence: list[str]) -> int:
+    """The word of a multiword token that keeps its place and tag: the single highest
+    (fewest ancestors over the basic and enhanced edges), else among the highest the one
+    whose UPOS comes first in the precedence list (a UPOS missing from the list never
+    wins; XTREME's converter stops there)."""
+    def ancestors(node: int) -> int:
+        seen, todo = set(), [node]
+        while todo:
+            for head in heads.get(todo.pop(), ()):
+                if head not in seen:
+                    seen.add(head)
+                    todo.append(head)
+        seen.discard(node)
+        return len(seen)
+
+    depth = [ancestors(n) for n in span]
+    highest = [n for n, d in zip(span, depth) if d == min(depth)]
+    if len(highest) == 1:
+        return highest[0]
+    rank = {tag: i for i, tag in reversed(list(enumerate(precedence)))}
+    best, best_rank = highest[0], len(precedence) + 1
+    for node in highest:
+        if rank.get(upos[node], len(precedence) + 1) < best_rank:
+            best, best_rank = node, rank[upos[node]]
+    return best
+
+
+def _xtreme_words(words: dict[int, tuple[str, str]], heads: dict[int, set[int]],
+                  fused: dict[int, tuple[int, str]], precedence: list[str]) -> tuple[list, list]:
+    """A sentence's words and tags as XTREME's UD-POS has them: each multiword token one
+    word (its surface form) with the tag of its head word; spaces and zero-width
+    non-joiners removed from words."""
+    replaced: dict[int, str] = {}
+    dropped: set[int] = set()
+    for start, (end, form) in fused.items():
+        span = [n for n in range(start, end + 1) if n in words]
+        if not span:
+            continue
+        head = _fused_head(span, heads, {n: words[n][1] for n in span}, precedence)
+        replaced[head] = form
+        dropped.update(n for n in span if n != head)
+    tokens, tags = [], []
+    for n in sorted(words):
+        if n in dropped:
+            continue
+        form = replaced.get(n, words[n][0])
+        tokens.append("".join(form.replace("\u200c", "").split(" ")))
+        tags.append(words[n][1])
+    return tokens, tags
+
+
+def read_conllu(path: str | Path, lang: str | None = None) -> list[dict]:
+    """Sentences of a CoNLL-U file as ``{"id", "tokens", "tags"}`` (UPOS), in XTREME's
+    words: google-research/xtreme converts treebanks with ud-conversion-tools'
+    ``conllu_to_conll.py --replace_subtokens_with_fused_forms`` (a multiword token such as
+    German "im" stays one word, tagged as its head word) and then drops sentences whose
+    words are all, or all but one, "_" (``udpos_preprocess``). Empty nodes are no words.
+    ``lang`` picks the precedence list (default: the file name's prefix, ``de_gsd-...``)."""
     path = Path(path)
+    lang = lang or path.name.split("_")[0]
+    precedence = _FUSED_HEAD_PRECEDENCE.get(lang, _FUSED_HEAD_PRECEDENCE["default"])
     rows: list[dict] = []
-    tokens: list[str] = []
-    tags: list[str] = []
+    words: dict[int, tuple[str, str]] = {}
+    heads: dict[int, set[int]] = {}
+    fused: dict[int, tuple[int, str]] = {}
     sent_id = None
+
+    def close() -> None:
+        if words:
+            tokens, tags = _xtreme_words(words, heads, fused, precedence)
+            empty = sum(t == "_" for t in tokens)
+            if empty == 0 or empty < len(tokens) - 1:
+                rows.append({"id": sent_id or f"{path.stem}-{len(rows)}", "tokens": tokens, "tags": tags})
+
     for number, line in enumerate(_lines(path), 1):
         if not line.strip():
-            if tokens:
-                rows.append({"id": sent_id or f"{path.stem}-{len(rows)}", "tokens": tokens, "tags": tags})
-            tokens, tags, sent_id = [], [], None
+            close()
+            words, heads, fused, sent_id = {}, {}, {}, None
             continue
         if line.startswith("#"):
             if line.startswith("# sent_id = "):
@@ -56,12 +133,25 @@ def read_conllu(path: str | Path) -> list[dict]:
         if len(cols) != 10:
             raise DataFileError(f"{path}:{number}: expected 10 tab-separated CoNLL-U columns, "
                                 f"got {len(cols)}")
-        if not cols[0].isdigit():  # a multiword token range or an empty node
+        ident = cols[0]
+        if "-" in ident:  # a multiword token: its surface form replaces its words
+            first, _, last = ident.partition("-")
+            if first.isdigit() and last.isdigit():
+                fused[int(first)] = (int(last), cols[1])
             continue
-        tokens.append(cols[1])
-        tags.append(cols[3])
-    if tokens:
-        rows.append({"id": sent_id or f"{path.stem}-{len(rows)}", "tokens": tokens, "tags": tags})
+        if not ident.isdigit():  # an empty node (8.1): no word
+            continue
+        node = int(ident)
+        words[node] = (cols[1], cols[3])
+        linked = heads.setdefault(node, set())
+        if cols[6].isdigit():
+            linked.add(int(cols[6]))
+        if cols[8] != "_":  # enhanced dependencies count as edges too, as the converter reads them
+            for pair in cols[8].split("|"):
+                head = pair.split(":")[0]
+                if head.isdigit():
+                    linked.add(int(head))
+    close()
     return rows
 
 

@@ -1,0 +1,116 @@
+"""Scores computed exactly as google-research/xtreme computes them: its evaluate.py, its
+UD conversion (conllu_to_conll --replace_subtokens_with_fused_forms, then the udpos
+preprocessing), its Tatoeba search and its BUCC mining (third_party/utils_retrieve.py)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from conftest import SHARED_DATA, run_cli
+
+UD = SHARED_DATA / "udpos"
+
+
+# --- tag F1: seqeval 0.0.12's reading of a tag -------------------------------------------
+
+
+def _entities_0012(seq: list[list[str]]) -> set:
+    """The reference: seqeval 0.0.12's get_entities (as XTREME pinned it), restated."""
+    flat = [t for sentence in seq for t in sentence + ["O"]]
+    prev_tag, prev_type, begin, chunks = "O", "", 0, set()
+    ends = {("B", "B"), ("B", "S"), ("B", "O"), ("I", "B"), ("I", "S"), ("I", "O")}
+    starts = {("E", "E"), ("E", "I"), ("S", "E"), ("S", "I"), ("O", "E"), ("O", "I")}
+    for i, chunk in enumerate(flat + ["O"]):
+        tag, type_ = chunk[0], chunk.split("-")[-1]
+        end = prev_tag in ("E", "S") or (prev_tag, tag) in ends or (
+            prev_tag not in ("O", ".") and prev_type != type_)
+        start = tag in ("B", "S") or (prev_tag, tag) in starts or (
+            tag not in ("O", ".") and prev_type != type_)
+        if end:
+            chunks.add((prev_type, begin, i - 1))
+        if start:
+            begin = i
+        prev_tag, prev_type = tag, type_
+    return chunks
+
+
+def _f1_0012(gold, pred) -> float:
+    g, p = _entities_0012(gold), _entities_0012(pred)
+    correct = len(g & p)
+    precision = correct / len(p) if p else 0
+    recall = correct / len(g) if g else 0
+    return 100 * (2 * precision * recall / (precision + recall) if precision + recall else 0)
+
+
+def test_a_upos_tag_is_a_type_of_its_own():
+    from xstilts_tui.metrics import tagging_f1
+
+    # seqeval 1.x reads CCONJ and SCONJ as "C"/"S" + "CONJ": one type, a match. XTREME: none.
+    assert tagging_f1([["CCONJ"]], [["SCONJ"]])["f1"] == 0.0
+    # two NOUNs in a row are one entity in XTREME's reading
+    assert tagging_f1([["NOUN", "NOUN"]], [["NOUN", "VERB"]])["f1"] == 0.0
+    assert tagging_f1([["PROPN", "PROPN", "PUNCT"]], [["PROPN", "PROPN", "PUNCT"]])["f1"] == 100.0
+
+
+def test_tag_f1_equals_the_0012_reading_on_random_sequences():
+    from xstilts_tui.metrics import tagging_f1
+
+    alphabet = ["NOUN", "VERB", "CCONJ", "SCONJ", "INTJ", "SYM", "_", "X", "ADP", "PUNCT", "O",
+                "B-PER", "I-PER", "B-LOC", "I-LOC", "E-ORG", "S-ORG", "B-O", "I-_"]
+    rng = random.Random(7)
+    for _ in range(400):
+        lengths = [rng.randint(1, 6) for _ in range(rng.randint(1, 4))]
+        gold = [[rng.choice(alphabet) for _ in range(n)] for n in lengths]
+        pred = [[rng.choice(alphabet) if rng.random() < 0.4 else t for t in s] for s in gold]
+        assert tagging_f1(gold, pred)["f1"] == pytest.approx(_f1_0012(gold, pred), abs=1e-12), (gold, pred)
+
+
+# --- UD words: XTREME's fused forms -------------------------------------------------------
+
+MULTIWORD = """# sent_id = t1
+1-2\tim\t_\t_\t_\t_\t_\t_\t_\t_
+1\tin\tin\tADP\t_\t_\t3\tcase\t3:case\t_
+2\tdem\tder\tDET\t_\t_\t3\tdet\t3:det\t_
+3\tHaus\tHaus\tNOUN\t_\t_\t0\troot\t0:root\t_
+3.1\tleer\t_\tADJ\t_\t_\t_\t_\t3:amod\t_
+
+# sent_id = t2
+1\t_\t_\tNOUN\t_\t_\t0\troot\t0:root\t_
+2\t_\t_\tPUNCT\t_\t_\t1\tpunct\t1:punct\t_
+
+# sent_id = t3
+1-2\tzum\t_\t_\t_\t_\t_\t_\t_\t_
+1\tzu\tzu\tADP\t_\t_\t3\tcase\t3:case\t_
+2\tdem\tder\tDET\t_\t_\t3\tdet\t3:det\t_
+3\tHaus\tHaus\tNOUN\t_\t_\t0\troot\t0:root\t_
+4\t10 000\t_\tNUM\t_\t_\t3\tnummod\t3:nummod\t_
+
+"""
+
+
+def test_a_multiword_token_is_one_word_with_its_head_s_tag(tmp_path):
+    from xstilts_tui.native_formats import read_conllu
+
+    path = tmp_path / "de_test-ud-test.conllu"
+    path.write_text(MULTIWORD, encoding="utf-8")
+    rows = read_conllu(path)
+    # "im" = in (ADP) + dem (DET), both children of Haus: a tie in height, broken by the
+    # precedence list (ADP before DET); the empty node 3.1 is no word; a sentence of "_"
+    # words is left out; a space inside a word is removed
+    assert [r["tokens"] for r in rows] == [["im", "Haus"], ["zum", "Haus", "10000"]]
+    assert [r["tags"] for r in rows] == [["ADP", "NOUN"], ["ADP", "NOUN", "NUM"]]
+
+
+@pytest.mark.parametrize("name, sentences, words", [
+    ("en_ewt-ud-test.conllu", 2077, 24740), ("de_gsd-ud-test.conllu", 977, 16225)])
+def test_real_treebanks_read_into_xtreme_s_words(name, sentences, words):
+    from xstilts_tui.native_formats import read_conllu
+
+    rows = read_conllu(UD / name)
+    assert len(rows) == sentences
+    assert sum(len(r["tokens"]) for r in rows) == words
+    assert all(len(r["tokens"]) == len(r["tags"]) for r in rows)
