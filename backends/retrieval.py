@@ -40,8 +40,7 @@ def sentence_vectors(model, tokenizer, texts: list[str], layer: int, max_length:
 def evaluate_retrieval(model, tokenizer, backend, task: str, data: dict[str, Any],
                        hp: dict[str, Any]) -> dict[str, float]:
     """Tatoeba accuracy or BUCC F1 (with the threshold chosen on the sample split)."""
-    from xstilts_tui.retrieval_metrics import (best_threshold, f1_of, margin_candidates, mine,
-                                               tatoeba_accuracy)
+    from xstilts_tui.retrieval_metrics import best_threshold, bucc_candidates, f1_of, mine, tatoeba_accuracy
 
     layer = hp.get("retrieval_layer") or default_layer(model.config.num_hidden_layers)
 
@@ -53,8 +52,8 @@ def evaluate_retrieval(model, tokenizer, backend, task: str, data: dict[str, Any
         return {"accuracy": tatoeba_accuracy(vectors(data["source"]), vectors(data["english"]))}
 
     def candidates(split: dict[str, Any]) -> list[tuple[str, str, float]]:
-        found = margin_candidates(vectors(split["source"]), vectors(split["english"]), k=4)
-        return [(split["source_ids"][i], split["english_ids"][j], s) for i, j, s in found]
+        return bucc_candidates(split["source"], split["source_ids"], split["english"],
+                               split["english_ids"], vectors, k=4)
 
     threshold, sample_f1 = best_threshold(candidates(data["sample"]), data["sample"]["gold"])
     precision, recall, f1 = f1_of(mine(candidates(data["test"]), threshold), data["test"]["gold"])

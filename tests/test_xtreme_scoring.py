@@ -114,3 +114,63 @@ def test_real_treebanks_read_into_xtreme_s_words(name, sentences, words):
     assert len(rows) == sentences
     assert sum(len(r["tokens"]) for r in rows) == words
     assert all(len(r["tokens"]) == len(r["tags"]) for r in rows)
+
+
+# --- Tatoeba: the English sentences are the queries ----------------------------------------
+
+
+def _unit(degrees):
+    return np.array([[np.cos(np.radians(d)), np.sin(np.radians(d))] for d in degrees], dtype=np.float32)
+
+
+def test_tatoeba_queries_with_english_sentences():
+    from xstilts_tui.retrieval_metrics import tatoeba_accuracy
+
+    # source at 0 and 65 degrees, English at 30 and 105: each English sentence's nearest
+    # source is its own (XTREME: 100); each source's nearest English is the first (50)
+    assert tatoeba_accuracy(_unit([0, 65]), _unit([30, 105])) == 100.0
+    assert tatoeba_accuracy(_unit([30, 105]), _unit([0, 65])) == 50.0
+
+
+# --- BUCC: LASER's max-strategy mining and XTREME's threshold --------------------------------
+
+
+def test_bucc_threshold_is_the_midpoint_after_the_cut_off():
+    from xstilts_tui.retrieval_metrics import best_threshold
+
+    candidates = [("a", "1", 1.30), ("b", "2", 1.20), ("c", "3", 1.00)]
+    threshold, f1 = best_threshold(candidates, {("a", "1"), ("b", "2")})
+    assert threshold == pytest.approx(1.10) and f1 == 100.0
+
+
+def test_max_strategy_mining_keeps_each_sentence_once():
+    from xstilts_tui.retrieval_metrics import margin_candidates
+
+    rng = np.random.default_rng(3)
+    target = rng.normal(size=(40, 8)).astype(np.float32)
+    # many sources crowd around a few targets: forward and backward bests disagree often
+    source = target[rng.integers(0, 10, size=60)] + 0.3 * rng.normal(size=(60, 8)).astype(np.float32)
+    found = margin_candidates(source, target, k=4)
+    assert len({i for i, _, _ in found}) == len(found) == len({j for _, j, _ in found})
+    assert len(found) <= min(len(source), len(target))
+    # greedy in score order: no dropped pair outscored the kept one holding its sentence
+    scores = [s for _, _, s in found]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_bucc_sentences_repeated_in_a_file_are_never_mined():
+    from xstilts_tui.retrieval_metrics import bucc_candidates
+
+    rng = np.random.default_rng(5)
+    base = {f"s{i}": rng.normal(size=8).astype(np.float32) for i in range(12)}
+    source = ["s0", "s1", "s2", "s3", "s3", "s4", "s5", "s6"]  # s3 twice
+    english = ["s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11"]
+
+    def vectors(texts):
+        return np.stack([base[t] for t in texts])
+
+    found = bucc_candidates(source, [f"de-{i}" for i in range(8)], english,
+                            [f"en-{i}" for i in range(12)], vectors, k=4)
+    pairs = {(s, e) for s, e, _ in found}
+    assert ("de-0", "en-0") in pairs and ("de-7", "en-6") in pairs  # s6 is line 7
+    assert not any(s in ("de-3", "de-4") for s, _ in pairs)  # s3 has no id: repeated
