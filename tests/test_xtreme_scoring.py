@@ -174,3 +174,84 @@ def test_bucc_sentences_repeated_in_a_file_are_never_mined():
     pairs = {(s, e) for s, e, _ in found}
     assert ("de-0", "en-0") in pairs and ("de-7", "en-6") in pairs  # s6 is line 7
     assert not any(s in ("de-3", "de-4") for s, _ in pairs)  # s3 has no id: repeated
+
+
+# --- the XTREME score needs every language of a task ------------------------------------------
+
+
+def test_a_task_on_some_of_its_languages_has_no_summary_and_the_table_says_partial():
+    import polars as pl
+
+    from xstilts_tui.results import xtreme_table
+    from xstilts_tui.tasks import TASKS
+    from xstilts_tui.xtreme import xtreme_score
+
+    table = {t: {m: {lang: 80.0 for lang in TASKS[t].languages} for m in ms} for t, ms in {
+        "xnli": ["accuracy"], "pawsx": ["accuracy"], "udpos": ["f1"], "panx": ["f1"],
+        "xquad": ["f1", "exact_match"], "mlqa": ["f1", "exact_match"],
+        "tydiqa": ["f1", "exact_match"], "bucc2018": ["f1"], "tatoeba": ["accuracy"]}.items()}
+    assert "all_task" in xtreme_score(table)
+    table["xquad"] = {m: {lang: 80.0 for lang in ("en", "de", "es")} for m in ("f1", "exact_match")}
+    scores = xtreme_score(table)  # evaluate.py stops here: no overall score, no QA group
+    assert "all_task" not in scores and "question answering" not in scores
+    assert "classification" in scores
+    rows = [{"arm": "a", "seed": 1, "task": "xquad", "language": lang, "metric": m, "value": 80.0,
+             "step": 1, "split": "test"} for lang in ("en", "de", "es") for m in ("f1", "exact_match")]
+    text = xtreme_table(pl.DataFrame(rows), ["a"], ["xquad"], {"xquad": ["en", "de", "es"]})
+    assert "partial (3/11)" in text and "80.0" not in text
+
+
+# --- score reads files as evaluate.py does -----------------------------------------------------
+
+
+def _squad(path, qas):
+    path.write_text(json.dumps({"data": [{"title": "t", "paragraphs": [
+        {"context": "Paris is in France.", "qas": qas}]}]}), encoding="utf-8")
+    return path
+
+
+def test_score_counts_every_occurrence_of_a_repeated_question_id(tmp_path, capsys):
+    gold = _squad(tmp_path / "g.json", [
+        {"id": "q1", "question": "Where?", "answers": [{"text": "France", "answer_start": 12}]},
+        {"id": "q1", "question": "Where?", "answers": [{"text": "Paris", "answer_start": 0}]}])
+    (tmp_path / "p.json").write_text(json.dumps({"q1": "France"}), encoding="utf-8")
+    code, out, err = run_cli(["score", "--task", "xquad", "--gold", gold, "--pred",
+                              tmp_path / "p.json", "--lang", "en"], capsys)
+    assert code == 0, err
+    result = json.loads(out)  # evaluate.py: two questions, one right
+    assert result["questions"] == 2 and result["exact_match"] == 50.0
+
+
+def test_tatoeba_predictions_compare_as_strings(tmp_path, capsys):
+    gold = tmp_path / "labels.tsv"
+    gold.write_text("0\n1\n2\n3\n", encoding="utf-8")
+    (tmp_path / "p.tsv").write_text("0\n001\n\uff12\n3\n", encoding="utf-8")
+    code, out, err = run_cli(["score", "--task", "tatoeba", "--gold", gold, "--pred",
+                              tmp_path / "p.tsv", "--lang", "de"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["accuracy"] == 50.0  # "001" and a full-width 2 are not "1" and "2"
+
+
+def test_bucc_lines_are_stripped_and_a_blank_line_is_a_pair(tmp_path, capsys):
+    gold = tmp_path / "de-en.test.gold"
+    gold.write_text("de-1\ten-1\nde-2\ten-2\n", encoding="utf-8")
+    (tmp_path / "p.tsv").write_text("de-1\ten-1  \n\n", encoding="utf-8")
+    code, out, err = run_cli(["score", "--task", "bucc2018", "--gold", gold, "--pred",
+                              tmp_path / "p.tsv"], capsys)
+    assert code == 0, err
+    result = json.loads(out)  # two predicted lines, one right: P 50, R 50
+    assert result["precision"] == 50.0 and result["recall"] == 50.0 and result["pairs"] == 2
+
+
+def test_a_capitalised_label_counts_as_wrong_and_the_index_order_is_stated(tmp_path, capsys):
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text("\n".join(json.dumps({"premise": "p", "hypothesis": "h", "label": label})
+                              for label in ("entailment", "neutral", "contradiction", "neutral")),
+                    encoding="utf-8")
+    (tmp_path / "p.txt").write_text("entailment\nNeutral\n2\nneutral\n", encoding="utf-8")
+    code, out, err = run_cli(["score", "--task", "xnli", "--gold", gold, "--pred",
+                              tmp_path / "p.txt", "--lang", "de"], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["accuracy"] == 75.0
+    assert result["index_order"] == ["entailment", "neutral", "contradiction"]

@@ -217,6 +217,20 @@ def _read_pred_lines(path: str) -> list[str]:
         raise UsageError(f"score: --pred {path}: not UTF-8 text") from None
 
 
+def _file_lines(path: str, flag: str) -> list[str]:
+    """A file's lines as ``for line in open(path)`` gives them (evaluate.py's reading),
+    without their line ends."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return [line.rstrip("\n") for line in handle]
+    except FileNotFoundError:
+        raise UsageError(f"score: {flag} {path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"score: {flag} {path}: a folder, not a file") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"score: {flag} {path}: not UTF-8 text") from None
+
+
 def _gold_table(spec, path: str) -> list[dict]:
     """A classification or multiple-choice gold file, read with polars (no compute stack)."""
     import polars as pl
@@ -316,20 +330,20 @@ def cmd_score(task: str, gold_path: str, pred_path: str, lang: str | None) -> in
                              "{question id: answer text}")
         scores = score_qa(gold, predictions, spec.metric, lang)
         result.update(exact_match=scores["exact_match"], f1=scores["f1"], questions=scores["count"],
-                      predicted=sum(1 for q in gold if q in predictions))
+                      predicted=sum(1 for q, _ in gold if q in predictions))
     elif spec.kind in (SENTENCE_CLASSIFICATION, PAIR_CLASSIFICATION, MULTIPLE_CHOICE):
         rows = _gold_table(spec, gold_path)
-        lines = [line.strip() for line in _read_pred_lines(pred_path) if line.strip()]
+        lines = [line.strip() for line in _file_lines(pred_path, "--pred")]
         if len(lines) != len(rows):
-            raise UsageError(f"score: --pred {pred_path}: {len(lines)} labels for {len(rows)} gold examples")
+            raise UsageError(f"score: --pred {pred_path}: {len(lines)} lines for {len(rows)} gold examples")
         labels = list(spec.labels or ())
-        predicted = [labels.index(x) if x in labels else int(x) if x.lstrip("-").isdigit() else None
+        # A label name or an index in the task's order; anything else (a capitalised name,
+        # a blank line) is a wrong answer, as evaluate.py's string comparison makes it.
+        predicted = [labels.index(x) if x in labels else int(x) if x.isdigit() and x.isascii() else None
                      for x in lines]
-        if None in predicted:
-            bad = lines[predicted.index(None)]
-            raise UsageError(f"score: --pred {pred_path}: {bad!r} is neither a label "
-                             f"({', '.join(labels) or 'an index'}) nor an index")
         result.update(accuracy=accuracy([r["label"] for r in rows], predicted), examples=len(rows))
+        if labels:
+            result["index_order"] = labels
     elif spec.kind == TOKEN_TAGGING:
         try:
             gold = _gold_tags(spec, gold_path)
@@ -352,26 +366,27 @@ def cmd_score(task: str, gold_path: str, pred_path: str, lang: str | None) -> in
 
         if lang is None:
             raise UsageError("score: tatoeba scores one language; give --lang")
-        try:
-            pairs = read_tatoeba(gold_path, lang)
-        except DataFileError as exc:
-            raise UsageError(f"score: --gold {exc}") from None
-        lines = [line.strip() for line in _read_pred_lines(pred_path) if line.strip()]
-        if len(lines) != len(pairs["source"]) or not all(x.isdigit() for x in lines):
-            raise UsageError(f"score: --pred {pred_path}: expected {len(pairs['source'])} line numbers "
-                             "(0-based), one a line")
-        result.update(accuracy=accuracy(range(len(lines)), [int(x) for x in lines]), sentences=len(lines))
+        if Path(gold_path).is_dir():  # LASER's files: English line i translates source line i
+            try:
+                count = len(read_tatoeba(gold_path, lang)["english"])
+            except DataFileError as exc:
+                raise UsageError(f"score: --gold {exc}") from None
+            gold_lines = [str(i) for i in range(count)]
+        else:  # XTREME's label file: the right line number a line
+            gold_lines = [line.strip() for line in _file_lines(gold_path, "--gold")]
+        lines = [line.strip() for line in _file_lines(pred_path, "--pred")]
+        if len(lines) != len(gold_lines):
+            raise UsageError(f"score: --pred {pred_path}: {len(lines)} lines for {len(gold_lines)} "
+                             "English sentences (0-based line numbers, one a line)")
+        # Compared as text, as evaluate.py does: "007" is not "7".
+        result.update(accuracy=accuracy(gold_lines, lines), sentences=len(lines))
     else:
         from .retrieval_metrics import f1_of
 
-        try:
-            gold = {tuple(line.split("\t")) for line in Path(gold_path).read_text(encoding="utf-8").splitlines()
-                    if line.strip()}
-        except FileNotFoundError:
-            raise UsageError(f"score: --gold {gold_path}: no such file") from None
-        predicted = {tuple(line.split("\t")) for line in _read_pred_lines(pred_path) if line.strip()}
-        if any(len(p) != 2 for p in gold | predicted):
-            raise UsageError("score: bucc2018 gold and predictions are pairs of ids separated by a tab")
+        # evaluate.py's bucc_f1: each line stripped and split at tabs; a blank or odd line
+        # is a pair that matches nothing.
+        gold = {tuple(line.strip().split("\t")) for line in _file_lines(gold_path, "--gold")}
+        predicted = {tuple(line.strip().split("\t")) for line in _file_lines(pred_path, "--pred")}
         precision, recall, f1 = f1_of(predicted, gold)
         result.update(f1=f1, precision=precision, recall=recall, pairs=len(predicted), gold_pairs=len(gold))
     print(json.dumps(result))

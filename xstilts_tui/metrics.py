@@ -138,20 +138,22 @@ def qa_exact(prediction: str, gold: str, normalize: Normalizer) -> float:
 
 
 def score_qa(
-    gold: Mapping[str, Iterable[str]],
+    gold: Mapping[str, Iterable[str]] | Iterable[tuple[str, Iterable[str]]],
     predictions: Mapping[str, str],
     metric: str = "squad_v1",
     lang: str | None = None,
 ) -> dict[str, float]:
     """Score predictions against gold answers, as the published scripts do.
 
-    ``gold`` maps each question id to its gold answer texts. Questions missing from
-    ``predictions`` score 0; predictions for unknown ids are ignored.
+    ``gold`` maps each question id to its gold answer texts, or lists (id, answers)
+    pairs, where a repeated id counts each time (the scripts score every question of the
+    file). Questions missing from ``predictions`` score 0; predictions for unknown ids
+    are ignored.
     """
     normalize = _normalizer(metric, lang)
     total = 0
     exact = f1 = 0.0
-    for qid, answers in gold.items():
+    for qid, answers in (gold.items() if isinstance(gold, Mapping) else gold):
         answers = list(answers)
         total += 1
         if qid not in predictions:

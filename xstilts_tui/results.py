@@ -19,7 +19,7 @@ import polars as pl
 
 from .events import COST_FIELDS, encode
 from .tasks import TASKS
-from .xtreme import XTREME_TASKS, task_summary, xtreme_score
+from .xtreme import XTREME_TASKS, is_complete, task_summary, xtreme_score
 
 RESULT_COLUMNS = {
     "run": pl.String, "recipe": pl.String, "arm": pl.String, "seed": pl.Int64,
@@ -232,7 +232,9 @@ def xtreme_table(results: pl.DataFrame, arms: list[str], tasks: list[str],
                  languages: dict[str, list[str]]) -> str:
     """Per arm, the XTREME summary of each XTREME target of the run (the mean over seeds
     of each language's final score, averaged as evaluate.py does), the group scores and
-    the overall score where every task of them ran. Empty when no XTREME task ran."""
+    the overall score where every task of them ran in every one of XTREME's languages.
+    A task scored on only some of them reads "partial (n/N)" and has no summary, as
+    evaluate.py gives none. Empty when no XTREME task ran."""
     present = [t for t in tasks if t in XTREME_TASKS]
     final = final_scores(results)
     if not present or final.is_empty():
@@ -241,6 +243,7 @@ def xtreme_table(results: pl.DataFrame, arms: list[str], tasks: list[str],
     rows, extra = [], []
     for arm in arms:
         per_task: dict[str, dict[str, dict[str, float]]] = {}
+        counts: dict[str, int] = {}
         for task in present:
             # XTREME's languages of the task only (a run may add others, XQuAD's Romanian).
             xtreme_langs = [lang for lang in languages[task] if lang in TASKS[task].languages]
@@ -252,18 +255,21 @@ def xtreme_table(results: pl.DataFrame, arms: list[str], tasks: list[str],
             by_metric: dict[str, dict[str, float]] = {}
             for r in means.iter_rows(named=True):
                 by_metric.setdefault(r["metric"], {})[r["language"]] = r["value"]
-            if all(len(v) == len(xtreme_langs) for v in by_metric.values()):
-                per_task[task] = by_metric
-        summaries = {t: task_summary(t, s).get("avg_metric") for t, s in per_task.items()}
+            per_task[task] = by_metric
+            counts[task] = min(len(v) for v in by_metric.values())
+        summaries = {t: task_summary(t, s).get("avg_metric") for t, s in per_task.items()
+                     if is_complete(t, s)}
         overall = xtreme_score(per_task)
         for name in overall:
             if name not in extra:
                 extra.append(name)
-        rows.append((arm, summaries, overall))
+        rows.append((arm, summaries, counts, overall))
     header += extra
     table = [header]
-    for arm, summaries, overall in rows:
-        cells = [f"{summaries[t]:.1f}" if summaries.get(t) is not None else "-" for t in present]
+    for arm, summaries, counts, overall in rows:
+        cells = [f"{summaries[t]:.1f}" if summaries.get(t) is not None
+                 else f"partial ({counts[t]}/{len(TASKS[t].languages)})" if t in counts else "-"
+                 for t in present]
         cells += [f"{overall[g]:.1f}" if g in overall else "-" for g in extra]
         table.append([arm, *cells])
     return text_table(table)

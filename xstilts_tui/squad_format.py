@@ -43,5 +43,7 @@ def read_squad_json(path: str | Path) -> list[dict]:
     return rows
 
 
-def gold_answers(rows: list[dict]) -> dict[str, list[str]]:
-    return {row["id"]: list(row["answers"]["text"]) for row in rows}
+def gold_answers(rows: list[dict]) -> list[tuple[str, list[str]]]:
+    """Each question's id and gold answer texts, in file order; a repeated id is kept each
+    time, as the SQuAD and MLQA scripts score every occurrence."""
+    return [(row["id"], list(row["answers"]["text"])) for row in rows]

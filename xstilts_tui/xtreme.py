@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from .tasks import TASKS
+
 # Our task names -> the names evaluate.py uses.
 XTREME_TASKS = {
     "pawsx": "pawsx", "xnli": "xnli", "udpos": "udpos", "panx": "panx", "xquad": "xquad",
@@ -36,9 +38,20 @@ def task_summary(task: str, scores: Mapping[str, Mapping[str, float]]) -> dict[s
     return out
 
 
+def is_complete(task: str, scores: Mapping[str, Mapping[str, float]]) -> bool:
+    """Every metric of the task scored in every one of XTREME's languages of it
+    (evaluate.py reads a file for each and stops when one is missing)."""
+    wanted = set(TASKS[task].languages)
+    return bool(scores) and all(wanted <= set(by_lang) for by_lang in scores.values())
+
+
 def xtreme_score(per_task: Mapping[str, Mapping[str, Mapping[str, float]]]) -> dict[str, float]:
-    """``per_task[task][metric][language]`` -> group scores and ``all_task`` where complete."""
-    summaries = {t: task_summary(t, s).get("avg_metric") for t, s in per_task.items()}
+    """``per_task[task][metric][language]`` -> group scores and ``all_task``, counting only
+    the tasks scored in all their languages (a partial task has no summary)."""
+    summaries = {t: task_summary(t, {m: {lang: v for lang, v in by_lang.items()
+                                          if lang in TASKS[t].languages}
+                                      for m, by_lang in s.items()}).get("avg_metric")
+                 for t, s in per_task.items() if is_complete(t, s)}
     summaries = {t: v for t, v in summaries.items() if v is not None}
     overall: dict[str, float] = {}
     if set(XTREME_TASKS) <= set(summaries):
