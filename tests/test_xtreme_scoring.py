@@ -10,7 +10,7 @@ import random
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA, run_cli
+from conftest import ROOT, SHARED_DATA, run_cli
 
 UD = SHARED_DATA / "udpos"
 
@@ -255,3 +255,22 @@ def test_a_capitalised_label_counts_as_wrong_and_the_index_order_is_stated(tmp_p
     result = json.loads(out)
     assert result["accuracy"] == 75.0
     assert result["index_order"] == ["entailment", "neutral", "contradiction"]
+
+
+# --- XTREME's own mock data and the value its evaluate_test.py pins --------------------------
+
+MOCK = ROOT / "tests" / "data" / "xtreme_mock"
+
+
+def test_udpos_mock_data_scores_exactly_as_evaluate_test_pins(capsys):
+    from xstilts_tui.tasks import TASKS
+
+    f1 = []
+    for lang in TASKS["udpos"].languages:
+        code, out, err = run_cli(["score", "--task", "udpos", "--gold", MOCK / "udpos" / "labels" /
+                                  f"test-{lang}.tsv", "--pred", MOCK / "udpos" / "predictions" /
+                                  f"test-{lang}.tsv"], capsys)
+        assert code == 0, err
+        f1.append(json.loads(out)["f1"])
+    assert len(f1) == 33
+    assert sum(f1) / len(f1) == 70.21746048354693  # seqeval 1.2.2 as it reads tags: 70.398

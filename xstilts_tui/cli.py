@@ -269,12 +269,17 @@ def _gold_table(spec, path: str) -> list[dict]:
 
 
 def _gold_tags(spec, path: str) -> list[dict]:
+    """Gold tags from CoNLL-U, PAN-X text (word<TAB>tag), or XTREME's label files (a tag a
+    line, a blank line after each sentence; evaluate.py's ``read_tag``)."""
     from .native_formats import read_conllu, read_panx
 
     suffix = Path(path).suffix.lower()
     if suffix == ".conllu":
         return read_conllu(path)
-    return read_panx(path)
+    lines = _file_lines(path, "--gold")
+    if any("\t" in line for line in lines):
+        return read_panx(path)
+    return [{"tags": tags} for tags in _predicted_sentences(lines)]
 
 
 def _predicted_sentences(lines: list[str]) -> list[list[str]]:
