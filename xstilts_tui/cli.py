@@ -231,6 +231,13 @@ def _file_lines(path: str, flag: str) -> list[str]:
         raise UsageError(f"score: {flag} {path}: not UTF-8 text") from None
 
 
+def _is_label_file(path: str) -> bool:
+    """XTREME's label file for a classification task: .tsv or .txt without a tab."""
+    if Path(path).suffix.lower() not in (".tsv", ".txt") or not Path(path).is_file():
+        return False
+    return not any("\t" in line for line in _file_lines(path, "--gold"))
+
+
 def _gold_table(spec, path: str) -> list[dict]:
     """A classification or multiple-choice gold file, read with polars (no compute stack)."""
     import polars as pl
@@ -336,6 +343,14 @@ def cmd_score(task: str, gold_path: str, pred_path: str, lang: str | None) -> in
         scores = score_qa(gold, predictions, spec.metric, lang)
         result.update(exact_match=scores["exact_match"], f1=scores["f1"], questions=scores["count"],
                       predicted=sum(1 for q, _ in gold if q in predictions))
+    elif spec.kind in (SENTENCE_CLASSIFICATION, PAIR_CLASSIFICATION, MULTIPLE_CHOICE) \
+            and _is_label_file(gold_path):
+        # XTREME's label files (a label a line): compared as text, as evaluate.py does.
+        gold_lines = [line.strip() for line in _file_lines(gold_path, "--gold")]
+        lines = [line.strip() for line in _file_lines(pred_path, "--pred")]
+        if len(lines) != len(gold_lines):
+            raise UsageError(f"score: --pred {pred_path}: {len(lines)} lines for {len(gold_lines)} gold labels")
+        result.update(accuracy=accuracy(gold_lines, lines), examples=len(gold_lines))
     elif spec.kind in (SENTENCE_CLASSIFICATION, PAIR_CLASSIFICATION, MULTIPLE_CHOICE):
         rows = _gold_table(spec, gold_path)
         lines = [line.strip() for line in _file_lines(pred_path, "--pred")]

@@ -179,7 +179,8 @@ def accuracy(gold: Iterable, predicted: Iterable) -> float:
         raise ValueError(f"{len(gold)} gold labels but {len(predicted)} predictions")
     if not gold:
         return 0.0
-    return 100.0 * sum(g == p for g, p in zip(gold, predicted)) / len(gold)
+    # evaluate.py's order of operations (a share, then times 100), to the last bit
+    return float(sum(g == p for g, p in zip(gold, predicted))) / len(gold) * 100
 
 
 def xtreme_tags(tags: list[str]) -> list[str]:
