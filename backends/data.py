@@ -231,9 +231,39 @@ def load_rows(task: dict[str, Any], split: str, lang: str = "en") -> list[dict]:
                                 f"({spec.local_files})")
             rows = _from_hub(source, lang, spec.lang_names.get(lang, lang),
                              f"tasks.{name}.{file_key} in the recipe", spec)
+    where = path.replace("{lang}", lang) if not spec.generated and path else f"{name} {split} ({lang})"
     if not rows:
-        raise DataError(f"{name} {split} ({lang}): no examples")
+        raise DataError(f"{where}: no examples")
+    check_rows(spec, rows, where, split)
     return rows[:limit] if limit else rows
+
+
+def check_rows(spec: TaskSpec, rows: list[dict], where: str, split: str) -> None:
+    """Refuse data the pipeline would turn into wrong numbers without a word: QA questions
+    without answers, answers not where their answer_start says (training), a question id
+    twice (predictions are keyed by it); tags outside a task's fixed tag set."""
+    if spec.kind == EXTRACTIVE_QA:
+        seen: set[str] = set()
+        for row in rows:
+            qid = row["id"]
+            if qid in seen:
+                raise DataError(f"{where}: question {qid} appears twice; ids must be unique")
+            seen.add(qid)
+            answers = row["answers"]
+            if not answers["text"]:
+                raise DataError(f"{where}: question {qid} has no answers")
+            if split == "train":
+                for text, start in zip(answers["text"], answers["answer_start"]):
+                    if row["context"][start:start + len(text)] != text:
+                        raise DataError(f"{where}: question {qid}: answer {text[:40]!r} is not at "
+                                        f"answer_start {start} of its context")
+    elif spec.kind == TOKEN_TAGGING and spec.tag_set:
+        allowed = set(spec.tag_set)
+        for row in rows:
+            bad = next((t for t in row["tags"] if t not in allowed), None)
+            if bad is not None:
+                raise DataError(f"{where}: sentence {row['id']}: tag {bad!r} is not one of "
+                                f"{spec.tag_set_name} ({', '.join(spec.tag_set)})")
 
 
 def load_retrieval(task: dict[str, Any], lang: str) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from . import distributed
 from .registry import Backend
 from .torch_backend import optimizer_groups
 from .training import (STATE, Meter, Selection, TrainJob, TrainStats, evaluate_and_select,
-                       find_state, fresh_state_folder, install_state)
+                       find_state, fresh_state_folder, install_state, stop_if_asked)
 
 BEST_PREFIX = "best-step"
 
@@ -195,6 +195,7 @@ class DeepSpeedBackend(Backend):
                 break
             if job.state_dir and hp["save_every"] and step % hp["save_every"] == 0 and step < steps:
                 self._save_state(job, step, selection)
+            stop_if_asked(job, step, lambda: self._save_state(job, step, selection))
         if selection.best_step is not None and selection.best_step != step and job.state_dir:
             self._restore(job.state_dir / f"{BEST_PREFIX}{selection.best_step}.pt")
             job.log(f"kept the weights of step {selection.best_step} "

@@ -12,7 +12,7 @@ import torch
 from . import distributed
 from .registry import Backend
 from .training import (Meter, Selection, TrainJob, TrainStats, evaluate_and_select, find_state,
-                       load_state, save_state)
+                       load_state, save_state, stop_if_asked)
 
 _NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias")
 
@@ -135,14 +135,18 @@ class TorchBackend(Backend):
             model.train()
             if stopped_early:
                 break
-            if job.state_dir and hp["save_every"] and step % hp["save_every"] == 0 and step < steps \
-                    and rank == 0:
-                save_state(job.state_dir, {
-                    "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
-                    "rng_cuda": torch.cuda.get_rng_state() if self._device.type == "cuda" else None,
-                    "selection": selection.to_dict(), "best": best,
-                }, {"step": step, "events_offset": job.events_offset()})
+            def save() -> None:
+                if rank == 0:
+                    save_state(job.state_dir, {
+                        "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
+                        "rng_cuda": torch.cuda.get_rng_state() if self._device.type == "cuda" else None,
+                        "selection": selection.to_dict(), "best": best,
+                    }, {"step": step, "events_offset": job.events_offset()})
+
+            if job.state_dir and hp["save_every"] and step % hp["save_every"] == 0 and step < steps:
+                save()
+            stop_if_asked(job, step, save)
         optimizer.zero_grad(set_to_none=True)
         if selection.best_step is not None and selection.best_step != step and best is not None:
             model.load_state_dict(best)

@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-STATE = "state"
-RESUME_FILE = "resume.json"
+from xstilts_tui.stage_cache import RESUME_FILE, STATE, records, usable_state
 
 
 @dataclass
@@ -102,13 +102,11 @@ class Selection:
 
 
 def find_state(stage_dir: Path) -> Path | None:
-    """The stage's resume state, if a whole one exists (``state``, or ``state.old`` when
-    a stop came between the two renames of a save)."""
-    for name in (STATE, STATE + ".old"):
-        folder = stage_dir / name
-        if (folder / RESUME_FILE).is_file():
-            return folder
-    return None
+    """The stage's resume state, if a whole one verifies (``state``, or ``state.old`` when
+    a stop came between the two renames of a save, or when ``state`` is damaged): the
+    control process decides the same way (``xstilts_tui.stage_cache.usable_state``)."""
+    found = usable_state(stage_dir)
+    return found[0] if found else None
 
 
 def fresh_state_folder(stage_dir: Path) -> Path:
@@ -122,6 +120,7 @@ def fresh_state_folder(stage_dir: Path) -> Path:
 def install_state(stage_dir: Path, tmp: Path, info: dict[str, Any]) -> None:
     """Finish a resume state written into ``tmp``: its ``resume.json`` last, then two
     renames, so a stop at any moment leaves a whole state (``state`` or ``state.old``)."""
+    info = {**info, "files": records(tmp, tmp, skip=(RESUME_FILE,))}
     (tmp / RESUME_FILE).write_text(json.dumps(info), encoding="utf-8")
     current, old = stage_dir / STATE, stage_dir / (STATE + ".old")
     if old.exists():
@@ -155,6 +154,32 @@ def evaluate_and_select(job: TrainJob, step: int, selection: Selection) -> tuple
     return improved, stop
 
 
+class StageStopped(RuntimeError):
+    """The worker was asked to stop (SIGTERM: a cancel, a cluster's time limit or a
+    preemption); it saved a resume state first where it could."""
+
+
+# Set by the worker's SIGTERM handler; training loops look at it after every step.
+STOP = threading.Event()
+
+
+def stop_if_asked(job: "TrainJob", step: int, save) -> None:
+    """After a step: when a stop was asked, save a resume state (``save()``, where the
+    stage keeps states) and end the stage with StageStopped."""
+    if not STOP.is_set():
+        return
+    if job.state_dir is not None and job.hparams["save_every"] and step < job.steps:
+        save()
+        raise StageStopped(f"stopped by SIGTERM at step {step} of {job.steps}; a resume state "
+                           "was saved, run again to continue")
+    raise StageStopped(f"stopped by SIGTERM at step {step} of {job.steps}; no resume state "
+                       "(save_every = 0), the stage will start over")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss stopped being a finite number: the stage fails at that step."""
+
+
 class Meter:
     """What a training loop consumed, and its progress reports every ``log_every`` steps
     (loss averaged over the micro-batches since the last report)."""
@@ -177,8 +202,15 @@ class Meter:
         self._batches += 1
 
     def step_done(self, step: int, lr: float) -> None:
+        """After each optimiser step: a loss that is not finite ends the stage here (one
+        device sync a step); every ``log_every`` steps a progress report."""
+        import math
         import time
 
+        if self._batches and not math.isfinite(float(self._loss)):
+            raise TrainingDiverged(f"the loss is not finite ({float(self._loss) / self._batches}) at "
+                                   f"step {step} (lr {lr:g}): training diverged; lower lr or "
+                                   "check the data")
         if step % self.job.hparams["log_every"] and step != self.job.steps:
             return
         now = time.perf_counter()

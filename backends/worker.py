@@ -14,6 +14,7 @@ import os
 import random
 import resource
 import shutil
+import signal
 import sys
 import time
 import traceback
@@ -24,6 +25,7 @@ from typing import Any
 
 from xstilts_tui.events import encode, make_event
 from xstilts_tui.squad_format import DataFileError
+from xstilts_tui.stage_cache import seal
 from xstilts_tui.tasks import TASKS, TaskSpec
 
 from .data import DataError
@@ -103,12 +105,6 @@ def _peak_memory(device) -> tuple[int, str]:
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device)), "cuda_allocated"
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "cpu_rss"
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def write_checkpoint(stage_dir: Path, write) -> Path:
@@ -383,6 +379,11 @@ def main(argv: list[str] | None = None) -> int:
     stage_dir = Path(spec["stage_dir"])
     events = Events(stage_dir / "events.jsonl", spec["id"])
     started = time.perf_counter()
+    from .training import STOP, StageStopped
+
+    # SIGTERM (a cancel, a cluster's time limit, a preemption): the training loop saves a
+    # resume state after its current step and the stage ends as stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: STOP.set())
     try:
         _quiet_libraries()
         if spec["kind"] == "base":
@@ -390,10 +391,16 @@ def main(argv: list[str] | None = None) -> int:
             cost = run_base(spec, stage_dir, events)
         else:
             cost = run_training_stage(spec, stage_dir, events)
+    except StageStopped as exc:
+        events.emit("log", message=str(exc))
+        events.emit("stage_finished", status="stopped", wall_s=time.perf_counter() - started)
+        return 143
     except Exception as exc:  # every failure becomes an event and a non-zero exit
         from .models import ModelLoadError
 
-        known = (DataError, ModelLoadError, DataFileError)
+        from .training import TrainingDiverged
+
+        known = (DataError, ModelLoadError, DataFileError, TrainingDiverged)
         message = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
         traceback.print_exc()
         events.emit("error", message=message.splitlines()[0] if message else type(exc).__name__)
@@ -402,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     events.emit("stage_finished", status="ok", wall_s=time.perf_counter() - started,
                 versions=_versions(), **cost)
     if events.rank == 0:
-        _write_atomically(stage_dir / "DONE", json.dumps({"key": spec["key"], "id": spec["id"]}))
+        seal(stage_dir, spec["key"], spec["id"])
         from .training import drop_states
 
         drop_states(stage_dir)

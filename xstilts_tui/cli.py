@@ -16,6 +16,10 @@ from .squad_format import DataFileError, gold_answers, read_squad_json
 from .tasks import EXTRACTIVE_QA, TASKS
 
 
+class Terminated(Exception):
+    """SIGTERM reached the headless run."""
+
+
 class UsageError(Exception):
     """Bad input on the command line: one line, exit status 2."""
 
@@ -31,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
                         "output_dir, else runs/<recipe name>)")
     parser.add_argument("--cache", metavar="DIR", help="stage cache folder (default: $XSTILTS_CACHE, "
                         "else stage-cache beside the output folder)")
+    parser.add_argument("--strict-cache", action="store_true",
+                        help="a cached stage whose files do not verify fails (default: it is "
+                        "trained again)")
     parser.add_argument("--launch", metavar="FILE", help="a TOML file whose [launch] section "
                         "replaces the recipe's (how workers start: python, torchrun, deepspeed)")
     parser.add_argument("--recipes-dir", metavar="DIR", action="append", default=[],
@@ -209,12 +216,7 @@ def cmd_plan(file: str, output: str | None, cache: str | None, launch: str | Non
 
 
 def _read_pred_lines(path: str) -> list[str]:
-    try:
-        return Path(path).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise UsageError(f"score: --pred {path}: no such file") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"score: --pred {path}: not UTF-8 text") from None
+    return _file_lines(path, "--pred")
 
 
 def _file_lines(path: str, flag: str) -> list[str]:
@@ -331,12 +333,17 @@ def cmd_score(task: str, gold_path: str, pred_path: str, lang: str | None) -> in
             gold = gold_answers(read_squad_json(gold_path))
         except DataFileError as exc:
             raise UsageError(f"score: --gold {exc}") from None
+        if not gold:
+            raise UsageError(f"score: --gold {gold_path}: no questions")
+        empty = next((qid for qid, answers in gold if not answers), None)
+        if empty is not None:
+            raise UsageError(f"score: --gold {gold_path}: question {empty} has no answers")
         try:
-            predictions = json.loads(Path(pred_path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UsageError(f"score: --pred {pred_path}: no such file") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            predictions = json.loads("\n".join(_file_lines(pred_path, "--pred")))
+        except json.JSONDecodeError as exc:
             raise UsageError(f"score: --pred {pred_path}: not JSON ({exc})") from None
+        except RecursionError:
+            raise UsageError(f"score: --pred {pred_path}: JSON nested too deeply") from None
         if not isinstance(predictions, dict) or not all(isinstance(v, str) for v in predictions.values()):
             raise UsageError(f"score: --pred {pred_path}: expected a JSON object "
                              "{question id: answer text}")
@@ -353,6 +360,8 @@ def cmd_score(task: str, gold_path: str, pred_path: str, lang: str | None) -> in
         result.update(accuracy=accuracy(gold_lines, lines), examples=len(gold_lines))
     elif spec.kind in (SENTENCE_CLASSIFICATION, PAIR_CLASSIFICATION, MULTIPLE_CHOICE):
         rows = _gold_table(spec, gold_path)
+        if not rows:
+            raise UsageError(f"score: --gold {gold_path}: no examples")
         lines = [line.strip() for line in _file_lines(pred_path, "--pred")]
         if len(lines) != len(rows):
             raise UsageError(f"score: --pred {pred_path}: {len(lines)} lines for {len(rows)} gold examples")
@@ -369,6 +378,8 @@ def cmd_score(task: str, gold_path: str, pred_path: str, lang: str | None) -> in
             gold = _gold_tags(spec, gold_path)
         except DataFileError as exc:
             raise UsageError(f"score: --gold {exc}") from None
+        if not gold:
+            raise UsageError(f"score: --gold {gold_path}: no sentences")
         predicted = _predicted_sentences(_read_pred_lines(pred_path))
         lengths = [len(r["tags"]) for r in gold]
         if [len(p) for p in predicted] != lengths:
@@ -413,7 +424,22 @@ def cmd_score(task: str, gold_path: str, pred_path: str, lang: str | None) -> in
     return 0
 
 
-def cmd_run(file: str, output: str | None, cache: str | None, launch: str | None = None) -> int:
+def _check_writable(folder: Path, what: str) -> None:
+    """A folder a run will write into, or the nearest existing one above it, is a folder
+    it can write to; else one line, before anything is written."""
+    import os
+
+    probe = Path(folder)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"{what} {folder}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {folder}: {probe} is not writable")
+
+
+def cmd_run(file: str, output: str | None, cache: str | None, launch: str | None = None,
+            strict_cache: bool = False) -> int:
     from .progress import make_display
     from .results import cost_table, summary_tables, xtreme_table
     from .runner import Runner
@@ -422,14 +448,30 @@ def cmd_run(file: str, output: str | None, cache: str | None, launch: str | None
     plan = build_plan(recipe, output and Path(output), cache and Path(cache),
                       load_launch(launch) if launch else None)
     check_inputs(file, recipe, plan)
+    _check_writable(plan.cache_dir, "--cache" if cache else "the stage cache")
+    _check_writable(plan.output_dir, "--output" if output else "output_dir")
     display = make_display()
-    runner = Runner(plan, display)
+    runner = Runner(plan, display, strict_cache=strict_cache)
     display.print(f"recipe {recipe.name}: {len(plan.stages)} stages, results in {plan.output_dir}")
+
+    def terminated(signum, frame):
+        raise Terminated()
+
+    import signal
+
+    previous = signal.signal(signal.SIGTERM, terminated)
     try:
         outcome = runner.run()
     except KeyboardInterrupt:
         print(f"\ninterrupted; what was scored is in {plan.output_dir}", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"\nterminated by SIGTERM (a time limit or a preemption?): the running stage saved a "
+              f"resume state where it could; what was scored is in {plan.output_dir}; run the "
+              "same command again to go on", file=sys.stderr)
+        return 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     languages = {t: list(recipe.tasks[t].languages) for t in recipe.targets}
     print()
     print(summary_tables(runner.store.results_frame(), [a.name for a in recipe.arms],
@@ -465,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "score":
             return cmd_score(args.task, args.gold, args.pred, args.lang)
         if args.recipe:
-            return cmd_run(args.recipe, args.output, args.cache, args.launch)
+            return cmd_run(args.recipe, args.output, args.cache, args.launch, args.strict_cache)
         return cmd_dashboard(args.recipes_dir, args.results, args.output)
     except (RecipeError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -64,7 +64,10 @@ class Plan:
         return stage.dir(self.cache_dir)
 
     def is_done(self, stage: Stage) -> bool:
-        return (self.stage_dir(stage) / "DONE").is_file()
+        """Done, and everything its DONE marker records is intact."""
+        from .stage_cache import verify_done
+
+        return verify_done(self.stage_dir(stage)) is None
 
     def command(self, stage: Stage) -> list[str]:
         """The exact command that starts the worker for one stage, as the recipe's

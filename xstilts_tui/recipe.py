@@ -8,6 +8,7 @@ relative to the recipe file; ``output_dir`` is relative to the working directory
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import tomllib
@@ -33,8 +34,18 @@ MODEL_CONFIG_FIELDS = {
     "initializer_range": float, "layer_norm_eps": float,
 }
 DEFAULT_MAX_POSITIONS = 514  # XLM-R's: positions start after the padding index
+# transformers' activation names (ACT2FN) a model built from a configuration may use.
+ACTIVATIONS = {"gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "gelu_python", "quick_gelu",
+               "relu", "relu6", "leaky_relu", "silu", "swish", "mish", "tanh", "sigmoid", "linear"}
+MAX_VOCAB = 1_000_000  # a tokenizer trained on the spot: beyond this, a typo
+# A hub model id: "name" or "owner/name".
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 
 TOKENIZER_CORPORA = {"demo": "the generated text of the demo tasks, in all their languages"}
+
+
+# A recipe's name names its output folder: no separators, no leading dot.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 class RecipeError(ValueError):
@@ -255,9 +266,13 @@ class _Table:
             return default
         value = self.data[key]
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
+            value = float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             self.fail(key, f"expected {_type_name(kind)}, got {value!r}")
+        if kind is float and not math.isfinite(value):
+            self.fail(key, f"must be a finite number, got {value!r}")
+        if kind is int and abs(value) >= 2**63:
+            self.fail(key, f"must be below 2**63, got {value!r}")
         return value
 
     def get_str_list(self, key: str, default: tuple[str, ...] = (), required: bool = False):
@@ -370,6 +385,8 @@ def _model(file: str, base: Path, data: dict) -> ModelSpec:
     init_seed = table.get("init_seed", int, 0)
     trust = table.get("trust_remote_code", bool, False)
     table.finish()
+    if hub is not None and not _HUB_ID.fullmatch(hub):
+        table.fail("hub", f"must be a model id such as 'FacebookAI/xlm-roberta-large'; got {hub!r}")
     given = [k for k, v in (("hub", hub), ("path", path), ("config", config)) if v is not None]
     if len(given) != 1:
         table.fail("", "give exactly one of hub (a model id), path (a local folder) or "
@@ -395,12 +412,16 @@ def _model(file: str, base: Path, data: dict) -> ModelSpec:
                 table.fail(f"config.{key}", f"must be greater than 0, got {value!r}")
             if kind is float and value < 0:
                 table.fail(f"config.{key}", f"must be 0 or more, got {value!r}")
+            if key.endswith("_prob") and value >= 1:
+                table.fail(f"config.{key}", f"a probability: must be below 1, got {value!r}")
+            if key == "hidden_act" and value not in ACTIVATIONS:
+                table.fail(f"config.{key}", _choice_error("activation", value, sorted(ACTIVATIONS)))
         if config.get("hidden_size", 768) % config.get("num_attention_heads", 12):
             table.fail("config.num_attention_heads", "must divide hidden_size")
         tok = _Table(file, "model.tokenizer", tok_data or {})
         vocab = tok.get("vocab_size", int, TokenizerSpec.vocab_size)
-        if vocab < 100:
-            tok.fail("vocab_size", f"must be at least 100, got {vocab}")
+        if vocab < 100 or vocab > MAX_VOCAB:
+            tok.fail("vocab_size", f"must be at least 100 and at most {MAX_VOCAB:,}, got {vocab}")
         corpus = tok.get_str_list("corpus", TokenizerSpec.corpus)
         if not corpus:
             tok.fail("corpus", "must name at least one corpus")
@@ -630,13 +651,20 @@ def parse_recipe(text: str, file: str, base: Path | None = None) -> Recipe:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError(f"{file}: TOML syntax: {exc}") from None
+    except RecursionError:
+        raise RecipeError(f"{file}: TOML nested too deeply to be a recipe") from None
     top = _Table(file, "", data)
     name = top.get("name", str) or Path(file).stem
+    if not _NAME.fullmatch(name) or name in (".", ".."):
+        top.fail("name", "must be a name, not a path: letters, digits, '.', '_' and '-', "
+                         f"starting with a letter or digit; got {name!r}")
     description = top.get("description", str, "")
     output_dir = top.get("output_dir", str)
     seeds = top.get("seeds", list, [0])
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
         top.fail("seeds", f"expected a non-empty list of integers 0 or more, got {seeds!r}")
+    if any(s >= 2**32 for s in seeds):
+        top.fail("seeds", f"each seed must be below 2**32 (what random generators take), got {seeds!r}")
     if len(set(seeds)) != len(seeds):
         top.fail("seeds", "lists a seed twice")
     model = _model(file, base, top.get("model", dict, required=True))
@@ -735,6 +763,13 @@ def parse_recipe(text: str, file: str, base: Path | None = None) -> Recipe:
     for task_name in sorted(used):
         tasks[task_name] = _task_settings(file, base, task_name, TASKS[task_name],
                                           tasks_data.get(task_name, {}))
+        own = (tasks[task_name].hparams or {}).get("max_length")
+        if model.config is not None and own is not None:
+            positions = model.config.get("max_position_embeddings", DEFAULT_MAX_POSITIONS)
+            if own > positions - 2:
+                top.fail(f"tasks.{task_name}.hparams.max_length",
+                         f"{own} exceeds what model.config.max_position_embeddings ({positions}) "
+                         f"allows: at most {positions - 2}")
     top.finish(["name", "description", "output_dir", "seeds", "model", "hparams", "targets",
                 "arms", "tasks", "backends", "launch"])
     return Recipe(name=name, path=str(Path(file)), model=model, arms=tuple(arms),

@@ -3,8 +3,9 @@
 Stages run one after another in plan order. Each worker writes events to its stage's
 event file; this process tails that file, records every event in the results store and
 updates the display. A failed stage fails the stages that need its output; the others
-go on. Stages already done (their ``DONE`` marker exists) are not run again: their
-recorded events are replayed into this run's results.
+go on. Stages already done (their ``DONE`` marker verifies, ``stage_cache``) are not run
+again: their recorded events are replayed into this run's results. Each stage is handled
+under its folder's lock, so runs sharing a cache never write a stage at the same time.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .events import decode
 from .plan import Plan, Stage
 from .progress import PlainDisplay
 from .results import ResultsStore
+from .stage_cache import discard, stage_lock, unusable_states, usable_state, verify_done
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,16 +82,10 @@ def worker_env() -> dict[str, str]:
 
 
 def _resume_info(stage_dir: Path) -> dict[str, Any] | None:
-    """What a stage's saved resume state says (the worker writes it; see
-    ``backends.training``): the step and the event-file offset it was saved at."""
-    for name in ("state", "state.old"):
-        try:
-            info = json.loads((stage_dir / name / "resume.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(info, dict) and isinstance(info.get("events_offset"), int):
-            return info
-    return None
+    """What the stage's usable resume state says (the step and the event-file offset it
+    was saved at): the same state the worker will resume from (``stage_cache``)."""
+    found = usable_state(stage_dir)
+    return found[1] if found else None
 
 
 def keep_events_until(stage_dir: Path) -> int:
@@ -126,8 +122,10 @@ def _log_tail(path: Path, lines: int = 3) -> str:
 
 
 class Runner:
-    def __init__(self, plan: Plan, display: PlainDisplay, poll_s: float = 0.2):
+    def __init__(self, plan: Plan, display: PlainDisplay, poll_s: float = 0.2,
+                 strict_cache: bool = False):
         self.plan = plan
+        self.strict_cache = strict_cache  # a cached stage that does not verify fails instead
         self.display = display
         self.poll_s = poll_s
         self.process: subprocess.Popen | None = None
@@ -175,11 +173,17 @@ class Runner:
         stage_dir = self.plan.stage_dir(stage)
         stage_dir.mkdir(parents=True, exist_ok=True)
         (stage_dir / "DONE").unlink(missing_ok=True)
+        damaged = unusable_states(stage_dir)
         resume_at = keep_events_until(stage_dir)
-        if resume_at:
+        if damaged:
+            self.display.message(stage.id, f"warning: resume state {', '.join(damaged)} does not "
+                                           "verify and is not used; " + (
+                                               f"resuming from step {resume_at}" if resume_at
+                                               else "starting the stage over"))
+        elif resume_at:
             self.display.message(stage.id, f"resuming from the state saved at step {resume_at}")
         spec_path = stage_dir / "stage.json"
-        tmp = spec_path.with_name("stage.json.tmp")
+        tmp = spec_path.with_name(f"stage.json.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(self.plan.worker_spec(stage), indent=2), encoding="utf-8")
         os.replace(tmp, spec_path)
         tail = EventTail(stage_dir / "events.jsonl")
@@ -189,6 +193,10 @@ class Runner:
         log_tail = LineTail(log_path)
         log_tail.offset = log_path.stat().st_size if log_path.exists() else 0
         with open(log_path, "a", encoding="utf-8") as log:
+            log.write(f"--- {stage.id}: worker started by run {self.run_id} at "
+                      f"{time.strftime('%Y-%m-%d %H:%M:%S')} ---\n")
+            log.flush()
+            log_tail.offset = log.tell()
             self.process_stage = stage.id
             self.process = subprocess.Popen(self.plan.command(stage), stdout=log,
                                             stderr=subprocess.STDOUT, env=worker_env(),
@@ -230,8 +238,9 @@ class Runner:
         """Stop the run: the running worker is stopped and no further stage starts."""
         self.cancelled.set()
 
-    def stop_worker(self, grace_s: float = 10.0) -> None:
-        """Stop the running worker and everything it started: SIGTERM, then SIGKILL."""
+    def stop_worker(self, grace_s: float = 60.0) -> None:
+        """Stop the running worker and everything it started: SIGTERM (the worker saves a
+        resume state after its current step), then SIGKILL after ``grace_s``."""
         process = self.process
         if process is None or process.poll() is not None:
             return
@@ -255,6 +264,50 @@ class Runner:
                                 reason=reason, cached=status == "cached", finished=finished)
         self.display.stage_finished(stage.id, status, detail or reason)
 
+    def _acquire(self, stage: Stage):
+        """The stage's lock: at once, or after waiting for the run that holds it (another
+        process training the same stage into a shared cache). None when cancelled."""
+        lock = stage_lock(self.plan.stage_dir(stage))
+        waited = False
+        while not self.cancelled.is_set():
+            try:
+                lock.acquire(timeout=self.poll_s)
+                if waited:
+                    self.display.message(stage.id, "the other run let go of this stage")
+                return lock
+            except TimeoutError:
+                if not waited:
+                    self.display.message(stage.id, "another run is writing this stage in the "
+                                                   "shared cache; waiting for it")
+                    waited = True
+        return None
+
+    def _run_stage(self, outcome: RunOutcome, stage: Stage) -> None:
+        """One stage, its lock held: replay it when its cache verifies, else train it."""
+        stage_dir = self.plan.stage_dir(stage)
+        problem = verify_done(stage_dir)
+        if problem is None:
+            self._conclude(outcome, stage, "cached", finished=self._replay(stage),
+                           detail=f"key {stage.key[:12]}")
+            return
+        if problem != "not done":
+            if self.strict_cache:
+                self._conclude(outcome, stage, "failed", f"the cached stage in {stage_dir} does not "
+                                                         f"verify: {problem} (--strict-cache)")
+                return
+            self.display.message(stage.id, f"warning: the cached stage does not verify ({problem}); "
+                                           "training it again")
+            discard(stage_dir)
+        code, finished, error = self._launch(stage)
+        if code == 0 and finished is not None and finished.get("status") == "ok" \
+                and verify_done(stage_dir) is None:
+            self._conclude(outcome, stage, "done", finished=finished, detail=_done_detail(finished))
+        elif self.cancelled.is_set():
+            self._conclude(outcome, stage, "cancelled", "the run was cancelled", finished)
+        else:
+            self._conclude(outcome, stage, "failed",
+                           error or "worker ended without finishing the stage", finished)
+
     def run(self) -> RunOutcome:
         outcome = RunOutcome()
         self._write_manifest()
@@ -269,20 +322,14 @@ class Runner:
                     self._conclude(outcome, stage, "skipped",
                                    f"needs {', '.join(failed_deps)}, which did not finish")
                     continue
-                if self.plan.is_done(stage):
-                    self._conclude(outcome, stage, "cached", finished=self._replay(stage),
-                                   detail=f"key {stage.key[:12]}")
+                lock = self._acquire(stage)
+                if lock is None:
+                    self._conclude(outcome, stage, "cancelled", "the run was cancelled")
                     continue
-                code, finished, error = self._launch(stage)
-                if code == 0 and finished is not None and finished.get("status") == "ok" \
-                        and self.plan.is_done(stage):
-                    self._conclude(outcome, stage, "done", finished=finished,
-                                   detail=_done_detail(finished))
-                elif self.cancelled.is_set():
-                    self._conclude(outcome, stage, "cancelled", "the run was cancelled", finished)
-                else:
-                    self._conclude(outcome, stage, "failed",
-                                   error or "worker ended without finishing the stage", finished)
+                try:
+                    self._run_stage(outcome, stage)
+                finally:
+                    lock.release()
                 self.store.compact()
         finally:
             self.stop_worker()

@@ -17,7 +17,13 @@ def read_squad_json(path: str | Path) -> list[dict]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataFileError(f"{path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except IsADirectoryError:
+        raise DataFileError(f"{path}: a folder, not a file") from None
+    except UnicodeDecodeError:
+        raise DataFileError(f"{path}: not UTF-8 text") from None
+    except RecursionError:
+        raise DataFileError(f"{path}: JSON nested too deeply to be SQuAD JSON") from None
+    except json.JSONDecodeError as exc:
         raise DataFileError(f"{path}: not SQuAD JSON ({exc})") from None
     articles = data.get("data") if isinstance(data, dict) else None
     if not isinstance(articles, list):

@@ -109,6 +109,10 @@ class TaskSpec:
     extra_languages: tuple[str, ...] = ()
     # Where no source can be fetched, what a person does by hand (a licence's manual step).
     manual: str = ""
+    # Tagging tasks with a fixed tag set (UD's UPOS, PAN-X's BIO tags): any other tag in
+    # the data is refused; empty: the tag set is the training data's (CCG).
+    tag_set: tuple[str, ...] = ()
+    tag_set_name: str = ""
 
     @property
     def all_languages(self) -> tuple[str, ...]:
@@ -135,6 +139,9 @@ _TYDIQA_NAMES = {
 }
 
 DEMO_LANGUAGES = ("en", "es", "de", "ru", "zh")
+# Universal Dependencies' 17 universal part-of-speech tags.
+UPOS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN",
+        "PUNCT", "SCONJ", "SYM", "VERB", "X")
 
 _XTREME = "google/xtreme"
 _PAWSX = "google-research-datasets/paws-x"
@@ -300,6 +307,7 @@ TASKS: dict[str, TaskSpec] = {
             evaluation=HubSplit(_XTREME, "test", config="udpos.{lang_name}", script=True,
                                 upstream="ud-2.5"),
             columns=Columns(tokens="tokens", tags="pos_tags"), lang_names=_UD_NAMES,
+            tag_set=UPOS, tag_set_name="UPOS",
             local_files="CoNLL-U (.conllu: words and their UPOS tags)"),
         TaskSpec(
             name="panx", kind=TOKEN_TAGGING,
@@ -312,6 +320,8 @@ TASKS: dict[str, TaskSpec] = {
             evaluation=HubSplit(_XTREME, "test", config="PAN-X.{lang}", script=True,
                                 mirrors=(HubSplit(_WIKIANN, "test", config="{lang}"),)),
             columns=Columns(tokens="tokens", tags="ner_tags"),
+            tag_set=("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"),
+            tag_set_name="PAN-X's BIO tags",
             local_files="PAN-X text (lang:word<TAB>tag a line, a blank line between sentences)",
             manual="PAN-X's own archive is a manual download: get AmazonPhotos.zip as XTREME's "
                    "README says, unpack panx_dataset/<lang>.tar.gz, and set tasks.panx.train_file, "
