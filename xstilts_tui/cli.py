@@ -452,7 +452,8 @@ def cmd_run(file: str, output: str | None, cache: str | None, launch: str | None
     _check_writable(plan.output_dir, "--output" if output else "output_dir")
     display = make_display()
     runner = Runner(plan, display, strict_cache=strict_cache)
-    display.print(f"recipe {recipe.name}: {len(plan.stages)} stages, results in {plan.output_dir}")
+    display.print(f"recipe {recipe.name}: {len(plan.stages)} stages, results in {plan.output_dir}, "
+                  f"stage cache in {plan.cache_dir}")
 
     def terminated(signum, frame):
         raise Terminated()
