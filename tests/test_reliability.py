@@ -387,3 +387,17 @@ def test_score_inputs_that_cannot_be_read_are_one_line(tmp_path, capsys, label, 
     (tmp_path / "latin1.json").write_bytes('{"data": "caf\xe9"}'.encode("latin-1"))
     code, _, err = run_cli(["score", *args(tmp_path)], capsys)
     assert code == 2 and err.count("\n") == 1 and words in err, err
+
+
+def test_a_full_disk_during_a_run_is_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from xstilts_tui import cli
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out" / "results.parquet"))
+
+    monkeypatch.setattr(cli, "cmd_run", full)
+    code, _, err = run_cli(["--recipe", _recipe(tmp_path, SMALL_DEMO)], capsys)
+    assert code == 1 and err.count("\n") == 1
+    assert "No space left on device" in err and "results.parquet" in err

@@ -518,6 +518,11 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # a full disk, a folder made read-only mid-run: one line, not a traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}; what was finished is kept, run again to resume",
+              file=sys.stderr)
+        return 1
 
 
 def cmd_dashboard(recipes_dirs: list[str], results: str | None, output: str | None) -> int:
