@@ -144,7 +144,12 @@ def test_score_command_bad_files(tmp_path, capsys):
     bad.write_text("{not json", encoding="utf-8")
     code, _, err = run_cli(["score", "--task", "xquad", "--gold", bad, "--pred", bad], capsys)
     assert code == 2 and "--gold" in err and "not SQuAD JSON" in err
-    gold = _write(tmp_path / "g.json", {"data": []})
+    gold = _write(tmp_path / "g.json", {"data": [{"title": "t", "paragraphs": [{"context": "a b", "qas": [
+        {"id": "q", "question": "?", "answers": [{"text": "a", "answer_start": 0}]}]}]}]})
     code, _, err = run_cli(["score", "--task", "xquad", "--gold", gold,
                             "--pred", _write(tmp_path / "l.json", ["a"])], capsys)
     assert code == 2 and "expected a JSON object" in err
+    empty = _write(tmp_path / "e.json", {"data": []})
+    code, _, err = run_cli(["score", "--task", "xquad", "--gold", empty,
+                            "--pred", _write(tmp_path / "p.json", {})], capsys)
+    assert code == 2 and "no questions" in err

@@ -192,16 +192,21 @@ def test_a_damaged_resume_state_falls_back_for_both_processes(tmp_path):
 # --- one writer per stage -----------------------------------------------------------------
 
 
+def _two_at_once(tmp_path: Path, first: tuple[str, Path], second: tuple[str, Path], cache: Path) -> None:
+    """Two headless runs started a second apart on one cache: both succeed and every
+    stage's worker was started once."""
+    running = _run(tmp_path, first[0], first[1], cache)
+    time.sleep(1.0)
+    results = [_finish(_run(tmp_path, second[0], second[1], cache)), _finish(running)]
+    assert [r[0] for r in results] == [0, 0], [r[2][-1500:] for r in results]
+    assert set(_launches(cache).values()) == {1}
+
+
 @pytest.mark.slow
 def test_two_runs_of_one_recipe_on_one_cache_train_each_stage_once(tmp_path):
     recipe = _recipe(tmp_path, SMALL_DEMO)
     cache = tmp_path / "cache"
-    first = _run(tmp_path, "first", recipe, cache)
-    time.sleep(1.0)
-    second = _run(tmp_path, "second", recipe, cache)
-    results = [_finish(first), _finish(second)]
-    assert [r[0] for r in results] == [0, 0], [r[2][-1500:] for r in results]
-    assert set(_launches(cache).values()) == {1}  # every stage's worker started once
+    _two_at_once(tmp_path, ("first", recipe), ("second", recipe), cache)
     lone = tmp_path / "lone"
     assert _finish(_run(tmp_path, "lone", recipe, lone))[0] == 0
     assert _test_scores(tmp_path / "first") == _test_scores(tmp_path / "second") == _test_scores(tmp_path / "lone")
@@ -213,13 +218,7 @@ def test_two_recipes_sharing_a_stage_train_it_once(tmp_path):
     other = tmp_path / "other.toml"
     other.write_text(SMALL_DEMO.replace('name = "small-demo"', 'name = "other-demo"')
                      .replace('[[arms]]\nname = "baseline"\n\n', ''), encoding="utf-8")
-    cache = tmp_path / "cache"
-    first = _run(tmp_path, "one", one, cache)
-    time.sleep(1.0)
-    second = _run(tmp_path, "other", other, cache)
-    results = [_finish(first), _finish(second)]
-    assert [r[0] for r in results] == [0, 0], [r[2][-1500:] for r in results]
-    assert set(_launches(cache).values()) == {1}
+    _two_at_once(tmp_path, ("one", one), ("other", other), tmp_path / "cache")
 
 
 # --- SIGTERM: what a cluster sends at a time limit ----------------------------------------------

@@ -16,24 +16,17 @@ process and the workers share this module).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+from .download import sha256_of
+
 DONE = "DONE"
 STATE = "state"
 RESUME_FILE = "resume.json"
 LOCK = ".lock"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def record(path: Path) -> dict[str, Any]:
