@@ -100,17 +100,13 @@ def check_inputs(file: str, recipe, plan=None) -> None:
 
 
 def _unset_warnings(file: str, recipe) -> list[str]:
-    from .recipe import unset_variable
+    from dataclasses import asdict
 
-    out = []
-    for name, settings in recipe.tasks.items():
-        for key in ("train_file", "validation_file", "eval_files", "data_dir"):
-            value = getattr(settings, key)
-            variable = value and unset_variable(value)
-            if variable:
-                out.append(f"warning: {file}: tasks.{name}.{key}: ${variable} is unset; the stages "
-                           f"that read it stop unless it is set when they run")
-    return out
+    from .recipe import unset_paths
+
+    return [f"warning: {file}: tasks.{name}.{key}: ${variable} is unset; the stages that read it "
+            "stop unless it is set when they run"
+            for name, settings in recipe.tasks.items() for key, variable in unset_paths(asdict(settings))]
 
 
 def cmd_validate(files: list[str]) -> int:

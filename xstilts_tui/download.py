@@ -33,7 +33,7 @@ def mirrored(url: str) -> str:
     mirror = os.environ.get(MIRROR_ENV, "").rstrip("/")
     if not mirror:
         return url
-    scheme, _, rest = url.partition("://")
+    _, _, rest = url.partition("://")
     return f"{mirror}/{rest}" if rest else url
 
 

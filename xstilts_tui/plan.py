@@ -236,14 +236,12 @@ def build_plan(recipe: Recipe, output_dir: Path | None = None,
 
 def unset_variables(stage: Stage) -> list[str]:
     """Environment variables a stage's data paths name that are unset now."""
-    from .recipe import unset_variable
+    from .recipe import unset_paths
 
     found = []
     for task in stage.spec.get("tasks") or ([stage.spec["task"]] if "task" in stage.spec else []):
-        for key in ("train_file", "validation_file", "eval_files", "data_dir"):
-            value = task["settings"].get(key)
-            variable = unset_variable(value) if isinstance(value, str) else None
-            if variable and variable not in found:
+        for _, variable in unset_paths(task["settings"]):
+            if variable not in found:
                 found.append(variable)
     return found
 

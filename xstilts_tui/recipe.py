@@ -343,6 +343,21 @@ def unset_variable(path: str) -> str | None:
     return match.group(1) if match else None
 
 
+DATA_PATH_KEYS = ("train_file", "validation_file", "eval_files", "data_dir")
+
+
+def unset_paths(settings: dict[str, Any]) -> list[tuple[str, str]]:
+    """(setting, variable) for each data path of a task's settings that names an unset
+    environment variable."""
+    out = []
+    for key in DATA_PATH_KEYS:
+        value = settings.get(key)
+        variable = unset_variable(value) if isinstance(value, str) else None
+        if variable:
+            out.append((key, variable))
+    return out
+
+
 def _resolve(base: Path, value: str) -> str:
     path = Path(value).expanduser()
     return str(path if path.is_absolute() else (base / path).resolve())
