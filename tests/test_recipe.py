@@ -99,8 +99,8 @@ BAD = [
      "seed:", "did you mean 'seeds'"),
     ("unknown arm key", lambda t: t.replace('name = "squad"\n', 'name = "squad"\nintermediates = []\n'),
      "arms[1].intermediates", "did you mean 'intermediate'"),
-    ("unknown hparam", lambda t: t + "\n[hparams]\nlearning_rate = 1e-5\n", "hparams.learning_rate",
-     "unknown key"),
+    ("unknown hparam", lambda t: t + "\n[hparams]\nlearning_rat = 1e-5\n", "hparams.learning_rat",
+     "did you mean 'learning_rate'"),
     ("unknown task key", lambda t: t.replace("[tasks.xquad]", "[tasks.xquad]\nlangs = []"),
      "tasks.xquad.langs", "did you mean 'languages'"),
     ("unknown target task", lambda t: t.replace('targets = ["xquad"]', 'targets = ["xqad"]'),
@@ -213,3 +213,48 @@ def test_all_nine_at_once_with_continued_mlm_is_one_arm(tmp_path):
                            "+mlm0.1/torch/seed1")
     assert [t["name"] for t in inter[0].spec["tasks"]][-1] == "ccg"
     assert inter[0].spec["mlm"] == {"ratio": 0.1, "corpus": ["demo"]}
+
+
+def test_the_trainers_and_peft_names_are_read_as_ours(tmp_path):
+    from conftest import SMALL_DEMO
+
+    ours = parse_recipe(SMALL_DEMO + """
+[hparams.intermediate]
+lr = 3e-5
+epochs = 3
+batch_size = 8
+grad_accum = 2
+precision = "bf16"
+
+[backends.lora]
+kind = "peft"
+alpha = 32
+dropout = 0.05
+""", "ours.toml", tmp_path)
+    theirs = parse_recipe(SMALL_DEMO + """
+[hparams.intermediate]
+learning_rate = 3e-5
+num_train_epochs = 3
+per_device_train_batch_size = 8
+gradient_accumulation_steps = 2
+bf16 = true
+
+[backends.lora]
+kind = "peft"
+lora_alpha = 32
+lora_dropout = 0.05
+""", "ours.toml", tmp_path)
+    assert theirs.hparams_intermediate == ours.hparams_intermediate
+    assert theirs.backends == ours.backends
+    fp32 = parse_recipe(SMALL_DEMO + "\n[hparams.intermediate]\nbf16 = false\n", "r.toml", tmp_path)
+    assert fp32.hparams_intermediate.precision == "fp32"
+    # Errors name the key as the recipe wrote it; both names at once are refused.
+    with pytest.raises(RecipeError, match=r"hparams.intermediate.per_device_train_batch_size: must be greater than 0"):
+        parse_recipe(SMALL_DEMO + "\n[hparams.intermediate]\nper_device_train_batch_size = 0\n", "r.toml", tmp_path)
+    with pytest.raises(RecipeError, match=r"hparams.learning_rate: the same setting as 'lr'"):
+        parse_recipe(SMALL_DEMO.replace("lr = 2e-3", "lr = 2e-3\nlearning_rate = 1e-3"), "r.toml", tmp_path)
+    with pytest.raises(RecipeError, match=r"backends.lora.lora_alpha: the same setting as 'alpha'"):
+        parse_recipe(SMALL_DEMO + '\n[backends.lora]\nkind = "peft"\nalpha = 4\nlora_alpha = 4\n', "r.toml", tmp_path)
+    # A task's own hyper-parameters too.
+    task = parse_recipe(SMALL_DEMO + "\n[tasks.demo-qa.hparams]\nlearning_rate = 1e-4\n", "r.toml", tmp_path)
+    assert task.tasks["demo-qa"].hparams == {"lr": 1e-4}

@@ -64,6 +64,12 @@ BACKEND_OPTIONS: dict[str, tuple[Option, ...]] = {
 }
 
 
+# PEFT's LoraConfig names (and the Trainer's learning_rate) of our options.
+OPTION_ALIASES: dict[str, dict[str, str]] = {
+    "peft": {"lora_alpha": "alpha", "lora_dropout": "dropout", "learning_rate": "lr"},
+}
+
+
 def defaults(kind: str) -> dict[str, Any]:
     return {o.name: (list(o.default) if isinstance(o.default, list) else o.default)
             for o in BACKEND_OPTIONS[kind]}

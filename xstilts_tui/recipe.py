@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .backend_options import BACKEND_KINDS, check_option, defaults, preset_names
+from .backend_options import BACKEND_KINDS, OPTION_ALIASES, check_option, defaults, preset_names
 from .deepspeed_auto import AUTO_FIELDS, unfillable
 from .tasks import RETRIEVAL, TASKS, TaskSpec
 
@@ -258,8 +258,19 @@ class _Table:
         field_name = self.name(key) if key else (self.where or "recipe")
         raise RecipeError(f"{self.file}: {field_name}: {message}")
 
-    def get(self, key: str, kind: type, default: Any = None, required: bool = False) -> Any:
+    def get(self, key: str, kind: type, default: Any = None, required: bool = False,
+            aliases: tuple[str, ...] = ()) -> Any:
+        """``key``'s value, checked; ``aliases`` are other names of the same setting (the
+        Hugging Face Trainer's or PEFT's), reported under the name the recipe used."""
         self.seen.add(key)
+        given = [a for a in aliases if a in self.data]
+        for alias in given:
+            self.seen.add(alias)
+        if len(given) + (key in self.data) > 1:
+            names = [n for n in (key, *aliases) if n in self.data]
+            self.fail(names[1], f"the same setting as {names[0]!r}; give one of them")
+        if given:
+            key = given[0]
         if key not in self.data:
             if required:
                 self.fail(key, f"missing; expected {_type_name(kind)}")
@@ -304,21 +315,70 @@ def _choice_error(kind: str, value: str, choices: list[str]) -> str:
 
 _HPARAM_FIELDS = {f.name: f for f in fields(HParams)}
 
+# The Hugging Face Trainer's names (TrainingArguments, run_qa.py's data arguments) of our
+# settings: accepted in recipes, read under our names.
+HF_HPARAM_NAMES = {
+    "learning_rate": "lr", "num_train_epochs": "epochs", "per_device_train_batch_size": "batch_size",
+    "gradient_accumulation_steps": "grad_accum", "per_device_eval_batch_size": "eval_batch_size",
+    "adam_epsilon": "adam_eps", "max_seq_length": "max_length", "n_best_size": "n_best",
+    "logging_steps": "log_every", "eval_steps": "eval_every", "save_steps": "save_every",
+    "early_stopping_patience": "patience",
+}
+# The Trainer's precision switches: bf16 = true or fp16 = true, both false: fp32.
+HF_PRECISION_FLAGS = ("bf16", "fp16")
 
-def _hparams(file: str, where: str, data: dict, base: HParams) -> HParams:
-    table = _Table(file, where, data)
+
+def hparam_aliases(name: str) -> tuple[str, ...]:
+    """The other names a recipe may give one of our hyper-parameters."""
+    return tuple(alias for alias, ours in HF_HPARAM_NAMES.items() if ours == name)
+
+
+def normalise_hparams(data: dict[str, Any]) -> dict[str, Any]:
+    """A hyper-parameter table under our names (the Trainer's names and its bf16/fp16
+    switches translated); sub-tables and unknown keys are kept as they are. Unchecked:
+    parse_recipe reports what is wrong."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in HF_PRECISION_FLAGS:
+            if value is True:
+                out["precision"] = key
+            elif value is False and "precision" not in out and not data.get(
+                    "fp16" if key == "bf16" else "bf16"):
+                out.setdefault("precision", "fp32")
+            continue
+        out[HF_HPARAM_NAMES.get(key, key)] = value
+    return out
+
+
+def _hparam_values(table: _Table) -> dict[str, Any]:
+    """The hyper-parameters a table sets, under our names, each checked."""
     values = {}
     for name, f in _HPARAM_FIELDS.items():
         kind = {"float": float, "int": int, "str": str, "bool": bool}[f.type]
-        value = table.get(name, kind)
+        aliases = hparam_aliases(name)
+        value = table.get(name, kind, aliases=aliases)
         if value is None:
             continue
+        shown = next((a for a in aliases if a in table.data), name)
         if name in _POSITIVE and value <= 0:
-            table.fail(name, f"must be greater than 0, got {value!r}")
+            table.fail(shown, f"must be greater than 0, got {value!r}")
         if name in _NON_NEGATIVE and value < 0:
-            table.fail(name, f"must be 0 or more, got {value!r}")
+            table.fail(shown, f"must be 0 or more, got {value!r}")
         values[name] = value
-    table.finish(list(_HPARAM_FIELDS))
+    flags = {k: table.get(k, bool) for k in HF_PRECISION_FLAGS if k in table.data}
+    if flags:
+        if "precision" in values:
+            table.fail(next(iter(flags)), "the same setting as 'precision'; give one of them")
+        if flags.get("bf16") and flags.get("fp16"):
+            table.fail("fp16", "bf16 and fp16 are both true; choose one")
+        values["precision"] = next((k for k, on in flags.items() if on), "fp32")
+    return values
+
+
+def _hparams(file: str, where: str, data: dict, base: HParams) -> HParams:
+    table = _Table(file, where, data)
+    values = _hparam_values(table)
+    table.finish([*_HPARAM_FIELDS, *HF_HPARAM_NAMES, *HF_PRECISION_FLAGS])
     merged = HParams(**{**asdict(base), **values})
     if merged.precision not in PRECISIONS:
         table.fail("precision", _choice_error("precision", merged.precision, list(PRECISIONS)))
@@ -541,7 +601,8 @@ def _task_settings(file: str, base: Path, name: str, spec: TaskSpec, data: dict)
     overrides = table.get("hparams", dict)
     if overrides is not None:
         checked = _hparams(file, f"tasks.{name}.hparams", overrides, HParams())
-        values["hparams"] = {k: getattr(checked, k) for k in overrides}
+        given = _hparam_values(_Table(file, f"tasks.{name}.hparams", overrides))
+        values["hparams"] = {k: getattr(checked, k) for k in given}
     table.finish([f.name for f in fields(TaskSettings)])
     return TaskSettings(**values)
 
@@ -562,14 +623,20 @@ def _backend_profiles(file: str, base: Path, data: Any) -> dict[str, BackendProf
         if kind not in BACKEND_KINDS:
             entry.fail("kind", _choice_error("backend kind", kind, sorted(BACKEND_KINDS)))
         options = defaults(kind)
+        aliases = OPTION_ALIASES.get(kind, {})
+        given: dict[str, str] = {}
         for key, value in entry.data.items():
             if key == "kind":
                 continue
             entry.seen.add(key)
-            checked, problem = check_option(kind, key, value)
+            ours = aliases.get(key, key)
+            if ours in given:
+                entry.fail(key, f"the same setting as {given[ours]!r}; give one of them")
+            given[ours] = key
+            checked, problem = check_option(kind, ours, value)
             if problem:
                 entry.fail(key, problem)
-            options[key] = checked
+            options[ours] = checked
         if kind == "deepspeed":
             if options["offload_params"] and options["zero_stage"] != 3:
                 entry.fail("offload_params", "parameter offload needs zero_stage = 3")
