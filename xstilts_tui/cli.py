@@ -43,7 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--recipes-dir", metavar="DIR", action="append", default=[],
                         help="dashboard: also list the recipes in this folder (repeatable)")
     parser.add_argument("--results", metavar="DIR",
-                        help="dashboard: open the scores of a finished or interrupted run")
+                        help="dashboard: open a finished or interrupted run's folder, or list "
+                             "the runs in a folder of runs")
+    parser.add_argument("--edit", metavar="FILE",
+                        help="dashboard: open this recipe in the form (its folder listed)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("validate", help="check recipes and report the first problem of each")
@@ -505,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_score(args.task, args.gold, args.pred, args.lang)
         if args.recipe:
             return cmd_run(args.recipe, args.output, args.cache, args.launch, args.strict_cache)
-        return cmd_dashboard(args.recipes_dir, args.results, args.output)
+        return cmd_dashboard(args.recipes_dir, args.results, args.output, args.edit)
     except (RecipeError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -521,19 +524,38 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def cmd_dashboard(recipes_dirs: list[str], results: str | None, output: str | None) -> int:
-    from .app import SHIPPED_RECIPES, run_dashboard
+def cmd_dashboard(recipes_dirs: list[str], results: str | None, output: str | None,
+                  edit: str | None = None) -> int:
+    from .dashboard import SHIPPED_RECIPES, run_dashboard
 
     folders = [SHIPPED_RECIPES]
     for folder in recipes_dirs:
         if not Path(folder).is_dir():
             raise UsageError(f"--recipes-dir {folder}: no such folder")
         folders.append(Path(folder))
-    if results is not None and not (Path(results) / "run.json").is_file():
-        raise UsageError(f"--results {results}: no run.json there; expected the output folder "
-                         "of an xstilts-tui run")
+    if results is not None:
+        where = Path(results)
+        if not (where / "run.json").is_file() and not any(where.glob("*/run.json")):
+            raise UsageError(f"--results {results}: no run.json there or in its folders; expected "
+                             "the output folder of an xstilts-tui run, or the folder of runs")
+    edit_path = None
+    if edit is not None:
+        edit_path = Path(edit)
+        if not edit_path.is_file():
+            raise UsageError(f"--edit {edit}: no such recipe file")
+        load_recipe_text_check(edit_path)
     return run_dashboard(folders, Path(results) if results else None,
-                         Path(output) if output else None)
+                         Path(output) if output else None, edit_path)
+
+
+def load_recipe_text_check(path: Path) -> None:
+    """A file --edit can open: TOML text (a recipe with problems opens, to be fixed there)."""
+    import tomllib
+
+    try:
+        tomllib.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"--edit {path}: not a TOML recipe ({exc})") from None
 
 
 if __name__ == "__main__":

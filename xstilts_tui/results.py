@@ -137,13 +137,24 @@ def score_cells(results: pl.DataFrame, task: str, metric: str, languages: list[s
                       .agg(pl.col("value").mean(), pl.len().alias("n_lang"))
                       .filter(pl.col("n_lang") == len(langs))
                       .select(["arm", "seed", pl.lit(name).alias("language"), "value"]))
-    stats = pl.concat(frames).group_by(["arm", "language"]).agg(
+    per_seed = pl.concat(frames)
+    stats = per_seed.group_by(["arm", "language"]).agg(
         pl.col("value").mean().alias("mean"), pl.col("value").std().alias("std"),
         pl.len().alias("n"))
+    # The delta's spread: the std over seeds of the difference to the baseline's same seed.
+    paired = (per_seed.join(per_seed.filter(pl.col("arm") == baseline)
+                            .select(["seed", "language", pl.col("value").alias("base")]),
+                            on=["seed", "language"])
+              .group_by(["arm", "language"])
+              .agg((pl.col("value") - pl.col("base")).std().alias("delta_std"),
+                   pl.len().alias("n_paired")))
+    spread = {(r["arm"], r["language"]): r for r in paired.iter_rows(named=True)}
     cells = {(r["arm"], r["language"]): r for r in stats.iter_rows(named=True)}
     for (arm, column), cell in cells.items():
         base = cells.get((baseline, column))
         cell["delta"] = cell["mean"] - base["mean"] if base and arm != baseline else None
+        pair = spread.get((arm, column))
+        cell["delta_std"] = pair["delta_std"] if pair and arm != baseline and pair["n_paired"] > 1 else None
     return cells
 
 

@@ -1,0 +1,435 @@
+"""The Recipes screen: the recipe files on the left, the open recipe as a form on the right.
+
+The form edits the recipe file as written (``RecipeDocument``: comments and layout kept)
+and validates every change with the messages of ``xstilts-tui validate``; the message is
+pinned under the form, so it stays in sight while lower fields are edited.
+Hyper-parameters are shown per phase: the top level ("all phases") and what each phase
+sets over it; an empty phase field shows, greyed, the value the phase inherits.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import tomlkit.exceptions
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import (Button, DataTable, Input, Label, ListItem, ListView, Select,
+                             SelectionList, Static)
+
+from ..recipe import _NAME, BACKENDS, HParams, Recipe, RecipeError, normalise_hparams, parse_recipe
+from ..recipe_doc import PHASES, RecipeDocument
+from ..tasks import TASKS
+from .context import backend_label
+from .dialogs import AskName, Confirm
+
+SHIPPED_RECIPES = Path(__file__).resolve().parent.parent.parent / "recipes"
+
+# The hyper-parameters the form shows; the others are kept as the file has them.
+HPARAM_FIELDS = ("lr", "batch_size", "grad_accum", "epochs", "max_steps", "max_length", "precision")
+LEVELS = ("all", *PHASES)  # "all": the [hparams] top level, which both phases inherit
+
+
+def _number(text: str) -> Any:
+    text = text.strip()
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _number_list(text: str) -> list[Any]:
+    return [_number(t) for t in text.split(",") if t.strip()]
+
+
+def _name_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def recipe_files(folders: list[Path]) -> list[Path]:
+    """The recipes in the folders, each file once (a folder given twice lists once)."""
+    seen: set[Path] = set()
+    files: list[Path] = []
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.toml")):
+            real = path.resolve()
+            if real not in seen:
+                seen.add(real)
+                files.append(path)
+    return files
+
+
+class RecipesView(Horizontal):
+    """The recipe list and the form. Posts ``RunRequested`` when its Run button is pressed."""
+
+    BINDINGS = [Binding("ctrl+s", "save_as", "Save as", show=False),
+                Binding("ctrl+o", "overwrite", "Overwrite", show=False)]
+
+    class RunRequested(Message):
+        pass
+
+    def __init__(self, recipes_dirs: list[Path], edit: Path | None = None, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.recipes_dirs = list(recipes_dirs)
+        if edit is not None and edit.parent not in self.recipes_dirs:
+            self.recipes_dirs.append(edit.parent)
+        self.edit = edit
+        self.files: list[Path] = []
+        self.recipe_path: Path | None = None
+        self.text = ""  # the opened file's text
+        self.raw: dict[str, Any] = {}
+        self.recipe: Recipe | None = None
+        self.arms_raw: list[dict[str, Any]] = []
+        self.backend_choices: set[str] = set(BACKENDS)
+        self._loading = False
+        self._picker_targets: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        yield ListView(id="recipe-list")
+        with Vertical(id="form-pane"):
+            with VerticalScroll(id="form", can_focus=False):
+                for key in ("name", "model", "seeds", "targets"):
+                    with Horizontal(classes="row"):
+                        yield Label(key)
+                        yield Input(id=f"f-{key}", compact=True)
+                yield Label("arms (a row fills the editor below)", classes="section")
+                yield DataTable(id="f-arms", cursor_type="row")
+                with Horizontal(id="arm-editor", classes="row"):
+                    yield Input(placeholder="arm name", id="f-arm-name", compact=True)
+                    yield Input(placeholder="intermediate tasks, comma-separated", id="f-arm-inter",
+                                compact=True)
+                    yield Select([(b, b) for b in BACKENDS], value="torch", allow_blank=False,
+                                 id="f-arm-backend", compact=True)
+                with Horizontal(classes="buttons"):
+                    yield Button("Add arm", id="arm-add", compact=True)
+                    yield Button("Update arm", id="arm-update", compact=True)
+                    yield Button("Remove arm", id="arm-remove", compact=True)
+                yield Vertical(id="f-langs")
+                with Horizontal(classes="row hp-head"):
+                    yield Label("")
+                    for level in LEVELS:
+                        yield Label("all phases" if level == "all" else level, classes="hp-col")
+                for key in HPARAM_FIELDS:
+                    with Horizontal(classes="row hp-row"):
+                        yield Label(key)
+                        for level in LEVELS:
+                            yield Input(id=f"hp-{level}-{key}", compact=True, classes="hp")
+                with Horizontal(classes="buttons"):
+                    yield Button("Save as (ctrl+s)", id="save", compact=True)
+                    yield Button("Overwrite (ctrl+o)", id="overwrite", compact=True)
+                    yield Button("Run (r)", id="run", variant="primary", compact=True)
+            yield Static("", id="validation", markup=False)
+
+    async def on_mount(self) -> None:
+        arms = self.query_one("#f-arms", DataTable)
+        arms.add_column("name", key="name")
+        arms.add_column("intermediate", key="intermediate")
+        arms.add_column("backend", key="backend")
+        await self.refresh_list(self.edit)
+        first = self.edit if self.edit is not None else (self.files[0] if self.files else None)
+        if first is not None:
+            self.load(first)
+
+    # -- the list --
+
+    async def refresh_list(self, highlight: Path | None = None) -> None:
+        self.files = recipe_files(self.recipes_dirs)
+        stems = [p.stem for p in self.files]
+        labels = [p.stem if stems.count(p.stem) == 1 else f"{p.stem} ({p.parent.name})"
+                  for p in self.files]
+        view = self.query_one("#recipe-list", ListView)
+        await view.clear()
+        await view.extend([ListItem(Label(label, markup=False), name=str(path))
+                           for path, label in zip(self.files, labels)])
+        view.styles.width = min(max((len(label) for label in labels), default=10) + 4, 34)
+        index = 0
+        if highlight is not None:
+            real = highlight.resolve()
+            index = next((i for i, p in enumerate(self.files) if p.resolve() == real), 0)
+        if self.files:
+            view.index = index
+
+    @on(ListView.Selected, "#recipe-list")
+    def _chosen(self, event: ListView.Selected) -> None:
+        if event.item.name:
+            self.load(Path(event.item.name))
+
+    # -- loading the form --
+
+    def load(self, path: Path) -> None:
+        """Open a recipe file into the form."""
+        self.recipe_path = path
+        try:
+            self.text = path.read_text(encoding="utf-8")
+            document = RecipeDocument(self.text)
+        except (OSError, UnicodeDecodeError, tomlkit.exceptions.TOMLKitError) as exc:
+            self.text, self.raw, self.recipe = "", {}, None
+            self.show_validation(f"{path}: cannot read: {exc}", ok=False)
+            return
+        self.raw = document.plain()
+        self._loading = True
+        raw = self.raw
+        self.query_one("#f-name", Input).value = str(raw.get("name", path.stem))
+        model = raw.get("model", {}) if isinstance(raw.get("model"), dict) else {}
+        model_input = self.query_one("#f-model", Input)
+        if "config" in model:
+            model_input.value = "built from a configuration (edit the file to change it)"
+            model_input.disabled = True
+        else:
+            model_input.disabled = False
+            model_input.value = str(model.get("hub") or model.get("path") or "")
+        seeds = raw.get("seeds", [0])
+        self.query_one("#f-seeds", Input).value = ", ".join(str(s) for s in seeds) \
+            if isinstance(seeds, list) else str(seeds)
+        targets = raw.get("targets", [])
+        self.query_one("#f-targets", Input).value = ", ".join(map(str, targets)) \
+            if isinstance(targets, list) else str(targets)
+        for level in LEVELS:
+            values = normalise_hparams(document.hparams(None if level == "all" else level))
+            for key in HPARAM_FIELDS:
+                self.query_one(f"#hp-{level}-{key}", Input).value = \
+                    str(values[key]) if key in values else ""
+        self.arms_raw = [dict(a) for a in raw.get("arms", []) if isinstance(a, dict)]
+        profiles = raw.get("backends", {}) if isinstance(raw.get("backends"), dict) else {}
+        choices = [(b, b) for b in BACKENDS] + [(f"{p} ({v.get('kind', '?')})", p)
+                                                for p, v in profiles.items()
+                                                if isinstance(v, dict) and p not in BACKENDS]
+        self.backend_choices = {value for _, value in choices}
+        backend = self.query_one("#f-arm-backend", Select)
+        backend.set_options(choices)
+        backend.value = "torch"
+        self.refresh_arms()
+        self.rebuild_pickers(force=True)
+        self.show_inherited()
+        self._loading = False
+        self.validate()
+
+    def refresh_arms(self) -> None:
+        table = self.query_one("#f-arms", DataTable)
+        table.clear()
+        for i, arm in enumerate(self.arms_raw):
+            inter = ", ".join(arm.get("intermediate", []))
+            mlm = arm.get("mlm")
+            if isinstance(mlm, dict) and "ratio" in mlm:
+                inter += f" + MLM {mlm['ratio']}"
+            both = str(arm.get("backend", "torch"))
+            label = backend_label(str(arm.get("intermediate_backend", both)) if arm.get("intermediate")
+                                  else None, str(arm.get("target_backend", both)))
+            table.add_row(str(arm.get("name", "")), inter, label, key=str(i))
+
+    def rebuild_pickers(self, force: bool = False) -> None:
+        """One language picker per known target task, every language in sight."""
+        targets = [t for t in _name_list(self.query_one("#f-targets", Input).value) if t in TASKS]
+        if targets == self._picker_targets and not force:
+            return
+        self._picker_targets = targets
+        box = self.query_one("#f-langs", Vertical)
+        box.remove_children()  # the pickers have no ids: new ones never clash with old ones
+        tasks = self.raw.get("tasks", {}) if isinstance(self.raw.get("tasks"), dict) else {}
+        pickers = []
+        for target in targets:
+            spec = TASKS[target]
+            own = tasks.get(target, {}) if isinstance(tasks.get(target), dict) else {}
+            chosen = own.get("languages", list(spec.languages))
+            picker = SelectionList[str](*[(lang, lang, lang in chosen) for lang in spec.all_languages],
+                                        name=target, classes="langs", compact=True)
+            picker.border_title = f"{target} languages (space picks)"
+            picker.styles.height = len(spec.all_languages) + 2
+            pickers.append(picker)
+        if pickers:
+            box.mount_all(pickers)
+
+    def show_inherited(self) -> None:
+        """Each empty field shows, greyed, the value that level will run with: a phase
+        inherits the top level, the top level the defaults."""
+        defaults = HParams()
+        for key in HPARAM_FIELDS:
+            top = self.query_one(f"#hp-all-{key}", Input)
+            default = getattr(defaults, key)
+            top.placeholder = f"{default} (default)"
+            inherited = f"{top.value.strip()} (all)" if top.value.strip() else f"{default} (default)"
+            for phase in PHASES:
+                self.query_one(f"#hp-{phase}-{key}", Input).placeholder = inherited
+
+    # -- the form as a recipe --
+
+    def form_document(self) -> RecipeDocument:
+        """The opened file with the form's fields written into it: what the form does not
+        show is kept as it was, comments and layout too."""
+        document = RecipeDocument(self.text)
+        document.set("name", self.query_one("#f-name", Input).value.strip())
+        model_input = self.query_one("#f-model", Input)
+        if not model_input.disabled:
+            model = self.raw.get("model", {}) if isinstance(self.raw.get("model"), dict) else {}
+            document.set_model_source("path" if "path" in model else "hub", model_input.value.strip())
+        document.set("seeds", _number_list(self.query_one("#f-seeds", Input).value))
+        document.set("targets", _name_list(self.query_one("#f-targets", Input).value))
+        document.set_arms(self.arms_raw)
+        tasks = self.raw.get("tasks", {}) if isinstance(self.raw.get("tasks"), dict) else {}
+        for picker in self.query(".langs").results(SelectionList):
+            target = picker.name
+            if target not in self._picker_targets or picker.parent is None:
+                continue
+            spec = TASKS[target]
+            chosen = [lang for lang in spec.all_languages if lang in picker.selected]
+            written = isinstance(tasks.get(target), dict) and "languages" in tasks[target]
+            if written or chosen != list(spec.languages):
+                document.set_languages(target, chosen)
+        for level in LEVELS:
+            for key in HPARAM_FIELDS:
+                text = self.query_one(f"#hp-{level}-{key}", Input).value.strip()
+                document.set_hparam(None if level == "all" else level, key,
+                                    _number(text) if text else None)
+        return document
+
+    def form_text(self) -> str:
+        return self.form_document().dumps()
+
+    def validate(self) -> Recipe | None:
+        """Validate what the form says, with the messages of ``xstilts-tui validate``."""
+        if self.recipe_path is None or self._loading or not self.text:
+            return None
+        try:
+            recipe = parse_recipe(self.form_text(), str(self.recipe_path), self.recipe_path.parent)
+        except RecipeError as exc:
+            self.recipe = None
+            self.show_validation(str(exc), ok=False)
+            return None
+        self.recipe = recipe
+        self.show_validation(f"{self.recipe_path.name}: ok ({len(recipe.arms)} arms, "
+                             f"{len(recipe.targets)} target tasks, {len(recipe.seeds)} seeds)", ok=True)
+        return recipe
+
+    def show_validation(self, text: str, ok: bool) -> None:
+        widget = self.query_one("#validation", Static)
+        widget.update(text)
+        widget.set_class(not ok, "bad")
+        widget.set_class(ok, "good")
+
+    @on(Input.Changed)
+    def _changed(self, event: Input.Changed) -> None:
+        if event.input.id in ("f-arm-name", "f-arm-inter"):
+            return
+        if event.input.id == "f-targets":
+            self.rebuild_pickers()
+        if event.input.id and event.input.id.startswith("hp-all-"):
+            self.show_inherited()
+        self.validate()
+
+    @on(SelectionList.SelectedChanged)
+    def _languages_changed(self) -> None:
+        self.validate()
+
+    # -- arms --
+
+    @on(DataTable.RowHighlighted, "#f-arms")
+    def _arm_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        index = int(event.row_key.value)
+        if index < len(self.arms_raw):
+            arm = self.arms_raw[index]
+            self.query_one("#f-arm-name", Input).value = str(arm.get("name", ""))
+            self.query_one("#f-arm-inter", Input).value = ", ".join(arm.get("intermediate", []))
+            backend = arm.get("backend", "torch")
+            if backend in self.backend_choices:
+                self.query_one("#f-arm-backend", Select).value = backend
+
+    def _arm_from_editor(self) -> dict[str, Any]:
+        arm: dict[str, Any] = {"name": self.query_one("#f-arm-name", Input).value.strip()}
+        inter = _name_list(self.query_one("#f-arm-inter", Input).value)
+        if inter:
+            arm["intermediate"] = inter
+        backend = str(self.query_one("#f-arm-backend", Select).value)
+        if backend != "torch":
+            arm["backend"] = backend
+        return arm
+
+    @on(Button.Pressed, "#arm-add, #arm-update, #arm-remove")
+    def _edit_arms(self, event: Button.Pressed) -> None:
+        """Add the editor's arm, or replace or remove the arm under the table's cursor."""
+        row = self.query_one("#f-arms", DataTable).cursor_row
+        if event.button.id == "arm-add":
+            self.arms_raw.append(self._arm_from_editor())
+        elif 0 <= row < len(self.arms_raw):
+            if event.button.id == "arm-update":  # settings the editor does not show stay
+                edited = self._arm_from_editor()
+                kept = {k: v for k, v in self.arms_raw[row].items()
+                        if k not in ("name", "intermediate", "backend")}
+                self.arms_raw[row] = {**edited, **kept}
+            else:
+                del self.arms_raw[row]
+        else:
+            return
+        self.refresh_arms()
+        self.validate()
+
+    @on(Button.Pressed, "#run")
+    def _run_pressed(self) -> None:
+        self.post_message(self.RunRequested())
+
+    # -- saving --
+
+    def _write(self, path: Path, document: RecipeDocument) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(document.dumps(), encoding="utf-8")
+        os.replace(tmp, path)
+        self.notify(f"saved {path}", markup=False)
+
+    def name_problem(self, name: str) -> str:
+        """What is wrong with a new recipe name ("" when nothing)."""
+        assert self.recipe_path is not None
+        if not _NAME.fullmatch(name):
+            return "a name: letters, digits, '.', '_' and '-', starting with a letter or digit"
+        if (self.recipe_path.parent / f"{name}.toml").exists():
+            return f"{name}.toml already exists in {self.recipe_path.parent}; choose another name"
+        if name in {p.stem for p in self.files} or (self.recipe and name == self.recipe.name):
+            return f"a recipe called {name!r} is listed already: both would write to one output folder"
+        return ""
+
+    @on(Button.Pressed, "#save")
+    def action_save_as(self) -> None:
+        recipe = self.validate()
+        if recipe is None or self.recipe_path is None:
+            self.notify("fix the recipe before saving", severity="error")
+            return
+        folder = self.recipe_path.parent
+        suggestion, n = f"{recipe.name}-2", 2
+        while self.name_problem(suggestion) and n < 1000:
+            n += 1
+            suggestion = f"{recipe.name}-{n}"
+
+        async def save(name: str | None) -> None:
+            if not name:
+                return
+            document = self.form_document()
+            document.set("name", name)
+            path = folder / f"{name}.toml"
+            self._write(path, document)
+            await self.refresh_list(path)
+            self.load(path)
+
+        self.app.push_screen(AskName(f"Save as a new recipe in {folder}; its name (also its "
+                                     "file's and its output folder's):", suggestion,
+                                     self.name_problem), save)
+
+    @on(Button.Pressed, "#overwrite")
+    def action_overwrite(self) -> None:
+        if self.validate() is None or self.recipe_path is None:
+            self.notify("fix the recipe before saving", severity="error")
+            return
+        path = self.recipe_path
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self._write(path, self.form_document())
+                self.load(path)
+
+        self.app.push_screen(Confirm(f"Overwrite {path.name}? (its comments are kept)"), done)

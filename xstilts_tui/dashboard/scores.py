@@ -1,0 +1,167 @@
+"""The Scores screen: per target task, arms as rows and languages as columns, filled as
+scores arrive; mean ± std over seeds, or the delta to the baseline arm (± the std of the
+per-seed differences); below, the XTREME view (per-task summaries, groups, overall)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import DataTable, Static
+
+from ..results import format_cell, xtreme_table
+from .context import RunContext
+
+
+class ScoresView(Vertical):
+    BINDINGS = [
+        Binding("a", "mode('absolute')", "Abs", show=False),
+        Binding("d", "mode('delta')", "Delta", show=False),
+        Binding("f", "toggle_metric", "F1/EM", show=False),
+        Binding("m", "toggle_std", "±std", show=False),
+        Binding("s", "sort", "Sort", show=False),
+    ]
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.context: RunContext | None = None
+        self.mode = "absolute"
+        self.metric = "f1"
+        self.show_std = True
+        self.tables: dict[str, DataTable] = {}
+        self.sort_column: dict[str, int] = {}
+        self.cell_text: dict[tuple[str, str, str], str] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="scores-mode", markup=False)
+        with VerticalScroll(id="score-tables"):
+            yield Vertical(id="score-blocks")
+            yield Static("XTREME", classes="score-title")
+            yield Static("", id="xtreme", markup=False)
+
+    def on_mount(self) -> None:
+        self.update_mode_line()
+
+    async def show(self, context: RunContext) -> None:
+        """Tables for a run's targets (a new run replaces the old tables)."""
+        self.context = context
+        self.cell_text.clear()
+        self.sort_column.clear()
+        blocks = self.query_one("#score-blocks", Vertical)
+        await blocks.remove_children()
+        self.tables = {}
+        widgets = []
+        for task in context.targets:
+            table = DataTable(classes="score-table", cursor_type="cell")
+            table.add_column("arm", key="arm")
+            for column in context.score_columns(task):
+                table.add_column(column, key=column)
+            for arm in context.arms:
+                table.add_row(Text(f"{arm} [{context.backends.get(arm, '')}]"),
+                              *["-"] * len(context.score_columns(task)), key=arm)
+            self.tables[task] = table
+            widgets += [Static(task, classes="score-title", markup=False), table]
+        await blocks.mount_all(widgets)
+        for task in context.targets:
+            self.update_table(task)
+        self.update_xtreme()
+
+    def scores_added(self, tasks: set[str]) -> None:
+        for task in tasks:
+            self.update_table(task)
+        self.update_xtreme()
+
+    def update_table(self, task: str) -> None:
+        """Fill one task's table; only cells whose text changed are updated."""
+        table = self.tables.get(task)
+        if self.context is None or table is None:
+            return
+        cells = self.context.cells(task, self.metric)
+        for arm in self.context.arms:
+            for column in self.context.score_columns(task):
+                text = self.cell_value(cells.get((arm, column)), arm)
+                key = (task, arm, column)
+                if self.cell_text.get(key) != str(text):
+                    self.cell_text[key] = str(text)
+                    table.update_cell(arm, column, text, update_width=True)
+
+    def cell_value(self, cell: dict[str, Any] | None, arm: str) -> str | Text:
+        if cell is None:
+            return "-"
+        if self.mode == "delta" and self.context is not None and arm != self.context.baseline:
+            delta = cell["delta"]
+            if delta is None:
+                return "-"
+            text = f"{delta:+.1f}"
+            if self.show_std and cell.get("delta_std") is not None:
+                text += f"±{cell['delta_std']:.1f}"
+            return Text(text, style="green" if delta > 0 else "red" if delta < 0 else "")
+        return format_cell(dict(cell, std=cell["std"] if self.show_std else None), delta=False)
+
+    def score_text(self, task: str, arm: str, column: str) -> str:
+        return str(self.tables[task].get_cell(arm, column))
+
+    def update_xtreme(self) -> None:
+        if self.context is None:
+            return
+        text = xtreme_table(self.context.frame(), self.context.arms, self.context.targets,
+                            self.context.languages)
+        self.query_one("#xtreme", Static).update(
+            text or "no XTREME task among this run's targets (or no score yet)")
+
+    # -- keys --
+
+    def refresh_all(self) -> None:
+        self.cell_text.clear()
+        for task in self.tables:
+            self.update_table(task)
+        self.update_mode_line()
+
+    def update_mode_line(self) -> None:
+        mode = "delta to the baseline" if self.mode == "delta" else "absolute"
+        metric = "F1" if self.metric == "f1" else "exact match"
+        std = "±std shown" if self.show_std else "±std hidden"
+        self.query_one("#scores-mode", Static).update(
+            f"{metric}, {mode}, {std}  (a/d mode, f metric, m std, s sort)")
+
+    def action_mode(self, mode: str) -> None:
+        self.mode = mode
+        self.refresh_all()
+
+    def action_toggle_metric(self) -> None:
+        self.metric = "exact_match" if self.metric == "f1" else "f1"
+        self.refresh_all()
+
+    def action_toggle_std(self) -> None:
+        self.show_std = not self.show_std
+        self.refresh_all()
+
+    @staticmethod
+    def sort_table(table: DataTable, column_index: int) -> None:
+        def value(cell: Any) -> float:
+            text = str(cell).split("±")[0].split(" ")[0]
+            try:
+                return float(text)
+            except ValueError:
+                return float("-inf")
+
+        key = list(table.columns)[column_index]
+        if column_index == 0:
+            table.sort(key)
+        else:
+            table.sort(key, key=value, reverse=True)
+
+    def action_sort(self) -> None:
+        for task, table in self.tables.items():
+            index = (self.sort_column.get(task, 0) + 1) % len(table.columns)
+            self.sort_column[task] = index
+            self.sort_table(table, index)
+
+    @on(DataTable.HeaderSelected)
+    def _header_selected(self, event: DataTable.HeaderSelected) -> None:
+        if event.data_table in self.tables.values():
+            self.sort_table(event.data_table, event.column_index)
