@@ -290,3 +290,50 @@ async def test_delta_mode_keeps_the_std_and_the_eta_column_fits_80_columns(tmp_p
             if key.value == "left":
                 break
         assert right <= table.size.width, (right, table.size.width)
+
+
+def test_dashboard_arguments_are_checked_before_it_opens(tmp_path, capsys):
+    from xstilts_tui.cli import main
+
+    assert main(["--edit", str(tmp_path / "missing.toml")]) == 2
+    assert "--edit" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = [", encoding="utf-8")
+    assert main(["--edit", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a TOML recipe" in err
+    (tmp_path / "empty").mkdir()
+    assert main(["--results", str(tmp_path / "empty")]) == 2
+    assert "no run.json there or in its folders" in capsys.readouterr().err
+
+
+async def test_the_runs_screen_shows_each_running_stage_and_an_overall_line(recipes_dir, tmp_path):
+    from xstilts_tui.dashboard.runs import RunsView, StageBar
+    from xstilts_tui.plan import build_plan
+
+    app = make_app(recipes_dir, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.recipe is not None, 10, "the recipe")
+        plan = build_plan(app.recipe, tmp_path / "runs" / "small-demo")
+        runs = app.query_one(RunsView)
+        runs.show_plan(plan, "small-demo")
+        await pilot.press("2")
+        a, b = "base", "intermediate/demo-jobs/torch/seed1"
+        assert [s.id for s in plan.stages][:2] == [a, b]
+        runs.stage_started(a, 10)
+        runs.stage_started(b, 20)
+        await pilot.pause()
+        assert [bar.stage for bar in runs.query(StageBar)] == [a, b]
+        overall = str(app.query_one("#overall").render())
+        assert overall.startswith(f"0/{len(plan.stages)} stages done, 2 running")
+        runs.progress({"stage": b, "step": 5, "total_steps": 20, "loss": 1.0, "examples_per_s": 3.0})
+        runs.stage_ended(a, "done", "")
+        await pilot.pause()
+        assert [bar.stage for bar in runs.query(StageBar)] == [b]
+        runs.update_overall()
+        overall = str(app.query_one("#overall").render())
+        assert overall.startswith(f"1/{len(plan.stages)} stages done, 1 running") and "about" in overall
+        runs.run_ended(ok=False, cancelled=True, error="")
+        await pilot.pause()
+        assert not runs.query(StageBar)
+        assert str(app.query_one("#overall").render()).startswith("cancelled: 1/")

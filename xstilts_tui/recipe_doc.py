@@ -12,7 +12,7 @@ from typing import Any
 import tomlkit
 from tomlkit.items import AoT, Table
 
-from .recipe import HF_PRECISION_FLAGS, hparam_aliases
+from .recipe import HF_PRECISION_FLAGS, hparam_aliases, normalise_hparams
 
 PHASES = ("intermediate", "target")
 
@@ -98,7 +98,10 @@ class RecipeDocument:
             self._prune(*path)
             return
         key = present[0] if present else name
-        if key in HF_PRECISION_FLAGS:  # bf16 = true written as our precision from now on
+        if key in HF_PRECISION_FLAGS:
+            if normalise_hparams({k: _plain(table[k]) for k in present}).get("precision") == value:
+                return  # bf16 = true already says it
+            # A changed precision is written under our name.
             for flag in present:
                 del table[flag]
             key = "precision"
