@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import __version__
 from .metrics import score_qa
-from .plan import build_plan, describe
+from .plan import build_plan, describe, plan_data
 from .recipe import RecipeError, load_launch, load_recipe
 from .squad_format import DataFileError, gold_answers, read_squad_json
 from .tasks import EXTRACTIVE_QA, TASKS
@@ -40,6 +40,16 @@ def _parser() -> argparse.ArgumentParser:
                         "trained again)")
     parser.add_argument("--launch", metavar="FILE", help="a TOML file whose [launch] section "
                         "replaces the recipe's (how workers start: python, torchrun, deepspeed)")
+    parser.add_argument("--devices", metavar="IDS",
+                        help="GPUs to run stages side by side on, e.g. 0,1,2,3 (default: [launch] "
+                        "devices, else the GPUs CUDA_VISIBLE_DEVICES or nvidia-smi shows)")
+    parser.add_argument("--parallel", metavar="N", type=int,
+                        help="without GPUs: run N stages at once, sharing the cores (default: "
+                        "[launch] parallel_stages, else 1)")
+    parser.add_argument("--executor", choices=("local", "slurm", "submitit-local"), default="local",
+                        help="where stage workers run: child processes here (default), SLURM jobs "
+                        "through submitit ([slurm] section; dependencies as afterok), or "
+                        "submitit's local executor (the same path on this machine)")
     parser.add_argument("--recipes-dir", metavar="DIR", action="append", default=[],
                         help="dashboard: also list the recipes in this folder (repeatable)")
     parser.add_argument("--results", metavar="DIR",
@@ -52,11 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check recipes and report the first problem of each")
     p.add_argument("files", nargs="+", metavar="FILE")
 
-    p = sub.add_parser("plan", help="print a recipe's stages, cache keys and commands; run nothing")
+    p = sub.add_parser("plan", help="print a recipe's stages, cache keys, commands and what "
+                       "they will cost; train nothing")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--output", metavar="DIR")
     p.add_argument("--cache", metavar="DIR")
     p.add_argument("--launch", metavar="FILE")
+    p.add_argument("--json", action="store_true", help="print the same as JSON")
+    p.add_argument("--devices", metavar="IDS", help="the makespan on these GPUs (e.g. 0,1,2,3)")
+    p.add_argument("--parallel", metavar="N", type=int,
+                   help="the makespan with N stages at once (no GPUs)")
 
     p = sub.add_parser("data", help="the models and data a recipe reads from the hub: check, fetch")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
@@ -207,10 +222,23 @@ def cmd_data_fetch(file: str, to: str | None) -> int:
     return 0
 
 
-def cmd_plan(file: str, output: str | None, cache: str | None, launch: str | None = None) -> int:
+def cmd_plan(file: str, output: str | None, cache: str | None, launch: str | None = None,
+             as_json: bool = False, devices: str | None = None, parallel: int | None = None) -> int:
     plan = build_plan(load_recipe(file), output and Path(output), cache and Path(cache),
                       load_launch(launch) if launch else None)
-    print(describe(plan))
+    slots = run_slots(plan.launch, devices, parallel)
+    # Each stage's worker spec, so that the printed commands run by hand as printed.
+    try:
+        for stage in plan.stages:
+            plan.write_spec(stage)
+    except OSError as exc:
+        raise UsageError(f"cannot write the stage specs in {plan.cache_dir}: "
+                         f"{exc.strerror or exc}") from None
+    if as_json:
+        print(json.dumps(plan_data(plan, len(slots)), indent=2, default=str))
+    else:
+        print(describe(plan, len(slots)))
+        print("(each stage's stage.json is written in its folder: the commands run as printed)")
     return 0
 
 
@@ -437,11 +465,43 @@ def _check_writable(folder: Path, what: str) -> None:
         raise UsageError(f"{what} {folder}: {probe} is not writable")
 
 
+def run_slots(launch, devices: str | None = None, parallel: int | None = None):
+    """The slots stages run on: --devices / --parallel over the recipe's [launch]."""
+    from .slots import make_slots
+
+    chosen = None
+    if devices is not None:
+        chosen = [d.strip() for d in devices.split(",") if d.strip()]
+        if not chosen or not all(d.isdigit() for d in chosen) or len(set(chosen)) != len(chosen):
+            raise UsageError(f"--devices {devices}: expected GPU indices, e.g. 0,1,2,3")
+    elif launch.devices:
+        chosen = list(launch.devices)
+    if parallel is not None and parallel < 1:
+        raise UsageError(f"--parallel {parallel}: expected 1 or more")
+    try:
+        return make_slots(chosen, launch.stage_gpus, parallel or launch.parallel_stages)
+    except ValueError as exc:
+        raise UsageError(f"devices: {exc}") from None
+
+
+def make_executor(kind: str, plan):
+    """None for local workers; else a submitit executor whose job files go beside the
+    stage cache (on the shared file system a cluster's nodes see)."""
+    if kind == "local":
+        return None
+    from .executors import SubmititExecutor
+
+    return SubmititExecutor("slurm" if kind == "slurm" else "local", plan.cache_dir / "jobs",
+                            plan.recipe.slurm, plan.launch.stage_gpus)
+
+
 def cmd_run(file: str, output: str | None, cache: str | None, launch: str | None = None,
-            strict_cache: bool = False) -> int:
+            strict_cache: bool = False, devices: str | None = None,
+            parallel: int | None = None, executor: str = "local") -> int:
     from .progress import make_display
     from .results import cost_table, summary_tables, xtreme_table
     from .runner import Runner
+    from .slots import Slot
 
     recipe = load_recipe(file)  # validated before anything is written
     plan = build_plan(recipe, output and Path(output), cache and Path(cache),
@@ -449,10 +509,16 @@ def cmd_run(file: str, output: str | None, cache: str | None, launch: str | None
     check_inputs(file, recipe, plan)
     _check_writable(plan.cache_dir, "--cache" if cache else "the stage cache")
     _check_writable(plan.output_dir, "--output" if output else "output_dir")
+    jobs = make_executor(executor, plan)
+    slots = run_slots(plan.launch, devices, parallel) if executor != "slurm" \
+        else [Slot("slurm")] * len(plan.stages)  # the cluster queues them
     display = make_display()
-    runner = Runner(plan, display, strict_cache=strict_cache)
+    runner = Runner(plan, display, strict_cache=strict_cache, slots=slots, executor=jobs)
     display.print(f"recipe {recipe.name}: {len(plan.stages)} stages, results in {plan.output_dir}, "
-                  f"stage cache in {plan.cache_dir}")
+                  f"stage cache in {plan.cache_dir}"
+                  + (f"; stages as SLURM jobs (job files in {jobs.folder})" if executor == "slurm"
+                     else f"; {len(slots)} stages at once ({', '.join(s.name for s in slots)})"
+                     if len(slots) > 1 else ""))
 
     def terminated(signum, frame):
         raise Terminated()
@@ -499,7 +565,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "validate":
             return cmd_validate(args.files)
         if args.command == "plan":
-            return cmd_plan(args.file, args.output, args.cache, args.launch)
+            return cmd_plan(args.file, args.output, args.cache, args.launch, args.json,
+                            args.devices, args.parallel)
         if args.command == "data":
             if args.data_command == "status":
                 return cmd_data_status(args.file, args.json)
@@ -507,7 +574,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "score":
             return cmd_score(args.task, args.gold, args.pred, args.lang)
         if args.recipe:
-            return cmd_run(args.recipe, args.output, args.cache, args.launch, args.strict_cache)
+            return cmd_run(args.recipe, args.output, args.cache, args.launch, args.strict_cache,
+                           args.devices, args.parallel, args.executor)
         return cmd_dashboard(args.recipes_dir, args.results, args.output, args.edit)
     except (RecipeError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)

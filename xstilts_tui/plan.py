@@ -69,11 +69,24 @@ class Plan:
 
         return verify_done(self.stage_dir(stage)) is None
 
-    def command(self, stage: Stage) -> list[str]:
+    def spec_path(self, stage: Stage) -> Path:
+        return self.stage_dir(stage) / "stage.json"
+
+    def write_spec(self, stage: Stage) -> Path:
+        """Write what the stage's worker reads (atomically), so that its command runs."""
+        path = self.spec_path(stage)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"stage.json.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.worker_spec(stage), indent=2), encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+    def command(self, stage: Stage, master_port: int | None = None) -> list[str]:
         """The exact command that starts the worker for one stage, as the recipe's
         ``[launch]`` says: one process, torchrun, or the deepspeed launcher (its flags
-        before the module, as it requires)."""
-        spec = str(self.stage_dir(stage) / "stage.json")
+        before the module, as it requires). ``master_port``: the rendezvous port of this
+        worker when several run side by side (the deepspeed launcher's default is fixed)."""
+        spec = str(self.spec_path(stage))
         launch = self.launch
         worker = ["-m", "backends.worker", spec]
         if stage.kind == "base" or launch.launcher == "python":
@@ -94,8 +107,8 @@ class Plan:
                 argv += ["--num_gpus", str(launch.num_gpus)]
             if launch.master_addr:
                 argv += ["--master_addr", launch.master_addr]
-            if launch.master_port:
-                argv += ["--master_port", str(launch.master_port)]
+            if launch.master_port or master_port:
+                argv += ["--master_port", str(launch.master_port or master_port)]
             argv += ["--no_local_rank", "--module", "backends.worker", spec]
         return [*launch.wrapper, *argv]
 
@@ -246,15 +259,65 @@ def unset_variables(stage: Stage) -> list[str]:
     return found
 
 
-def describe(plan: Plan) -> str:
-    """The plan for people: each stage, its key, whether it is cached, its command."""
+def plan_data(plan: Plan, slots: int = 1) -> dict[str, Any]:
+    """The plan as data (``plan --json``): each stage with its key, state, command and
+    cost estimate, and the summary."""
+    from .cost import plan_costs, summary
+
+    costs = {c.stage: c for c in plan_costs(plan)}
+    stages = []
+    for stage in plan.stages:
+        cost = costs[stage.id]
+        stages.append({
+            "id": stage.id, "kind": stage.kind, "key": stage.key, "arms": list(stage.arms),
+            "seed": stage.seed, "task": stage.task, "deps": list(stage.deps),
+            "state": "cached" if plan.is_done(stage) else "pending",
+            "needs_unset": unset_variables(stage), "dir": str(plan.stage_dir(stage)),
+            "command": plan.command(stage), "train_examples": cost.examples,
+            "train_tokens_at_most": cost.tokens, "estimate_s": cost.seconds,
+            "estimate_source": cost.source})
+    return {"recipe": plan.recipe.name, "output_dir": str(plan.output_dir),
+            "cache_dir": str(plan.cache_dir), "launcher": plan.launch.launcher,
+            "summary": summary(plan, list(costs.values()), slots), "stages": stages}
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def describe(plan: Plan, slots: int = 1) -> str:
+    """The plan for people: a summary (stages, examples, tokens, estimated device-hours
+    and makespan), then each stage: its key, whether it is cached, its estimate and the
+    command that runs it by hand."""
+    data = plan_data(plan, slots)
+    summary = data["summary"]
     lines = [f"recipe {plan.recipe.name}: {len(plan.stages)} stages; "
              f"results in {plan.output_dir}, stage cache in {plan.cache_dir}; "
              f"launcher {plan.launch.launcher}"]
-    for stage in plan.stages:
-        state = "cached" if plan.is_done(stage) else "pending"
+    lines.append("stages by kind: " + ", ".join(f"{n} {k}" for k, n in summary["by_kind"].items())
+                 + "; by arm: " + ", ".join(f"{a} {n}" for a, n in summary["by_arm"].items())
+                 + "; by task: " + ", ".join(f"{t} {n}" for t, n in summary["by_task"].items()))
+    unknown = summary["unknown_examples"]
+    lines.append(f"training: {summary['train_examples']:,} examples, at most "
+                 f"{summary['train_tokens_at_most']:,} tokens (examples x max_length)"
+                 + (f"; unknown for {len(unknown)} stage(s)" if unknown else ""))
+    sources = summary["estimate_sources"]
+    how = ", ".join(f"{n} {what}" for what, n in sources.items())
+    lines.append(f"estimate: {summary['device_hours']:.2f} device-hours ({how}"
+                 + (f"; flops: {summary['flop_rule']}" if "flops" in sources else "")
+                 + ("; incomplete: some stages have no estimate" if not summary["estimate_complete"] else "")
+                 + ")")
+    lines.append(f"makespan: {_duration(summary['makespan_s'])} on {slots} slot(s), "
+                 f"{_duration(summary['sequential_s'])} one stage at a time")
+    for stage, entry in zip(plan.stages, data["stages"]):
         after = f" after {', '.join(stage.deps)}" if stage.deps else ""
-        unset = "".join(f"  needs ${v} (unset)" for v in unset_variables(stage))
-        lines.append(f"{stage.id}  key {stage.key[:12]}  {state}  arms {', '.join(stage.arms)}{after}{unset}")
+        unset = "".join(f"  needs ${v} (unset)" for v in entry["needs_unset"])
+        estimate = f"  est {_duration(entry['estimate_s'])} ({entry['estimate_source']})" \
+            if stage.kind != "base" and entry["state"] == "pending" else ""
+        lines.append(f"{stage.id}  key {stage.key[:12]}  {entry['state']}  arms "
+                     f"{', '.join(stage.arms)}{after}{estimate}{unset}")
         lines.append(f"  $ {shlex.join(plan.command(stage))}")
     return "\n".join(lines)

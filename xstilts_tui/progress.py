@@ -7,12 +7,17 @@ import time
 from typing import Any, TextIO
 
 
+def clock(seconds: float) -> str:
+    """``H:MM:SS``."""
+    seconds = max(0, int(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
 def time_left(elapsed_s: float, step: int, total: int) -> str:
     """``H:MM:SS`` left at the pace so far (``-`` before the first step)."""
     if not step:
         return "-"
-    seconds = max(0, int(elapsed_s / step * (total - step)))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    return clock(elapsed_s / step * (total - step))
 
 
 class PlainDisplay:
@@ -52,6 +57,11 @@ class PlainDisplay:
     def stage_finished(self, stage: str, status: str, detail: str = "") -> None:
         self.print(f"[{stage}] {status}" + (f": {detail}" if detail else ""))
 
+    def run_progress(self, done: int, total: int, running: int, elapsed_s: float) -> None:
+        """The overall line: stages done (or cached) of all, after each stage ends."""
+        self.print(f"[run] {done}/{total} stages done, {running} running, "
+                   f"{clock(elapsed_s)} elapsed")
+
     def log_line(self, stage: str, line: str) -> None:
         """A line of the worker's own output; kept in its log file, not shown headless."""
 
@@ -74,6 +84,7 @@ class LiveDisplay(PlainDisplay):
                              console=self.console, transient=False)
         self.bars.start()
         self._tasks: dict[str, Any] = {}
+        self._overall: Any = None
 
     def print(self, text: str) -> None:
         self.bars.console.print(text, markup=False, highlight=False)
@@ -87,6 +98,12 @@ class LiveDisplay(PlainDisplay):
             return
         self.bars.update(task, completed=event["step"], total=event["total_steps"],
                          stats=f"loss {event['loss']:.4f}  {event['examples_per_s']:.1f} ex/s")
+
+    def run_progress(self, done: int, total: int, running: int, elapsed_s: float) -> None:
+        """The overall bar: stages done of all, with rich's estimate of the time left."""
+        if self._overall is None:
+            self._overall = self.bars.add_task("all stages", total=total, stats="")
+        self.bars.update(self._overall, completed=done, stats=f"{running} running")
 
     def stage_finished(self, stage: str, status: str, detail: str = "") -> None:
         task = self._tasks.get(stage)

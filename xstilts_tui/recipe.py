@@ -18,6 +18,7 @@ from typing import Any
 
 from .backend_options import BACKEND_KINDS, OPTION_ALIASES, check_option, defaults, preset_names
 from .deepspeed_auto import AUTO_FIELDS, unfillable
+from .executors import SlurmSettings
 from .tasks import RETRIEVAL, TASKS, TaskSpec
 
 # Training backend kinds known to the workers (``backends.registry`` lists the same names);
@@ -147,6 +148,18 @@ class Launch:
     master_addr: str = ""  # deepspeed launcher with a hostfile
     master_port: int = 0  # 0: the launcher's default
     wrapper: tuple[str, ...] = ()  # put before the command, e.g. srun on a cluster
+    # Stages side by side: the GPUs to share out (empty: those CUDA_VISIBLE_DEVICES or
+    # nvidia-smi shows), how many each stage gets (0: its process count), and on a machine
+    # without GPUs how many stages run at once, sharing the cores.
+    devices: tuple[str, ...] = ()
+    gpus_per_stage: int = 0
+    parallel_stages: int = 1
+
+    @property
+    def stage_gpus(self) -> int:
+        """GPUs one stage's slot gets: gpus_per_stage, else its process count (1 when
+        the launcher finds it at run time)."""
+        return self.gpus_per_stage or self.world_size or 1
 
     @property
     def world_size(self) -> int | None:
@@ -206,6 +219,7 @@ class Recipe:
     output_dir: str | None = None
     backends: dict[str, BackendProfile] | None = None
     launch: Launch = Launch()
+    slurm: SlurmSettings = SlurmSettings()
 
     def task_hparams(self, phase: str, tasks: tuple[str, ...]) -> HParams:
         """A stage's hyper-parameters: the phase's, with a task's own overrides when the
@@ -686,6 +700,21 @@ def _launch(file: str, base: Path, data: Any) -> Launch:
     wrapper = table.get_str_list("wrapper")
     if wrapper:
         values["wrapper"] = wrapper
+    devices = table.get("devices", list)
+    if devices is not None:
+        if not devices or not all(isinstance(d, (int, str)) and not isinstance(d, bool)
+                                  and str(d).strip().isdigit() for d in devices):
+            table.fail("devices", f"expected a non-empty list of GPU indices, got {devices!r}")
+        if len({str(d) for d in devices}) != len(devices):
+            table.fail("devices", "lists a device twice")
+        values["devices"] = tuple(str(d).strip() for d in devices)
+    for key in ("gpus_per_stage", "parallel_stages"):
+        value = table.get(key, int)
+        if value is not None:
+            if value < (0 if key == "gpus_per_stage" else 1):
+                table.fail(key, f"must be {'0 or more' if key == 'gpus_per_stage' else 'at least 1'}, "
+                                f"got {value}")
+            values[key] = value
     table.finish([f.name for f in fields(Launch)])
     only = {"torchrun": ("nproc_per_node", "nnodes", "rdzv_endpoint"),
             "deepspeed": ("num_gpus", "hostfile", "master_addr", "master_port")}
@@ -704,6 +733,30 @@ def _launch(file: str, base: Path, data: Any) -> Launch:
             table.fail("hostfile", f"no hostfile at {path}")
         launch = Launch(**{**values, "hostfile": path})
     return launch
+
+
+def _slurm(file: str, data: Any) -> SlurmSettings:
+    """``[slurm]``: what each stage's job asks the cluster for (``--executor slurm``)."""
+    table = _Table(file, "slurm", data)
+    values: dict[str, Any] = {}
+    for key in ("partition", "account"):
+        value = table.get(key, str)
+        if value is not None:
+            values[key] = value
+    for key, low in (("gpus_per_node", 0), ("cpus_per_task", 1), ("mem_gb", 0), ("time_min", 1)):
+        value = table.get(key, int)
+        if value is not None:
+            if value < low:
+                table.fail(key, f"must be at least {low}, got {value}")
+            values[key] = value
+    sbatch = table.get("sbatch", dict)
+    if sbatch is not None:
+        for key, value in sbatch.items():
+            if not isinstance(value, (str, int)) or isinstance(value, bool) or not key.strip():
+                table.fail(f"sbatch.{key}", f"expected a string or an integer, got {value!r}")
+        values["sbatch"] = dict(sbatch)
+    table.finish([f.name for f in fields(SlurmSettings)])
+    return SlurmSettings(**values)
 
 
 def load_launch(path: str | Path) -> Launch:
@@ -789,6 +842,7 @@ def parse_recipe(text: str, file: str, base: Path | None = None) -> Recipe:
 
     profiles = _backend_profiles(file, base, top.get("backends", dict, {}))
     launch = _launch(file, base, top.get("launch", dict, {}))
+    slurm = _slurm(file, top.get("slurm", dict, {}))
     arms_data = top.get("arms", list, required=True)
     if not arms_data:
         top.fail("arms", "must define at least one arm ([[arms]])")
@@ -853,12 +907,12 @@ def parse_recipe(text: str, file: str, base: Path | None = None) -> Recipe:
                          f"{own} exceeds what model.config.max_position_embeddings ({positions}) "
                          f"allows: at most {positions - 2}")
     top.finish(["name", "description", "output_dir", "seeds", "model", "hparams", "targets",
-                "arms", "tasks", "backends", "launch"])
+                "arms", "tasks", "backends", "launch", "slurm"])
     return Recipe(name=name, path=str(Path(file)), model=model, arms=tuple(arms),
                   targets=targets, seeds=tuple(seeds), tasks=tasks,
                   hparams_intermediate=hp_inter, hparams_target=hp_target,
                   description=description, output_dir=output_dir, backends=profiles,
-                  launch=launch)
+                  launch=launch, slurm=slurm)
 
 
 def load_recipe(path: str | Path) -> Recipe:

@@ -1,7 +1,8 @@
 """Dispatch: run a plan's stages as worker processes and collect their events.
 
-Stages run one after another in plan order. Each worker writes events to its stage's
-event file; this process tails that file, records every event in the results store and
+Stages run on slots (GPUs, or shares of the cores; one slot: one after another): a stage
+starts once its inputs are done and a slot is free. Each worker writes events to its
+stage's event file; this process tails those files, records every event in the results store and
 updates the display. A failed stage fails the stages that need its output; the others
 go on. Stages already done (their ``DONE`` marker verifies, ``stage_cache``) are not run
 again: their recorded events are replayed into this run's results. Each stage is handled
@@ -26,6 +27,8 @@ from .events import decode
 from .plan import Plan, Stage
 from .progress import PlainDisplay
 from .results import ResultsStore
+from .executors import ChildProcess, SubmititExecutor
+from .slots import Slot, free_port
 from .stage_cache import discard, stage_lock, unusable_states, usable_state, verify_done
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -121,18 +124,54 @@ def _log_tail(path: Path, lines: int = 3) -> str:
     return " | ".join(text[-lines:])
 
 
+@dataclass
+class Worker:
+    """One running stage: its process, the slot it holds, and the files it is followed by."""
+
+    stage: Stage
+    slot: Slot
+    process: Any  # executors.ChildProcess or SubmittedJob: poll(), signal(), wait()
+    lock: Any
+    events: EventTail
+    log: LineTail
+    log_file: Any
+    finished: dict[str, Any] | None = None
+    error: str = ""
+    stopping: bool = False
+
+
+def stage_priorities(plan: Plan) -> dict[str, int]:
+    """Each stage's longest chain of stages still to run after it, itself included: a
+    stage that many others wait for starts first."""
+    dependents: dict[str, list[str]] = {s.id: [] for s in plan.stages}
+    for stage in plan.stages:
+        for dep in stage.deps:
+            dependents[dep].append(stage.id)
+    chain: dict[str, int] = {}
+    for stage in reversed(plan.stages):  # plan order puts dependencies first
+        chain[stage.id] = 1 + max((chain[d] for d in dependents[stage.id]), default=0)
+    return chain
+
+
 class Runner:
+    """Runs a plan's stages on slots (``slots``): a stage starts once its inputs are done
+    and a slot is free, the stage with the longest chain after it first (ties in plan
+    order, so the order is the same on every run). One slot runs stages one by one."""
+
     def __init__(self, plan: Plan, display: PlainDisplay, poll_s: float = 0.2,
-                 strict_cache: bool = False):
+                 strict_cache: bool = False, slots: list[Slot] | None = None,
+                 executor: SubmititExecutor | None = None):
         self.plan = plan
+        self.executor = executor  # None: workers are child processes of this one
         self.strict_cache = strict_cache  # a cached stage that does not verify fails instead
         self.display = display
         self.poll_s = poll_s
-        self.process: subprocess.Popen | None = None
-        self.process_stage: str | None = None  # the stage the running worker serves
+        self.slots = slots or [Slot("cpu")]
+        self.workers: dict[str, Worker] = {}
         self.cancelled = threading.Event()
         self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
         self.store = ResultsStore(plan.output_dir, self.run_id, plan.recipe.name)
+        self.started_at = time.monotonic()
 
     def _write_manifest(self) -> None:
         manifest = {
@@ -140,6 +179,7 @@ class Runner:
             "xstilts_tui": __version__,
             "python": sys.version.split()[0],
             "recipe": self.plan.recipe.to_dict(),
+            "slots": [slot.name for slot in self.slots],
             "stages": [{"id": s.id, "key": s.key, "kind": s.kind, "arms": list(s.arms),
                         "seed": s.seed, "task": s.task, "deps": list(s.deps),
                         "command": self.plan.command(s)} for s in self.plan.stages],
@@ -169,7 +209,9 @@ class Runner:
                 finished = self._forward(stage, event, cached=True) or finished
         return finished
 
-    def _launch(self, stage: Stage) -> tuple[int, dict[str, Any] | None, str]:
+    # -- starting and following workers --
+
+    def _start(self, stage: Stage, slot: Slot, lock: Any) -> Worker:
         stage_dir = self.plan.stage_dir(stage)
         stage_dir.mkdir(parents=True, exist_ok=True)
         (stage_dir / "DONE").unlink(missing_ok=True)
@@ -182,52 +224,78 @@ class Runner:
                                                else "starting the stage over"))
         elif resume_at:
             self.display.message(stage.id, f"resuming from the state saved at step {resume_at}")
-        spec_path = stage_dir / "stage.json"
-        tmp = spec_path.with_name(f"stage.json.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.plan.worker_spec(stage), indent=2), encoding="utf-8")
-        os.replace(tmp, spec_path)
-        tail = EventTail(stage_dir / "events.jsonl")
-        finished = None
-        error = ""
+        self.plan.write_spec(stage)
         log_path = stage_dir / "worker.log"
         log_tail = LineTail(log_path)
-        log_tail.offset = log_path.stat().st_size if log_path.exists() else 0
-        with open(log_path, "a", encoding="utf-8") as log:
-            log.write(f"--- {stage.id}: worker started by run {self.run_id} at "
-                      f"{time.strftime('%Y-%m-%d %H:%M:%S')} ---\n")
-            log.flush()
-            log_tail.offset = log.tell()
-            self.process_stage = stage.id
-            self.process = subprocess.Popen(self.plan.command(stage), stdout=log,
-                                            stderr=subprocess.STDOUT, env=worker_env(),
-                                            start_new_session=True)
-            try:
-                while True:
-                    if self.cancelled.is_set():
-                        self.stop_worker()
-                    code = self.process.poll()
-                    for event in tail.read():
-                        if event["type"] == "error":
-                            error = event["message"]
-                        finished = self._forward(stage, event, cached=False) or finished
-                    for line in log_tail.lines():
-                        self.display.log_line(stage.id, line)
-                    if code is not None:
-                        break
-                    time.sleep(self.poll_s)
-            finally:
-                if self.process.poll() is None:
-                    self.stop_worker()
-                self.process = None
+        log = open(log_path, "a", encoding="utf-8")
+        where = f" on {slot.name}" if len(self.slots) > 1 or slot.env else ""
+        log.write(f"--- {stage.id}: worker started by run {self.run_id}{where} at "
+                  f"{time.strftime('%Y-%m-%d %H:%M:%S')} ---\n")
+        log.flush()
+        log_tail.offset = log.tell()
+        port = free_port()
+        env = {**worker_env(), **slot.env, "MASTER_PORT": str(port)}
+        command = self.plan.command(stage, master_port=port)
+        try:
+            if self.executor is None:
+                process: Any = ChildProcess(command, env, log)
+            else:
+                process = self.executor.find_active(stage_dir)
+                if process is not None:
+                    self.display.message(stage.id, f"following job {process.job_id}, submitted "
+                                                   "by an earlier run")
+                else:
+                    after = [self.workers[d].process.job_id for d in stage.deps if d in self.workers]
+                    process = self.executor.submit(stage_dir, stage.id, command, env, after)
+                    self.display.message(stage.id, f"submitted as job {process.job_id}"
+                                         + (f" after {', '.join(after)}" if after else ""))
+        except OSError:
+            log.close()
+            raise
+        if len(self.slots) > 1 and self.executor is None:
+            self.display.message(stage.id, f"started on {slot.name}")
+        return Worker(stage, slot, process, lock, EventTail(stage_dir / "events.jsonl"), log_tail, log)
+
+    def _follow(self, worker: Worker) -> int | None:
+        """Read what the worker wrote since the last look; its exit code once it ended."""
+        code = worker.process.poll()
+        for event in worker.events.read():
+            if event["type"] == "error":
+                worker.error = event["message"]
+            worker.finished = self._forward(worker.stage, event, cached=False) or worker.finished
+        for line in worker.log.lines():
+            self.display.log_line(worker.stage.id, line)
+        return code
+
+    def _end(self, outcome: RunOutcome, worker: Worker, code: int) -> None:
+        """A worker exited: conclude its stage and free its slot and lock."""
+        worker.log_file.close()
+        stage, finished = worker.stage, worker.finished
+        stage_dir = self.plan.stage_dir(stage)
+        error = worker.error
         if code != 0 and not error:
+            log_path = stage_dir / "worker.log"
             error = f"worker exited with code {code}; log {log_path}: {_log_tail(log_path)}"
-        return code, finished, error
+        try:
+            if code == 0 and finished is not None and finished.get("status") == "ok" \
+                    and verify_done(stage_dir) is None:
+                self._conclude(outcome, stage, "done", finished=finished, detail=_done_detail(finished))
+            elif self.cancelled.is_set():
+                self._conclude(outcome, stage, "cancelled", "the run was cancelled", finished)
+            else:
+                self._conclude(outcome, stage, "failed",
+                               error or "worker ended without finishing the stage", finished)
+        finally:
+            worker.lock.release()
+            self.store.compact()
 
     @property
     def worker(self) -> tuple[str, int] | None:
-        """The running worker's stage and process id (None between stages)."""
-        process, stage = self.process, self.process_stage
-        return (stage, process.pid) if process is not None and process.poll() is None else None
+        """A running worker's stage and process id (None between stages)."""
+        for stage_id, worker in list(self.workers.items()):
+            if worker.process.pid is not None and worker.process.poll() is None:
+                return stage_id, worker.process.pid
+        return None
 
     @property
     def worker_pid(self) -> int | None:
@@ -235,23 +303,25 @@ class Runner:
         return worker[1] if worker else None
 
     def cancel(self) -> None:
-        """Stop the run: the running worker is stopped and no further stage starts."""
+        """Stop the run: the running workers are stopped and no further stage starts."""
         self.cancelled.set()
 
-    def stop_worker(self, grace_s: float = 60.0) -> None:
-        """Stop the running worker and everything it started: SIGTERM (the worker saves a
-        resume state after its current step), then SIGKILL after ``grace_s``."""
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        except ProcessLookupError:
-            pass
+    def stop_workers(self, grace_s: float = 60.0) -> None:
+        """Stop every running worker and everything it started: SIGTERM (a worker saves a
+        resume state after its current step), then SIGKILL after ``grace_s``; a job is
+        cancelled (scancel)."""
+        running = [w.process for w in list(self.workers.values()) if w.process.poll() is None]
+        for process in running:
+            process.signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for process in running:
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.signal(signal.SIGKILL)
+                process.wait(timeout=None)
+
+    stop_worker = stop_workers
 
     def _conclude(self, outcome: RunOutcome, stage: Stage, status: str, reason: str = "",
                   finished: dict[str, Any] | None = None, detail: str = "") -> None:
@@ -263,78 +333,121 @@ class Runner:
                                 arms=stage.arms, seed=stage.seed, task=stage.task, status=status,
                                 reason=reason, cached=status == "cached", finished=finished)
         self.display.stage_finished(stage.id, status, detail or reason)
+        done = sum(1 for v in outcome.status.values() if v in ("done", "cached"))
+        self.display.run_progress(done, len(self.plan.stages), len(self.workers),
+                                  time.monotonic() - self.started_at)
 
-    def _acquire(self, stage: Stage):
-        """The stage's lock: at once, or after waiting for the run that holds it (another
-        process training the same stage into a shared cache). None when cancelled."""
+    def _try_lock(self, stage: Stage, told: set[str]):
+        """The stage's lock if it is free now; None while another run holds it (a run on
+        a shared cache training the same stage: this one waits for it and then replays)."""
         lock = stage_lock(self.plan.stage_dir(stage))
-        waited = False
-        while not self.cancelled.is_set():
-            try:
-                lock.acquire(timeout=self.poll_s)
-                if waited:
-                    self.display.message(stage.id, "the other run let go of this stage")
-                return lock
-            except TimeoutError:
-                if not waited:
-                    self.display.message(stage.id, "another run is writing this stage in the "
-                                                   "shared cache; waiting for it")
-                    waited = True
-        return None
+        try:
+            lock.acquire(timeout=0)
+        except TimeoutError:
+            if stage.id not in told:
+                told.add(stage.id)
+                self.display.message(stage.id, "another run is writing this stage in the "
+                                               "shared cache; waiting for it")
+            return None
+        if stage.id in told:
+            self.display.message(stage.id, "the other run let go of this stage")
+        return lock
 
-    def _run_stage(self, outcome: RunOutcome, stage: Stage) -> None:
-        """One stage, its lock held: replay it when its cache verifies, else train it."""
+    def _cached_or_ready(self, outcome: RunOutcome, stage: Stage) -> bool:
+        """Under the stage's lock: conclude it from the cache (True), or leave it to train
+        (False; a damaged cache is discarded, or fails it under --strict-cache: True)."""
         stage_dir = self.plan.stage_dir(stage)
         problem = verify_done(stage_dir)
         if problem is None:
             self._conclude(outcome, stage, "cached", finished=self._replay(stage),
                            detail=f"key {stage.key[:12]}")
-            return
+            return True
         if problem != "not done":
             if self.strict_cache:
                 self._conclude(outcome, stage, "failed", f"the cached stage in {stage_dir} does not "
                                                          f"verify: {problem} (--strict-cache)")
-                return
+                return True
             self.display.message(stage.id, f"warning: the cached stage does not verify ({problem}); "
                                            "training it again")
             discard(stage_dir)
-        code, finished, error = self._launch(stage)
-        if code == 0 and finished is not None and finished.get("status") == "ok" \
-                and verify_done(stage_dir) is None:
-            self._conclude(outcome, stage, "done", finished=finished, detail=_done_detail(finished))
-        elif self.cancelled.is_set():
-            self._conclude(outcome, stage, "cancelled", "the run was cancelled", finished)
-        else:
-            self._conclude(outcome, stage, "failed",
-                           error or "worker ended without finishing the stage", finished)
+        return False
 
     def run(self) -> RunOutcome:
         outcome = RunOutcome()
         self._write_manifest()
+        self.started_at = time.monotonic()
+        priority = stage_priorities(self.plan)
+        index = {s.id: i for i, s in enumerate(self.plan.stages)}
+        waiting = sorted(self.plan.stages, key=lambda s: (-priority[s.id], index[s.id]))
+        free = list(self.slots)
+        told: set[str] = set()
         try:
-            for stage in self.plan.stages:
+            while waiting or self.workers:
                 if self.cancelled.is_set():
-                    self._conclude(outcome, stage, "cancelled", "the run was cancelled")
-                    continue
-                failed_deps = [d for d in stage.deps
-                               if outcome.status.get(d) in ("failed", "skipped", "cancelled")]
-                if failed_deps:
-                    self._conclude(outcome, stage, "skipped",
-                                   f"needs {', '.join(failed_deps)}, which did not finish")
-                    continue
-                lock = self._acquire(stage)
-                if lock is None:
-                    self._conclude(outcome, stage, "cancelled", "the run was cancelled")
-                    continue
-                try:
-                    self._run_stage(outcome, stage)
-                finally:
-                    lock.release()
-                self.store.compact()
+                    for stage in waiting:
+                        self._conclude(outcome, stage, "cancelled", "the run was cancelled")
+                    waiting = []
+                    if any(not w.stopping for w in self.workers.values()):
+                        for w in self.workers.values():
+                            w.stopping = True
+                        threading.Thread(target=self.stop_workers, daemon=True).start()
+                moved = False
+                for stage in list(waiting):
+                    states = [outcome.status.get(d) for d in stage.deps]
+                    failed = [d for d, st in zip(stage.deps, states)
+                              if st in ("failed", "skipped", "cancelled")]
+                    if failed:
+                        waiting.remove(stage)
+                        self._conclude(outcome, stage, "skipped",
+                                       f"needs {', '.join(failed)}, which did not finish")
+                        moved = True
+                        continue
+                    chained = self.executor is not None and self.executor.chains_jobs
+                    if not all(st in ("done", "cached") or (chained and d in self.workers)
+                               for d, st in zip(stage.deps, states)):
+                        continue
+                    lock = self._try_lock(stage, told)
+                    if lock is None:
+                        continue
+                    try:
+                        if self._cached_or_ready(outcome, stage):
+                            lock.release()
+                            waiting.remove(stage)
+                            moved = True
+                            continue
+                    except BaseException:
+                        lock.release()
+                        raise
+                    if not free:
+                        lock.release()
+                        continue
+                    waiting.remove(stage)
+                    try:
+                        self.workers[stage.id] = self._start(stage, free.pop(0), lock)
+                    except BaseException:
+                        lock.release()
+                        raise
+                    moved = True
+                for stage_id, worker in list(self.workers.items()):
+                    code = self._follow(worker)
+                    if code is not None:
+                        self._follow(worker)  # what it wrote while exiting
+                        del self.workers[stage_id]
+                        free.append(worker.slot)
+                        free.sort(key=self.slots.index)
+                        self._end(outcome, worker, code)
+                        moved = True
+                if not moved:
+                    time.sleep(self.poll_s)
         finally:
-            self.stop_worker()
+            for worker in self.workers.values():
+                worker.stopping = True
+            self.stop_workers()
+            for worker in self.workers.values():
+                worker.log_file.close()
+                worker.lock.release()
+            self.workers.clear()
             self.store.compact()
             self.store.close()
             self.display.close()
         return outcome
-

@@ -21,6 +21,7 @@ from textual.widgets import Footer, Input, TabbedContent, TabPane
 from ..plan import build_plan
 from ..recipe import Recipe, RecipeError
 from ..runner import Runner
+from ..slots import make_slots
 from .compare import CompareView
 from .context import RunContext
 from .dialogs import Confirm, Help
@@ -62,6 +63,7 @@ class XstiltsApp(App):
         self.run_thread: threading.Thread | None = None
         self.context: RunContext | None = None  # the run the screens show
         self.cancel_requested = False
+        self.run_open = False  # from the start of a run until its RunEnded is shown
 
     # -- the screens --
 
@@ -138,6 +140,12 @@ class XstiltsApp(App):
 
     @property
     def running(self) -> bool:
+        """A run is going: its thread is alive, or what it posted last (``RunEnded``) has
+        not been shown yet."""
+        return self.run_open or (self.run_thread is not None and self.run_thread.is_alive())
+
+    @property
+    def worker_alive(self) -> bool:
         return self.run_thread is not None and self.run_thread.is_alive()
 
     @on(RecipesView.RunRequested)
@@ -154,8 +162,14 @@ class XstiltsApp(App):
             return
         output = (self.output_root / recipe.name) if self.output_root else None
         plan = build_plan(recipe, output)
+        try:
+            slots = make_slots(list(plan.launch.devices) or None, plan.launch.stage_gpus,
+                               plan.launch.parallel_stages)
+        except ValueError as exc:
+            self.notify(f"launch: {exc}", severity="error", markup=False)
+            return
         display = AppDisplay(self, plan)
-        runner = Runner(plan, display)
+        runner = Runner(plan, display, slots=slots)
         display.runner = runner
         self.runner, self.cancel_requested = runner, False
         context = RunContext.of_recipe(recipe, plan.output_dir)
@@ -173,10 +187,11 @@ class XstiltsApp(App):
                                            f"{type(exc).__name__}: {exc}"))
 
         self.run_thread = threading.Thread(target=work, name="xstilts-run", daemon=True)
+        self.run_open = True
         self.run_thread.start()
 
     def action_cancel_run(self) -> None:
-        if self.runner is not None and self.running:
+        if self.runner is not None and self.worker_alive:
             self.cancel_requested = True
             self.runner.cancel()
             self.notify("cancelling the run: the running stage stops, what was scored is kept")
@@ -215,6 +230,7 @@ class XstiltsApp(App):
             self.query_one(RunsView).log(message.text)
 
     def on_run_ended(self, message: RunEnded) -> None:
+        self.run_open = False
         if not self.showing_run():
             return
         cancelled = message.cancelled or self.cancel_requested
@@ -259,7 +275,7 @@ class XstiltsApp(App):
         self.push_screen(Help())
 
     async def action_quit_app(self) -> None:
-        if not self.running:
+        if not self.worker_alive:
             self.exit()
             return
 
@@ -280,13 +296,14 @@ class XstiltsApp(App):
         thread = self.run_thread
         if thread is not None:
             await asyncio.to_thread(thread.join, timeout_s)
+            self.run_open = thread.is_alive()
 
 
 def run_dashboard(recipes_dirs: list[Path], results: Path | None, output_root: Path | None,
                   edit: Path | None = None) -> int:
     app = XstiltsApp(recipes_dirs, results, output_root, edit)
     app.run()
-    if app.running:  # closed some other way while running: still stop cleanly
+    if app.worker_alive:  # closed some other way while running: still stop cleanly
         app.runner.cancel()
         app.run_thread.join(30)
     return 0

@@ -109,6 +109,9 @@ class AppDisplay(PlainDisplay):
     def log_line(self, stage: str, line: str) -> None:
         self.app.post_message(LogLine(f"  {line}"))
 
+    def run_progress(self, done: int, total: int, running: int, elapsed_s: float) -> None:
+        """The Runs screen keeps its own overall line."""
+
     def stage_finished(self, stage: str, status: str, detail: str = "") -> None:
         rows = self.runner.store.stages if self.runner is not None else []
         row = next((dict(r) for r in reversed(rows) if r["stage"] == stage), None)

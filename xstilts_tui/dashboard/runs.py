@@ -12,12 +12,8 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Label, ProgressBar, RichLog, Static
 
 from ..plan import Plan
+from ..progress import clock
 from .context import DONE, NOT_DONE, RunContext
-
-
-def clock(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def bar_text(step: int, total: int, width: int = 8) -> str:
