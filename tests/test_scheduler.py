@@ -287,3 +287,53 @@ def test_a_rerun_follows_a_job_still_running_instead_of_submitting_it_again(tmp_
     starts = [n["stage"] for n in notes(fake) if n["event"] == "start"]
     assert starts.count("base") == 1
     assert sorted(starts) == sorted(s.id for s in plan.stages)
+
+
+def test_slurm_jobs_ask_for_what_the_recipe_says_and_wait_for_their_inputs(tmp_path):
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    from xstilts_tui.executors import SubmititExecutor
+
+    recipe = parse_recipe(TWO_SEEDS + """
+[slurm]
+partition = "gpu"
+gpus_per_node = 1
+cpus_per_task = 6
+mem_gb = 48
+time_min = 90
+account = "proj"
+sbatch = { qos = "high" }
+""", str(tmp_path / "r.toml"), tmp_path)
+    executor = SubmititExecutor("slurm", tmp_path / "jobs", recipe.slurm, 1)
+    params = executor.slurm_parameters("target/jobs/demo-qa/seed1", ["101", "102"])
+    sbatch = _make_sbatch_string(command="python -m backends.worker x", folder=tmp_path / "jobs",
+                                 **params)
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=1", "#SBATCH --cpus-per-task=6",
+                 "#SBATCH --mem=48GB", "#SBATCH --time=90", "#SBATCH --account=proj",
+                 "#SBATCH --qos=high", "#SBATCH --dependency=afterok:101:102",
+                 "#SBATCH --kill-on-invalid-dep=yes"):
+        assert line in sbatch, (line, sbatch)
+    assert "dependency" not in _make_sbatch_string(
+        command="x", folder=tmp_path / "jobs", **executor.slurm_parameters("base", []))
+    with pytest.raises(Exception, match=r"slurm.mem_gb: must be at least 0"):
+        parse_recipe(TWO_SEEDS + "\n[slurm]\nmem_gb = -1\n", "r.toml", tmp_path)
+
+
+def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path, fake):
+    plan = plan_of(tmp_path)
+    base_dir = plan.stage_dir(plan.by_id["base"])
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from xstilts_tui.stage_cache import stage_lock\n"
+        f"lock = stage_lock(__import__('pathlib').Path({str(base_dir)!r}))\n"
+        "lock.acquire()\n"
+        "print('held', flush=True)\n"
+        "time.sleep(300)\n")], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    holder.kill()  # a run killed with -9 while it held the stage: its lock file stays
+    holder.wait()
+    assert (base_dir / ".lock").exists()
+    outcome = Runner(plan, PlainDisplay(open(os.devnull, "w")), poll_s=0.02,
+                     slots=make_slots(None, 1, 2, cores=2)).run()
+    assert outcome.ok
+    assert [n["stage"] for n in notes(fake) if n["event"] == "start"].count("base") == 1

@@ -484,17 +484,6 @@ def run_slots(launch, devices: str | None = None, parallel: int | None = None):
         raise UsageError(f"devices: {exc}") from None
 
 
-def make_executor(kind: str, plan):
-    """None for local workers; else a submitit executor whose job files go beside the
-    stage cache (on the shared file system a cluster's nodes see)."""
-    if kind == "local":
-        return None
-    from .executors import SubmititExecutor
-
-    return SubmititExecutor("slurm" if kind == "slurm" else "local", plan.cache_dir / "jobs",
-                            plan.recipe.slurm, plan.launch.stage_gpus)
-
-
 def cmd_run(file: str, output: str | None, cache: str | None, launch: str | None = None,
             strict_cache: bool = False, devices: str | None = None,
             parallel: int | None = None, executor: str = "local") -> int:
@@ -509,7 +498,9 @@ def cmd_run(file: str, output: str | None, cache: str | None, launch: str | None
     check_inputs(file, recipe, plan)
     _check_writable(plan.cache_dir, "--cache" if cache else "the stage cache")
     _check_writable(plan.output_dir, "--output" if output else "output_dir")
-    jobs = make_executor(executor, plan)
+    from .executors import executor_for
+
+    jobs = executor_for(executor, plan)
     slots = run_slots(plan.launch, devices, parallel) if executor != "slurm" \
         else [Slot("slurm")] * len(plan.stages)  # the cluster queues them
     display = make_display()
@@ -576,7 +567,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.recipe:
             return cmd_run(args.recipe, args.output, args.cache, args.launch, args.strict_cache,
                            args.devices, args.parallel, args.executor)
-        return cmd_dashboard(args.recipes_dir, args.results, args.output, args.edit)
+        return cmd_dashboard(args.recipes_dir, args.results, args.output, args.edit, args.executor,
+                             args.devices, args.parallel)
     except (RecipeError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -593,7 +585,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_dashboard(recipes_dirs: list[str], results: str | None, output: str | None,
-                  edit: str | None = None) -> int:
+                  edit: str | None = None, executor: str = "local", devices: str | None = None,
+                  parallel: int | None = None) -> int:
     from .dashboard import SHIPPED_RECIPES, run_dashboard
 
     folders = [SHIPPED_RECIPES]
@@ -612,8 +605,13 @@ def cmd_dashboard(recipes_dirs: list[str], results: str | None, output: str | No
         if not edit_path.is_file():
             raise UsageError(f"--edit {edit}: no such recipe file")
         load_recipe_text_check(edit_path)
+    if devices is not None or (parallel is not None and parallel < 1):
+        from .recipe import Launch
+
+        run_slots(Launch(), devices, parallel)  # the same checks as a headless run
     return run_dashboard(folders, Path(results) if results else None,
-                         Path(output) if output else None, edit_path)
+                         Path(output) if output else None, edit_path,
+                         {"executor": executor, "devices": devices, "parallel": parallel})
 
 
 def load_recipe_text_check(path: Path) -> None:

@@ -113,6 +113,23 @@ class SubmititExecutor:
         """A stage may be submitted before its inputs are done (afterok dependencies)."""
         return self.kind == "slurm"
 
+    def slurm_parameters(self, name: str, after: list[str]) -> dict[str, Any]:
+        """submitit's SlurmExecutor parameters of one stage's job (sbatch options)."""
+        params: dict[str, Any] = {"job_name": name, "time": self.slurm.time_min,
+                                  "cpus_per_task": self.slurm.cpus_per_task,
+                                  "gpus_per_node": self.slurm.gpus_per_node or self.gpus_per_stage,
+                                  "additional_parameters": dict(self.slurm.sbatch)}
+        if after:
+            params["dependency"] = "afterok:" + ":".join(after)
+            params["additional_parameters"]["kill-on-invalid-dep"] = "yes"
+        if self.slurm.partition:
+            params["partition"] = self.slurm.partition
+        if self.slurm.account:
+            params["account"] = self.slurm.account
+        if self.slurm.mem_gb:
+            params["mem"] = f"{self.slurm.mem_gb}GB"
+        return params
+
     def _executor(self, name: str, after: list[str]):
         import submitit
 
@@ -121,21 +138,7 @@ class SubmititExecutor:
             executor.update_parameters(timeout_min=self.slurm.time_min)
             return executor
         executor = submitit.SlurmExecutor(folder=str(self.folder))
-        extra = dict(self.slurm.sbatch)
-        if after:
-            extra["dependency"] = "afterok:" + ":".join(after)
-            extra["kill-on-invalid-dep"] = "yes"
-        params: dict[str, Any] = {"job_name": name, "time": self.slurm.time_min,
-                                  "cpus_per_task": self.slurm.cpus_per_task,
-                                  "gpus_per_node": self.slurm.gpus_per_node or self.gpus_per_stage,
-                                  "additional_parameters": extra}
-        if self.slurm.partition:
-            params["partition"] = self.slurm.partition
-        if self.slurm.account:
-            params["account"] = self.slurm.account
-        if self.slurm.mem_gb:
-            params["mem"] = f"{self.slurm.mem_gb}GB"
-        executor.update_parameters(**params)
+        executor.update_parameters(**self.slurm_parameters(name, after))
         return executor
 
     def submit(self, stage_dir: Path, name: str, command: list[str], env: dict[str, str],
@@ -215,3 +218,14 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def executor_for(kind: str, plan: Any) -> SubmititExecutor | None:
+    """``--executor``: None for local workers; else submitit's, its job files beside the
+    stage cache (on the shared file system a cluster's nodes see)."""
+    if kind == "local":
+        return None
+    if kind not in EXECUTORS:
+        raise ValueError(f"unknown executor {kind!r}; expected one of {', '.join(EXECUTORS)}")
+    return SubmititExecutor("slurm" if kind == "slurm" else "local", plan.cache_dir / "jobs",
+                            plan.recipe.slurm, plan.launch.stage_gpus)

@@ -21,7 +21,8 @@ from textual.widgets import Footer, Input, TabbedContent, TabPane
 from ..plan import build_plan
 from ..recipe import Recipe, RecipeError
 from ..runner import Runner
-from ..slots import make_slots
+from ..executors import executor_for
+from ..slots import Slot, make_slots
 from .compare import CompareView
 from .context import RunContext
 from .dialogs import Confirm, Help
@@ -53,8 +54,11 @@ class XstiltsApp(App):
     ]
 
     def __init__(self, recipes_dirs: list[Path] | None = None, results: Path | None = None,
-                 output_root: Path | None = None, edit: Path | None = None) -> None:
+                 output_root: Path | None = None, edit: Path | None = None,
+                 run_options: dict | None = None) -> None:
         super().__init__()
+        # --executor, --devices, --parallel: how runs started here place their stages.
+        self.run_options = run_options or {}
         self.recipes_dirs = recipes_dirs if recipes_dirs is not None else [SHIPPED_RECIPES]
         self.results_path = results
         self.output_root = output_root
@@ -162,14 +166,19 @@ class XstiltsApp(App):
             return
         output = (self.output_root / recipe.name) if self.output_root else None
         plan = build_plan(recipe, output)
+        options = self.run_options
         try:
-            slots = make_slots(list(plan.launch.devices) or None, plan.launch.stage_gpus,
-                               plan.launch.parallel_stages)
+            executor = executor_for(options.get("executor") or "local", plan)
+            devices = options.get("devices")
+            chosen = devices.split(",") if devices else (list(plan.launch.devices) or None)
+            slots = ([Slot("slurm")] * len(plan.stages) if executor is not None and executor.chains_jobs
+                     else make_slots(chosen, plan.launch.stage_gpus,
+                                     options.get("parallel") or plan.launch.parallel_stages))
         except ValueError as exc:
             self.notify(f"launch: {exc}", severity="error", markup=False)
             return
         display = AppDisplay(self, plan)
-        runner = Runner(plan, display, slots=slots)
+        runner = Runner(plan, display, slots=slots, executor=executor)
         display.runner = runner
         self.runner, self.cancel_requested = runner, False
         context = RunContext.of_recipe(recipe, plan.output_dir)
@@ -300,8 +309,8 @@ class XstiltsApp(App):
 
 
 def run_dashboard(recipes_dirs: list[Path], results: Path | None, output_root: Path | None,
-                  edit: Path | None = None) -> int:
-    app = XstiltsApp(recipes_dirs, results, output_root, edit)
+                  edit: Path | None = None, run_options: dict | None = None) -> int:
+    app = XstiltsApp(recipes_dirs, results, output_root, edit, run_options)
     app.run()
     if app.worker_alive:  # closed some other way while running: still stop cleanly
         app.runner.cancel()
