@@ -80,7 +80,10 @@ class Kind:
         return len(feature["input_ids"])
 
     def evaluate(self, model, tokenizer, backend, rows: list[dict], hp: dict[str, Any],
-                 spec: TaskSpec, lang: str, head: dict[str, Any]) -> dict[str, float]:
+                 spec: TaskSpec, lang: str, head: dict[str, Any],
+                 keep: list[dict[str, Any]] | None = None) -> dict[str, float]:
+        """The task's metrics on ``rows``; with ``keep``, one record per example appended to
+        it: its id, prediction and gold (as text) and what it adds to each metric."""
         raise NotImplementedError
 
     def logits(self, model, tokenizer, backend, features: list, hp: dict[str, Any]) -> list:
@@ -120,10 +123,18 @@ class Classification(Kind):
         batch["labels"] = torch.tensor([f["label"] for f in features], dtype=torch.long)
         return batch
 
-    def evaluate(self, model, tokenizer, backend, rows, hp, spec, lang, head):
+    def evaluate(self, model, tokenizer, backend, rows, hp, spec, lang, head, keep=None):
         features = self.features(tokenizer, rows, hp, head)
         logits = self.logits(model, tokenizer, backend, features, hp)
-        return {"accuracy": accuracy([r["label"] for r in rows], [int(x.argmax()) for x in logits])}
+        predicted = [int(x.argmax()) for x in logits]
+        if keep is not None:
+            names = list(spec.labels) if spec.labels else None
+            for i, (row, p) in enumerate(zip(rows, predicted)):
+                keep.append({"example_id": str(row.get("id", i)),
+                             "prediction": names[p] if names else str(p),
+                             "gold": names[row["label"]] if names else str(row["label"]),
+                             "accuracy": 100.0 * (p == row["label"])})
+        return {"accuracy": accuracy([r["label"] for r in rows], predicted)}
 
 
 class MultipleChoice(Classification):
@@ -199,7 +210,11 @@ class Tagging(Kind):
         batch["labels"] = _pad([f["labels"] for f in features], batch["input_ids"].shape[1], IGNORE)
         return batch
 
-    def evaluate(self, model, tokenizer, backend, rows, hp, spec, lang, head):
+    def evaluate(self, model, tokenizer, backend, rows, hp, spec, lang, head, keep=None):
+        import json
+
+        from xstilts_tui.metrics import tagging_counts
+
         features = self.features(tokenizer, rows, hp, head)
         logits = self.logits(model, tokenizer, backend, features, hp)
         id2label = {int(k): v for k, v in head["id2label"].items()}
@@ -210,6 +225,17 @@ class Tagging(Kind):
                 words[word] = id2label[int(scores[position].argmax())]
             gold.append(row["tags"])
             predicted.append(words)
+            if keep is not None:
+                filled = [w if w is not None else "O" for w in words]
+                record = {"example_id": str(row.get("id", len(keep))),
+                          "prediction": json.dumps(filled), "gold": json.dumps(row["tags"])}
+                if spec.metric == "seqeval":
+                    tp, n_pred, n_gold = tagging_counts(row["tags"], filled)
+                    record.update(tp=tp, n_pred=n_pred, n_gold=n_gold)
+                else:
+                    record.update(correct=sum(g == w for g, w in zip(row["tags"], words)),
+                                  n_words=len(words))
+                keep.append(record)
         if spec.metric == "seqeval":  # XTREME's UD-POS and PAN-X: entity-level F1
             return tagging_f1(gold, [[w if w is not None else "O" for w in sent] for sent in predicted])
         return {"accuracy": accuracy([t for s in gold for t in s], [t for s in predicted for t in s])}
@@ -236,7 +262,9 @@ class ExtractiveQA(Kind):
 
         return pad_batch(features, pad_id, True)
 
-    def evaluate(self, model, tokenizer, backend, rows, hp, spec, lang, head):
+    def evaluate(self, model, tokenizer, backend, rows, hp, spec, lang, head, keep=None):
+        from xstilts_tui.metrics import qa_example_scores
+
         from .qa import best_spans, pad_batch
 
         features = self.features(tokenizer, rows, hp, head)
@@ -250,6 +278,16 @@ class ExtractiveQA(Kind):
         predictions = best_spans(rows, features, starts, ends, hp["n_best"], hp["max_answer_length"])
         gold = {r["id"]: r["answers"]["text"] for r in rows}
         scores = score_qa(gold, predictions, spec.metric, lang if spec.metric == "mlqa" else None)
+        if keep is not None:
+            import json
+
+            for row in rows:
+                prediction = predictions.get(row["id"], "")
+                f1, exact = qa_example_scores(prediction, row["answers"]["text"], spec.metric,
+                                              lang if spec.metric == "mlqa" else None)
+                keep.append({"example_id": row["id"], "prediction": prediction,
+                             "gold": json.dumps(list(row["answers"]["text"]), ensure_ascii=False),
+                             "f1": f1, "exact_match": exact})
         return {"f1": scores["f1"], "exact_match": scores["exact_match"]}
 
 

@@ -129,6 +129,27 @@ def write_checkpoint(stage_dir: Path, write) -> Path:
     return final
 
 
+def write_predictions(stage_dir: Path, records: list[dict[str, Any]], **columns: Any) -> Path:
+    """One language's per-example predictions (``predictions/<task>.<lang>.parquet``):
+    example id, prediction, gold and what each example adds to the metrics, with the stage
+    key, seed, task, language and step in every row; written to a temporary name and
+    renamed. A later evaluation of the same language replaces an earlier one."""
+    import polars as pl
+
+    folder = stage_dir / "predictions"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{columns['task']}.{columns['language']}.parquet"
+    frame = pl.DataFrame(records, infer_schema_length=None) if records else pl.DataFrame(
+        {"example_id": [], "prediction": [], "gold": []}, schema={"example_id": pl.String,
+                                                                  "prediction": pl.String,
+                                                                  "gold": pl.String})
+    frame = frame.with_columns(**{k: pl.lit(v) for k, v in columns.items()})
+    tmp = path.with_name(path.name + ".tmp")
+    frame.write_parquet(tmp)
+    os.replace(tmp, path)
+    return path
+
+
 def run_base(spec: dict[str, Any], stage_dir: Path, events: Events) -> dict[str, Any]:
     from .models import build_base_model
 
@@ -272,8 +293,12 @@ def run_training_stage(spec: dict[str, Any], stage_dir: Path, events: Events) ->
         test_sets = {lang: load_rows(primary.task, "test", lang) for lang in languages}
 
     def score_test(lang: str, step: int) -> None:
+        records: list[dict[str, Any]] = []
         scores = primary.kind.evaluate(model.primary, tokenizer, backend, test_sets[lang], hp,
-                                       primary.spec, lang, primary.head)
+                                       primary.spec, lang, primary.head, keep=records)
+        if distributed.rank() == 0:
+            write_predictions(stage_dir, records, stage_key=spec["key"], seed=seed,
+                              task=primary_name, language=lang, step=step)
         for metric, value in scores.items():
             events.emit("score", task=primary_name, language=lang, split="test", metric=metric,
                         value=value, step=step)

@@ -86,6 +86,15 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--to", metavar="DIR", help="put data in DIR/data and models in DIR/hub "
                    "(default: $XSTILTS_DATA_ROOT and the Hugging Face cache)")
 
+    r = sub.add_parser("report", help="tables (and plots) of finished runs: deltas with 95% "
+                       "intervals, the XTREME and cost tables")
+    r.add_argument("runs", nargs="+", metavar="RUN", help="a run's output folder (several: side by side)")
+    r.add_argument("--format", choices=("md", "latex", "csv", "html"), default="md")
+    r.add_argument("--out", metavar="FILE", help="write the report here (default: print it)")
+    r.add_argument("--plots", metavar="DIR", help="also write PNG and SVG plots into DIR")
+    r.add_argument("--resamples", type=int, default=9999, metavar="N",
+                   help="bootstrap and permutation resamples (default 9999)")
+
     p = sub.add_parser("score", help="score a predictions file against a task's gold file")
     p.add_argument("--task", required=True, help="a task name (xstilts-tui score --help for formats)")
     p.add_argument("--gold", required=True, metavar="FILE", help="the task's native gold file (or folder)")
@@ -260,6 +269,37 @@ def _file_lines(path: str, flag: str) -> list[str]:
         raise UsageError(f"score: {flag} {path}: not UTF-8 text") from None
 
 
+def _native_predictions(path: str, kind: str) -> str:
+    """A stage's predictions file (``predictions/<task>.<lang>.parquet``) written out in the
+    task's native predictions format, to a temporary file scored like any other."""
+    import tempfile
+
+    import polars as pl
+
+    from .tasks import TOKEN_TAGGING
+
+    try:
+        frame = pl.read_parquet(path, columns=["example_id", "prediction"])
+    except FileNotFoundError:
+        raise UsageError(f"score: --pred {path}: no such file") from None
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise UsageError(f"score: --pred {path}: not a predictions file of a stage ({exc})") from None
+    if kind == EXTRACTIVE_QA:
+        text = json.dumps(dict(zip(frame["example_id"], frame["prediction"])), ensure_ascii=False)
+    elif kind == TOKEN_TAGGING:
+        text = "".join("\n".join(json.loads(tags)) + "\n\n" for tags in frame["prediction"])
+    else:
+        text = "".join(f"{label}\n" for label in frame["prediction"])
+    import atexit
+    import os
+
+    handle = tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8")
+    with handle:
+        handle.write(text)
+    atexit.register(os.unlink, handle.name)
+    return handle.name
+
+
 def _is_label_file(path: str) -> bool:
     """XTREME's label file for a classification task: .tsv or .txt without a tab."""
     if Path(path).suffix.lower() not in (".tsv", ".txt") or not Path(path).is_file():
@@ -352,6 +392,8 @@ def cmd_score(task: str, gold_path: str, pred_path: str, lang: str | None) -> in
         raise UsageError(f"score: {task} has no language {lang!r}; expected one of: "
                          f"{', '.join(spec.all_languages)}")
     result: dict[str, object] = {"task": task, "language": lang}
+    if pred_path.endswith(".parquet"):
+        pred_path = _native_predictions(pred_path, spec.kind)
     if spec.kind == EXTRACTIVE_QA:
         if spec.metric == "mlqa" and lang is None:
             raise UsageError(f"score: {task} normalises answers per language; give --lang, one of: "
@@ -530,9 +572,16 @@ def cmd_run(file: str, output: str | None, cache: str | None, launch: str | None
     finally:
         signal.signal(signal.SIGTERM, previous)
     languages = {t: list(recipe.tasks[t].languages) for t in recipe.targets}
+    from .report import add_significance, load_run
+
+    significance = {}
+    if len(recipe.arms) > 1:
+        run = load_run(plan.output_dir)
+        add_significance(run, resamples=2000)
+        significance = run.deltas
     print()
     print(summary_tables(runner.store.results_frame(), [a.name for a in recipe.arms],
-                         recipe.baseline.name, list(recipe.targets), languages))
+                         recipe.baseline.name, list(recipe.targets), languages, significance))
     xtreme = xtreme_table(runner.store.results_frame(), [a.name for a in recipe.arms],
                           list(recipe.targets), languages)
     if xtreme:
@@ -564,6 +613,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_data_fetch(args.file, args.to)
         if args.command == "score":
             return cmd_score(args.task, args.gold, args.pred, args.lang)
+        if args.command == "report":
+            return cmd_report(args.runs, args.format, args.out, args.plots, args.resamples)
         if args.recipe:
             return cmd_run(args.recipe, args.output, args.cache, args.launch, args.strict_cache,
                            args.devices, args.parallel, args.executor)
@@ -582,6 +633,41 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc.strerror or exc}{where}; what was finished is kept, run again to resume",
               file=sys.stderr)
         return 1
+
+
+def cmd_report(runs: list[str], fmt: str, out: str | None, plots: str | None,
+               resamples: int) -> int:
+    from .report import ReportError, add_significance, load_run, plot_deltas, plot_learning_curves, render
+
+    if resamples < 100:
+        raise UsageError(f"--resamples {resamples}: use at least 100")
+    try:
+        loaded = [load_run(Path(folder)) for folder in runs]
+    except ReportError as exc:
+        raise UsageError(f"report: {exc}") from None
+    names = [r.name for r in loaded]
+    if len(set(names)) != len(names):  # two runs of one recipe: told apart by their folders
+        for run in loaded:
+            run.name = f"{run.name} ({run.folder.name})"
+    for run in loaded:
+        add_significance(run, resamples)
+    text = render(loaded, fmt)
+    if out:
+        path = Path(out)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+        print(f"wrote {path}")
+    else:
+        sys.stdout.write(text)
+    if plots:
+        folder = Path(plots)
+        folder.mkdir(parents=True, exist_ok=True)
+        written = plot_deltas(loaded, folder)
+        for run in loaded:
+            written += plot_learning_curves(run, folder)
+        print("plots: " + ", ".join(str(p) for p in written), file=sys.stderr if not out else sys.stdout)
+    return 0
 
 
 def cmd_dashboard(recipes_dirs: list[str], results: str | None, output: str | None,

@@ -166,6 +166,16 @@ def score_qa(
     return {"exact_match": 100.0 * exact / total, "f1": 100.0 * f1 / total, "count": total}
 
 
+def qa_example_scores(prediction: str, answers: Iterable[str], metric: str = "squad_v1",
+                      lang: str | None = None) -> tuple[float, float]:
+    """One question's F1 and exact match (0-100), as ``score_qa`` counts it: its mean over
+    a file's questions is the file's score."""
+    normalize = _normalizer(metric, lang)
+    answers = list(answers)
+    return (100.0 * max((qa_f1(prediction, a, normalize) for a in answers), default=0.0),
+            100.0 * max((qa_exact(prediction, a, normalize) for a in answers), default=0.0))
+
+
 # --- classification, multiple choice, tagging ---------------------------------------
 
 
@@ -190,6 +200,16 @@ def xtreme_tags(tags: list[str]) -> list[str]:
     type, not "C" + "CONJ"). Types get a prefix so that none can equal the type 1.x
     gives ``O`` ("_", which UPOS also uses)."""
     return [t if t == "O" else f"{t[0]}-T{t.rsplit('-', 1)[-1]}" for t in tags]
+
+
+def tagging_counts(gold: list[str], predicted: list[str]) -> tuple[int, int, int]:
+    """One sentence's entities as ``tagging_f1`` reads them: (correctly predicted, predicted,
+    gold). Summed over sentences, 2 x correct / (predicted + gold) is the corpus F1."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    gold_entities = set(get_entities(xtreme_tags(gold)))
+    predicted_entities = set(get_entities(xtreme_tags(predicted)))
+    return len(gold_entities & predicted_entities), len(predicted_entities), len(gold_entities)
 
 
 def tagging_f1(gold: list[list[str]], predicted: list[list[str]]) -> dict[str, float]:

@@ -181,9 +181,14 @@ def text_table(rows: list[list[str]], left: int = 1) -> str:
 
 
 def summary_tables(results: pl.DataFrame, arms: list[str], baseline: str,
-                   tasks: list[str], languages: dict[str, list[str]]) -> str:
+                   tasks: list[str], languages: dict[str, list[str]],
+                   significance: dict[str, dict] | None = None) -> str:
     """Per target task and metric: arms as rows, languages and their average as columns,
-    each cell the mean (± std over seeds) and, for other arms, the delta to the baseline."""
+    each cell the mean (± std over seeds) and, for other arms, the delta to the baseline;
+    with ``significance`` (per task, ``significance.deltas`` of its main metric) the
+    delta's 95% interval, ``*`` where it excludes zero, and the number of seeds."""
+    from .significance import format_delta
+
     blocks = []
     for task in tasks:
         columns = languages[task] + [AVG]
@@ -195,11 +200,23 @@ def summary_tables(results: pl.DataFrame, arms: list[str], baseline: str,
                 continue
             header = [f"{task} {metric}", *columns]
             table = [header]
+            found = (significance or {}).get(task, {}) if metric == shown[0] else {}
             for arm in arms:
                 if any((arm, c) in cells for c in columns):
-                    table.append([arm + (" (baseline)" if arm == baseline else ""),
-                                  *(format_cell(cells.get((arm, c))) for c in columns)])
+                    row = [arm + (" (baseline)" if arm == baseline else "")]
+                    for c in columns:
+                        cell = cells.get((arm, c))
+                        if found.get((arm, c)) is not None and cell is not None:
+                            row.append(format_cell(cell, delta=False) + " ("
+                                       + format_delta(found[(arm, c)]) + ")")
+                        else:
+                            row.append(format_cell(cell))
+                    table.append(row)
             blocks.append(text_table(table))
+            if found:
+                seeds = max(d.n_seeds for d in found.values())
+                blocks[-1] += (f"\n(delta [95% interval] from the paired bootstrap over the test "
+                               f"examples, {seeds} seed(s) pooled; * the interval excludes zero)")
     return "\n\n".join(blocks) if blocks else "no scores were recorded"
 
 
@@ -217,9 +234,15 @@ def human_bytes(n: Any) -> str:
 def cost_table(stages: pl.DataFrame) -> str:
     """What each training stage cost: backend and processes, wall time, examples/s,
     tokens/s, peak memory, trainable of total parameters, checkpoint (adapter) size."""
+    table = cost_rows(stages)
+    return text_table(table, left=3) if table else ""
+
+
+def cost_rows(stages: pl.DataFrame) -> list[list[str]]:
+    """The cost table's rows, the header first (empty when no stage trained)."""
     rows = [r for r in stages.iter_rows(named=True) if r["kind"] != "base"]
     if not rows:
-        return ""
+        return []
     table = [["stage", "backend", "status", "wall", "ex/s", "tok/s", "peak mem", "trainable",
               "checkpoint"]]
     for r in rows:
@@ -236,11 +259,18 @@ def cost_table(stages: pl.DataFrame) -> str:
                       f"{r['examples_per_s']:.0f}" if r["examples_per_s"] is not None else "-",
                       f"{r['tokens_per_s']:.0f}" if r.get("tokens_per_s") is not None else "-",
                       human_bytes(r["peak_memory_bytes"]), trainable, checkpoint])
-    return text_table(table, left=3)
+    return table
 
 
 def xtreme_table(results: pl.DataFrame, arms: list[str], tasks: list[str],
                  languages: dict[str, list[str]]) -> str:
+    """The XTREME table as text (``xtreme_rows``); empty when no XTREME task ran."""
+    table = xtreme_rows(results, arms, tasks, languages)
+    return text_table(table) if table else ""
+
+
+def xtreme_rows(results: pl.DataFrame, arms: list[str], tasks: list[str],
+                languages: dict[str, list[str]]) -> list[list[str]]:
     """Per arm, the XTREME summary of each XTREME target of the run (the mean over seeds
     of each language's final score, averaged as evaluate.py does), the group scores and
     the overall score where every task of them ran in every one of XTREME's languages.
@@ -249,7 +279,7 @@ def xtreme_table(results: pl.DataFrame, arms: list[str], tasks: list[str],
     present = [t for t in tasks if t in XTREME_TASKS]
     final = final_scores(results)
     if not present or final.is_empty():
-        return ""
+        return []
     header = ["XTREME", *present]
     rows, extra = [], []
     for arm in arms:
@@ -283,4 +313,4 @@ def xtreme_table(results: pl.DataFrame, arms: list[str], tasks: list[str],
                  for t in present]
         cells += [f"{overall[g]:.1f}" if g in overall else "-" for g in extra]
         table.append([arm, *cells])
-    return text_table(table)
+    return table

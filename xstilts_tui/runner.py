@@ -182,6 +182,7 @@ class Runner:
             "slots": [slot.name for slot in self.slots],
             "stages": [{"id": s.id, "key": s.key, "kind": s.kind, "arms": list(s.arms),
                         "seed": s.seed, "task": s.task, "deps": list(s.deps),
+                        "dir": str(self.plan.stage_dir(s)),
                         "command": self.plan.command(s)} for s in self.plan.stages],
         }
         path = self.plan.output_dir / "run.json"

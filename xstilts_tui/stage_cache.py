@@ -64,9 +64,9 @@ def _write_atomically(path: Path, text: str) -> None:
 def seal(stage_dir: Path, key: str, stage_id: str) -> None:
     """Mark a stage done, recording its event log and checkpoint files."""
     files = {"events.jsonl": record(stage_dir / "events.jsonl")}
-    checkpoint = stage_dir / "checkpoint"
-    if checkpoint.is_dir():
-        files.update(records(checkpoint, stage_dir))
+    for folder in ("checkpoint", "predictions"):
+        if (stage_dir / folder).is_dir():
+            files.update(records(stage_dir / folder, stage_dir))
     _write_atomically(stage_dir / DONE, json.dumps({"key": key, "id": stage_id, "files": files}, indent=1))
 
 

@@ -35,6 +35,9 @@ class ScoresView(Vertical):
         self.tables: dict[str, DataTable] = {}
         self.sort_column: dict[str, int] = {}
         self.cell_text: dict[tuple[str, str, str], str] = {}
+        # Per task, the deltas' intervals (``significance.deltas``) of the run shown.
+        self.significance: dict[str, dict] = {}
+        self.significance_of: RunContext | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("", id="scores-mode", markup=False)
@@ -49,6 +52,7 @@ class ScoresView(Vertical):
     async def show(self, context: RunContext) -> None:
         """Tables for a run's targets (a new run replaces the old tables)."""
         self.context = context
+        self.significance, self.significance_of = {}, None
         self.cell_text.clear()
         self.sort_column.clear()
         blocks = self.query_one("#score-blocks", Vertical)
@@ -83,13 +87,13 @@ class ScoresView(Vertical):
         cells = self.context.cells(task, self.metric)
         for arm in self.context.arms:
             for column in self.context.score_columns(task):
-                text = self.cell_value(cells.get((arm, column)), arm)
+                text = self.cell_value(cells.get((arm, column)), arm, task, column)
                 key = (task, arm, column)
                 if self.cell_text.get(key) != str(text):
                     self.cell_text[key] = str(text)
                     table.update_cell(arm, column, text, update_width=True)
 
-    def cell_value(self, cell: dict[str, Any] | None, arm: str) -> str | Text:
+    def cell_value(self, cell: dict[str, Any] | None, arm: str, task: str, column: str) -> str | Text:
         if cell is None:
             return "-"
         if self.mode == "delta" and self.context is not None and arm != self.context.baseline:
@@ -99,6 +103,9 @@ class ScoresView(Vertical):
             text = f"{delta:+.1f}"
             if self.show_std and cell.get("delta_std") is not None:
                 text += f"±{cell['delta_std']:.1f}"
+            found = self.significance.get(task, {}).get((arm, column))
+            if found is not None and found.significant:
+                text += "*"
             return Text(text, style="green" if delta > 0 else "red" if delta < 0 else "")
         return format_cell(dict(cell, std=cell["std"] if self.show_std else None), delta=False)
 
@@ -123,6 +130,10 @@ class ScoresView(Vertical):
 
     def update_mode_line(self) -> None:
         mode = "delta to the baseline" if self.mode == "delta" else "absolute"
+        if self.mode == "delta" and self.significance:
+            seeds = max((d.n_seeds for found in self.significance.values() for d in found.values()),
+                        default=0)
+            mode += f" (* 95% interval excludes 0; {seeds} seed{'s' if seeds != 1 else ''})"
         metric = "F1" if self.metric == "f1" else "exact match"
         std = "±std shown" if self.show_std else "±std hidden"
         self.query_one("#scores-mode", Static).update(
@@ -131,10 +142,47 @@ class ScoresView(Vertical):
     def action_mode(self, mode: str) -> None:
         self.mode = mode
         self.refresh_all()
+        if mode == "delta":
+            self.find_significance()
+
+    def find_significance(self) -> None:
+        """The deltas' intervals from the run's kept predictions, in a thread (a bootstrap
+        per cell); the cells whose interval excludes zero get a ``*``."""
+        context = self.context
+        if context is None or context.results_dir is None or self.significance_of is context \
+                or not (context.results_dir / "run.json").is_file():
+            return
+        self.significance_of = context
+        wanted = self.metric
+
+        def work() -> None:
+            from ..significance import deltas, run_predictions
+            from .context import metric_for
+
+            try:
+                predictions = run_predictions(context.results_dir)
+                found = {} if predictions.is_empty() else {
+                    task: deltas(predictions, task, metric_for(task, wanted), context.languages[task],
+                                 context.arms, context.baseline, resamples=2000)
+                    for task in context.targets}
+            except Exception as exc:  # no predictions kept, a file half written: no marks
+                self.app.call_from_thread(self.notify, f"no intervals: {exc}", severity="warning")
+                return
+            self.app.call_from_thread(self._significance_found, context, found)
+
+        self.run_worker(work, thread=True, exclusive=True, group="significance")
+
+    def _significance_found(self, context: RunContext, found: dict[str, dict]) -> None:
+        if context is self.context:
+            self.significance = found
+            self.refresh_all()
 
     def action_toggle_metric(self) -> None:
         self.metric = "exact_match" if self.metric == "f1" else "f1"
+        self.significance, self.significance_of = {}, None  # the intervals were of the other
         self.refresh_all()
+        if self.mode == "delta":
+            self.find_significance()
 
     def action_toggle_std(self) -> None:
         self.show_std = not self.show_std

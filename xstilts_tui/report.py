@@ -1,0 +1,321 @@
+"""Reports of finished runs: the tables a paper needs, and plots.
+
+Per target task: arms as rows, languages and their average as columns; each cell the mean
+(± std over seeds) and, for the other arms, the delta to the baseline with its 95%
+interval (``*``: the interval excludes zero) from the per-example predictions
+(``significance``). Then the XTREME table and the cost table. Several runs: their arms
+side by side (``run: arm``), joined on task and language. Formats: Markdown, LaTeX
+(booktabs, from pandas' Styler), CSV (the numbers, one row a cell) and HTML.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from .results import (AVG, RESULT_COLUMNS, cost_rows, final_scores, score_cells, xtreme_rows)
+from .significance import RESAMPLES, Delta, deltas, format_delta, run_predictions
+from .tasks import TASKS
+
+FORMATS = ("md", "latex", "csv", "html")
+
+
+class ReportError(ValueError):
+    pass
+
+
+@dataclass
+class Run:
+    folder: Path
+    name: str
+    run_id: str
+    arms: list[str]
+    baseline: str
+    targets: list[str]
+    languages: dict[str, list[str]]
+    results: pl.DataFrame
+    stages: pl.DataFrame | None
+    stage_dirs: dict[str, str]
+    deltas: dict[str, dict[tuple[str, str], Delta]] = field(default_factory=dict)
+
+
+def load_run(folder: Path) -> Run:
+    manifest_path = folder / "run.json"
+    if not manifest_path.is_file():
+        raise ReportError(f"{folder}: no run.json; expected the output folder of an xstilts-tui run")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        recipe = manifest["recipe"]
+        arms = [a["name"] for a in recipe["arms"]]
+        baseline = next((a["name"] for a in recipe["arms"] if not a["intermediate"]), arms[0])
+        languages = {t: list(recipe["tasks"][t]["languages"]) for t in recipe["targets"]}
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise ReportError(f"{manifest_path}: not a run manifest of xstilts-tui ({exc!r})") from None
+    results = (pl.read_parquet(folder / "results.parquet") if (folder / "results.parquet").is_file()
+               else pl.DataFrame(schema=RESULT_COLUMNS))
+    stages = pl.read_parquet(folder / "stages.parquet") if (folder / "stages.parquet").is_file() else None
+    return Run(folder, recipe["name"], str(manifest.get("run", "")), arms, baseline,
+               list(recipe["targets"]), languages, results, stages,
+               {s["id"]: s.get("dir", "") for s in manifest.get("stages", [])})
+
+
+def main_metric(task: str) -> str:
+    names = TASKS[task].metric_names if task in TASKS else ("f1",)
+    return names[0]
+
+
+def add_significance(run: Run, resamples: int = RESAMPLES) -> None:
+    """Each target's deltas with intervals, where the stages kept their predictions."""
+    predictions = run_predictions(run.folder)
+    if predictions.is_empty():
+        return
+    for task in run.targets:
+        run.deltas[task] = deltas(predictions, task, main_metric(task), run.languages[task],
+                                  run.arms, run.baseline, resamples=resamples)
+
+
+def _seeds(run: Run, task: str) -> int:
+    final = final_scores(run.results)
+    if final.is_empty():
+        return 0
+    return final.filter(pl.col("task") == task)["seed"].n_unique()
+
+
+def score_table(runs: list[Run], task: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """One task's table: the columns, and a record per (run, arm) row with, per column,
+    the mean, std, seeds and the delta with its interval."""
+    columns: list[str] = []
+    for run in runs:
+        if task in run.languages:
+            columns += [lang for lang in run.languages[task] if lang not in columns]
+    columns.append(AVG)
+    rows = []
+    for run in runs:
+        if task not in run.languages:
+            continue
+        metric = main_metric(task)
+        cells = score_cells(run.results, task, metric, run.languages[task], run.baseline)
+        found = run.deltas.get(task, {})
+        for arm in run.arms:
+            label = f"{run.name}: {arm}" if len(runs) > 1 else arm
+            record: dict[str, Any] = {"run": run.name, "arm": arm, "label": label,
+                                      "baseline": arm == run.baseline, "cells": {}}
+            for column in columns:
+                cell = cells.get((arm, column))
+                record["cells"][column] = {"cell": cell, "delta": found.get((arm, column))}
+            rows.append(record)
+    return columns, rows
+
+
+def cell_text(entry: dict[str, Any], baseline: bool) -> str:
+    cell = entry["cell"]
+    if cell is None:
+        return "-"
+    text = f"{cell['mean']:.1f}"
+    if cell["n"] > 1 and cell["std"] is not None:
+        text += f"±{cell['std']:.1f}"
+    if not baseline:
+        text += " " + format_delta(entry["delta"], cell["delta"]) if (entry["delta"] or cell["delta"] is not None) else ""
+    return text
+
+
+def tables(runs: list[Run]) -> list[tuple[str, list[list[str]]]]:
+    """The report's tables as (title, rows with the header first)."""
+    out = []
+    targets: list[str] = []
+    for run in runs:
+        targets += [t for t in run.targets if t not in targets]
+    for task in targets:
+        columns, rows = score_table(runs, task)
+        seeds = {run.name: _seeds(run, task) for run in runs if task in run.languages}
+        title = (f"{task} ({main_metric(task)}; mean ± std over seeds; delta to the baseline "
+                 f"[95% interval], * the interval excludes zero; seeds: "
+                 + ", ".join(f"{n} {name}" if len(seeds) > 1 else str(n) for name, n in seeds.items()) + ")")
+        body = [["arm", *columns]]
+        for record in rows:
+            body.append([record["label"] + (" (baseline)" if record["baseline"] else ""),
+                         *(cell_text(record["cells"][c], record["baseline"]) for c in columns)])
+        out.append((title, body))
+    for run in runs:
+        xtreme = xtreme_rows(run.results, run.arms, run.targets, run.languages)
+        if xtreme:
+            out.append((f"XTREME ({run.name})", xtreme))
+        if run.stages is not None:
+            cost = cost_rows(run.stages)
+            if cost:
+                out.append((f"cost ({run.name})", cost))
+    return out
+
+
+def tidy(runs: list[Run]) -> pl.DataFrame:
+    """The numbers behind the tables, a row a cell (the CSV report)."""
+    records = []
+    targets: list[str] = []
+    for run in runs:
+        targets += [t for t in run.targets if t not in targets]
+    for task in targets:
+        columns, rows = score_table(runs, task)
+        for record in rows:
+            for column in columns:
+                entry = record["cells"][column]
+                cell, d = entry["cell"], entry["delta"]
+                if cell is None:
+                    continue
+                records.append({
+                    "run": record["run"], "arm": record["arm"], "task": task,
+                    "metric": main_metric(task), "column": column, "mean": cell["mean"],
+                    "std": cell["std"], "seeds": cell["n"], "delta": cell["delta"],
+                    "delta_low": d.low if d else None, "delta_high": d.high if d else None,
+                    "p": d.p if d else None, "significant": d.significant if d else None,
+                    "examples": d.n_examples if d else None, "seed_p": d.seed_p if d else None})
+    return pl.DataFrame(records, infer_schema_length=None)
+
+
+def _frame(rows: list[list[str]]):
+    import pandas as pd
+
+    return pd.DataFrame(rows[1:], columns=rows[0])
+
+
+def render(runs: list[Run], fmt: str) -> str:
+    if fmt == "csv":
+        return tidy(runs).write_csv()
+    parts = tables(runs)
+    if fmt == "md":
+        blocks = []
+        for title, rows in parts:
+            frame = pl.DataFrame(rows[1:], schema=rows[0], orient="row")
+            with pl.Config(tbl_formatting="MARKDOWN", tbl_hide_column_data_types=True,
+                           tbl_hide_dataframe_shape=True, tbl_rows=-1, tbl_cols=-1,
+                           fmt_str_lengths=200, tbl_width_chars=1000):
+                blocks.append(f"**{title}**\n\n{frame}")
+        return "\n\n".join(blocks) + "\n"
+    if fmt == "latex":
+        blocks = []
+        for title, rows in parts:
+            frame = _frame([[_latex_escape(c) for c in row] for row in rows])
+            styler = frame.style.hide(axis="index")
+            blocks.append(styler.to_latex(hrules=True, caption=_latex_escape(title),
+                                          column_format="l" + "r" * (len(rows[0]) - 1),
+                                          position="htbp", position_float="centering"))
+        return "% needs \\usepackage{booktabs}\n" + "\n".join(blocks)
+    if fmt == "html":
+        import html
+
+        blocks = [f"<h2>{html.escape(title)}</h2>\n" + _frame(rows).style.hide(axis="index").to_html()
+                  for title, rows in parts]
+        return ("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>xstilts-tui report"
+                "</title></head><body>\n" + "\n".join(blocks) + "</body></html>\n")
+    raise ReportError(f"unknown format {fmt!r}; expected one of: {', '.join(FORMATS)}")
+
+
+def _latex_escape(text: str) -> str:
+    replacements = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                    "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                    "^": r"\textasciicircum{}", "±": r"$\pm$", "→": r"$\to$"}
+    return "".join(replacements.get(ch, ch) for ch in text)
+
+
+# --- plots -------------------------------------------------------------------------
+
+
+def plot_deltas(runs: list[Run], folder: Path) -> list[Path]:
+    """Per-language deltas to the baseline with their intervals, one panel per target
+    task, the arms side by side; PNG and SVG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    targets: list[str] = []
+    for run in runs:
+        targets += [t for t in run.targets if t not in targets]
+    if not targets:
+        return []
+    fig, axes = plt.subplots(len(targets), 1, figsize=(10, 3.2 * len(targets)), squeeze=False)
+    for ax, task in zip(axes[:, 0], targets):
+        columns, rows = score_table(runs, task)
+        others = [r for r in rows if not r["baseline"]]
+        width = 0.8 / max(1, len(others))
+        for i, record in enumerate(others):
+            xs, ys, lows, highs = [], [], [], []
+            for j, column in enumerate(columns):
+                entry = record["cells"][column]
+                d, cell = entry["delta"], entry["cell"]
+                value = d.delta if d else (cell["delta"] if cell else None)
+                if value is None:
+                    continue
+                xs.append(j + (i - (len(others) - 1) / 2) * width)
+                ys.append(value)
+                lows.append(value - d.low if d else 0.0)
+                highs.append(d.high - value if d else 0.0)
+            ax.bar(xs, ys, width=width, label=record["label"], yerr=[lows, highs], capsize=2)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xticks(range(len(columns)), columns)
+        ax.set_ylabel(f"Δ {main_metric(task)}")
+        ax.set_title(f"{task}: delta to the baseline, 95% intervals")
+        if others:
+            ax.legend(fontsize="small", ncols=min(4, len(others)))
+    fig.tight_layout()
+    written = []
+    for suffix in ("png", "svg"):
+        path = folder / f"deltas.{suffix}"
+        fig.savefig(path, dpi=120)
+        written.append(path)
+    plt.close(fig)
+    return written
+
+
+def plot_learning_curves(run: Run, folder: Path) -> list[Path]:
+    """Per training stage: the training loss and the validation score against the step,
+    from the stage's events; PNG and SVG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = []
+    for stage_id, directory in run.stage_dirs.items():
+        events_path = Path(directory) / "events.jsonl" if directory else None
+        if events_path is None or not events_path.is_file():
+            continue
+        loss, validation = [], []
+        for line in events_path.read_text(encoding="utf-8").splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("type") == "progress":
+                loss.append((event["step"], event["loss"]))
+            elif event.get("type") == "score" and event.get("split") == "validation":
+                validation.append((event["step"], event["value"], event["metric"]))
+        if loss:
+            curves.append((stage_id, loss, validation))
+    if not curves:
+        return []
+    fig, axes = plt.subplots(len(curves), 1, figsize=(9, 2.6 * len(curves)), squeeze=False)
+    for ax, (stage_id, loss, validation) in zip(axes[:, 0], curves):
+        ax.plot(*zip(*loss), label="training loss", color="tab:blue")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.set_title(stage_id, fontsize="small")
+        if validation:
+            twin = ax.twinx()
+            metrics = sorted({m for _, _, m in validation})
+            for metric in metrics:
+                points = [(s, v) for s, v, m in validation if m == metric]
+                twin.plot(*zip(*points), marker="o", linestyle="--", label=f"validation {metric}")
+            twin.set_ylabel("validation")
+            twin.legend(fontsize="small", loc="lower right")
+    fig.tight_layout()
+    written = []
+    for suffix in ("png", "svg"):
+        path = folder / f"learning-curves-{run.name}.{suffix}"
+        fig.savefig(path, dpi=100)
+        written.append(path)
+    plt.close(fig)
+    return written
