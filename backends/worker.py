@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from xstilts_tui.events import encode, make_event
+from xstilts_tui.processes import process_alive
 from xstilts_tui.squad_format import DataFileError
 from xstilts_tui.stage_cache import seal
 from xstilts_tui.tasks import TASKS, TaskSpec
@@ -50,26 +51,12 @@ class Events:
         return self.handle.tell() if self.handle is not None else 0
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a killed parent that nobody has reaped yet is a zombie: gone all the same
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def watch_control_process(pid: int, interval_s: float = 1.0) -> None:
     """End this worker when the process that dispatched it is gone (killed with -9, a
     crashed dashboard): no orphan keeps training and writing into the stage folder."""
 
     def watch() -> None:
-        while _process_alive(pid):
+        while process_alive(pid):
             time.sleep(interval_s)
         os._exit(3)
 

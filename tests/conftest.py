@@ -55,6 +55,15 @@ generated_eval_examples = 30
 """
 
 
+@pytest.fixture
+def recipes_dir(tmp_path):
+    """A folder of recipes holding the small demo (small-demo.toml)."""
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    (folder / "small-demo.toml").write_text(SMALL_DEMO, encoding="utf-8")
+    return folder
+
+
 @pytest.fixture(scope="session")
 def xquad_dir() -> Path:
     if not (XQUAD_DIR / "xquad.en.json").is_file():

@@ -1,11 +1,21 @@
 """Results folders for the dashboard tests, written through the results store."""
 
 import json
+import time
 from pathlib import Path
 
 from conftest import SMALL_DEMO
 from xstilts_tui.recipe import parse_recipe
 from xstilts_tui.results import ResultsStore
+
+async def wait_for(pilot, condition, timeout: float = 300.0, what: str = "condition"):
+    """Poll ``condition`` until it holds (a slow machine makes a test slower, not red)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await pilot.pause(0.1)
+
 
 BASE_VALUES = {("baseline", 1): [70.0, 10.0, 12.0, 8.0, 9.0], ("baseline", 2): [72.0, 11.0, 13.0, 7.0, 9.0],
                ("jobs", 1): [74.0, 15.0, 11.0, 9.0, 12.0], ("jobs", 2): [76.0, 16.0, 10.0, 10.0, 14.0]}

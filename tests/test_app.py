@@ -7,13 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT, SMALL_DEMO
-from dashboard_fixtures import built_results
+from dashboard_fixtures import built_results, wait_for
 from xstilts_tui.dashboard import RunContext, XstiltsApp
 from xstilts_tui.dashboard.scores import ScoresView
 from xstilts_tui.recipe import RecipeError, load_recipe, parse_recipe
@@ -21,27 +20,11 @@ from xstilts_tui.recipe import RecipeError, load_recipe, parse_recipe
 SIZE = (80, 24)
 
 
-async def wait_for(pilot, condition, timeout: float = 300.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        await pilot.pause(0.2)
-
-
 async def start_run(pilot, app):
     """Press r (the run key) once the opened recipe has validated."""
     await wait_for(pilot, lambda: app.recipe is not None, 10, "the recipe")
     app.query_one("#recipe-list").focus()
     await pilot.press("r")
-
-
-@pytest.fixture
-def recipes_dir(tmp_path):
-    folder = tmp_path / "recipes"
-    folder.mkdir()
-    (folder / "small-demo.toml").write_text(SMALL_DEMO, encoding="utf-8")
-    return folder
 
 
 def make_app(recipes_dir, tmp_path, **kw):

@@ -2,7 +2,6 @@
 
 Waits are bounded polls (a slow machine makes a test slower, not red)."""
 
-import time
 import tomllib
 from pathlib import Path
 
@@ -10,30 +9,15 @@ import pytest
 from textual.widgets import Input, SelectionList
 
 from conftest import SMALL_DEMO
+from dashboard_fixtures import wait_for
 from xstilts_tui.dashboard import XstiltsApp
 from xstilts_tui.recipe import load_recipe
 
 SIZE = (80, 24)
 
 
-async def wait_for(pilot, condition, timeout: float = 300.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        await pilot.pause(0.1)
-
-
 def make_app(folder: Path, tmp_path: Path, **kw) -> XstiltsApp:
     return XstiltsApp([folder], output_root=tmp_path / "runs", **kw)
-
-
-@pytest.fixture
-def recipes_dir(tmp_path):
-    folder = tmp_path / "recipes"
-    folder.mkdir()
-    (folder / "small-demo.toml").write_text(SMALL_DEMO, encoding="utf-8")
-    return folder
 
 
 def status_text(app) -> str:

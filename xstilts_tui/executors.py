@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .processes import process_alive
+
 JOB_FILE = "job.json"
 EXECUTORS = ("local", "slurm", "submitit-local")
 # SLURM states of a job that may still run (squeue/sacct words).
@@ -170,7 +172,7 @@ class SubmititExecutor:
 
         folder, job_id = record["folder"], record["job_id"]
         if self.kind == "local":
-            if not job_id.isdigit() or not _alive(int(job_id)):  # its job id is its pid
+            if not job_id.isdigit() or not process_alive(int(job_id)):  # its job id is its pid
                 return None
             job = submitit.local.local.LocalJob(folder=folder, job_id=job_id)
             return _AttachedLocalJob(job, int(job_id))
@@ -190,7 +192,7 @@ class _AttachedLocalJob(SubmittedJob):
         self.local_pid = pid
 
     def poll(self) -> int | None:
-        if _alive(self.local_pid):
+        if process_alive(self.local_pid):
             return None
         result = Path(self.job.paths.result_pickle)
         if not result.exists():
@@ -202,22 +204,6 @@ class _AttachedLocalJob(SubmittedJob):
             os.kill(self.local_pid, signal.SIGTERM)
         except OSError:
             pass
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process runs (one of ours that has ended is reaped, not counted)."""
-    try:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:  # not a child of this process
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def executor_for(kind: str, plan: Any) -> SubmititExecutor | None:

@@ -17,7 +17,9 @@ from typing import Any
 
 import polars as pl
 
+from .recipe import RecipeError
 from .results import (AVG, RESULT_COLUMNS, cost_rows, final_scores, score_cells, xtreme_rows)
+from .run_manifest import read_manifest
 from .significance import RESAMPLES, Delta, deltas, format_delta, run_predictions
 from .tasks import TASKS
 
@@ -44,23 +46,24 @@ class Run:
 
 
 def load_run(folder: Path) -> Run:
-    manifest_path = folder / "run.json"
-    if not manifest_path.is_file():
-        raise ReportError(f"{folder}: no run.json; expected the output folder of an xstilts-tui run")
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        recipe = manifest["recipe"]
-        arms = [a["name"] for a in recipe["arms"]]
-        baseline = next((a["name"] for a in recipe["arms"] if not a["intermediate"]), arms[0])
-        languages = {t: list(recipe["tasks"][t]["languages"]) for t in recipe["targets"]}
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
-        raise ReportError(f"{manifest_path}: not a run manifest of xstilts-tui ({exc!r})") from None
+        manifest = read_manifest(folder)
+    except RecipeError as exc:
+        raise ReportError(str(exc)) from None
     results = (pl.read_parquet(folder / "results.parquet") if (folder / "results.parquet").is_file()
                else pl.DataFrame(schema=RESULT_COLUMNS))
     stages = pl.read_parquet(folder / "stages.parquet") if (folder / "stages.parquet").is_file() else None
-    return Run(folder, recipe["name"], str(manifest.get("run", "")), arms, baseline,
-               list(recipe["targets"]), languages, results, stages,
-               {s["id"]: s.get("dir", "") for s in manifest.get("stages", [])})
+    return Run(folder, manifest.name, manifest.run_id, manifest.arm_names, manifest.baseline,
+               manifest.targets, manifest.languages, results, stages,
+               {s["id"]: s.get("dir", "") for s in manifest.stages})
+
+
+def all_targets(runs: list[Run]) -> list[str]:
+    """The runs' target tasks, each once, in the order the runs name them."""
+    targets: list[str] = []
+    for run in runs:
+        targets += [t for t in run.targets if t not in targets]
+    return targets
 
 
 def main_metric(task: str) -> str:
@@ -126,9 +129,7 @@ def cell_text(entry: dict[str, Any], baseline: bool) -> str:
 def tables(runs: list[Run]) -> list[tuple[str, list[list[str]]]]:
     """The report's tables as (title, rows with the header first)."""
     out = []
-    targets: list[str] = []
-    for run in runs:
-        targets += [t for t in run.targets if t not in targets]
+    targets = all_targets(runs)
     for task in targets:
         columns, rows = score_table(runs, task)
         seeds = {run.name: _seeds(run, task) for run in runs if task in run.languages}
@@ -154,9 +155,7 @@ def tables(runs: list[Run]) -> list[tuple[str, list[list[str]]]]:
 def tidy(runs: list[Run]) -> pl.DataFrame:
     """The numbers behind the tables, a row a cell (the CSV report)."""
     records = []
-    targets: list[str] = []
-    for run in runs:
-        targets += [t for t in run.targets if t not in targets]
+    targets = all_targets(runs)
     for task in targets:
         columns, rows = score_table(runs, task)
         for record in rows:
@@ -231,9 +230,7 @@ def plot_deltas(runs: list[Run], folder: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    targets: list[str] = []
-    for run in runs:
-        targets += [t for t in run.targets if t not in targets]
+    targets = all_targets(runs)
     if not targets:
         return []
     fig, axes = plt.subplots(len(targets), 1, figsize=(10, 3.2 * len(targets)), squeeze=False)
@@ -260,14 +257,7 @@ def plot_deltas(runs: list[Run], folder: Path) -> list[Path]:
         ax.set_title(f"{task}: delta to the baseline, 95% intervals")
         if others:
             ax.legend(fontsize="small", ncols=min(4, len(others)))
-    fig.tight_layout()
-    written = []
-    for suffix in ("png", "svg"):
-        path = folder / f"deltas.{suffix}"
-        fig.savefig(path, dpi=120)
-        written.append(path)
-    plt.close(fig)
-    return written
+    return _save(fig, folder / "deltas", dpi=120)
 
 
 def plot_learning_curves(run: Run, folder: Path) -> list[Path]:
@@ -311,11 +301,18 @@ def plot_learning_curves(run: Run, folder: Path) -> list[Path]:
                 twin.plot(*zip(*points), marker="o", linestyle="--", label=f"validation {metric}")
             twin.set_ylabel("validation")
             twin.legend(fontsize="small", loc="lower right")
+    return _save(fig, folder / f"learning-curves-{run.name}", dpi=100)
+
+
+def _save(fig, stem: Path, dpi: int) -> list[Path]:
+    """A figure as PNG and SVG; the figure is closed."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     written = []
     for suffix in ("png", "svg"):
-        path = folder / f"learning-curves-{run.name}.{suffix}"
-        fig.savefig(path, dpi=100)
+        path = stem.with_name(f"{stem.name}.{suffix}")
+        fig.savefig(path, dpi=dpi)
         written.append(path)
     plt.close(fig)
     return written

@@ -382,6 +382,7 @@ class Runner:
         waiting = sorted(self.plan.stages, key=lambda s: (-priority[s.id], index[s.id]))
         free = list(self.slots)
         told: set[str] = set()
+        needs_slot: set[str] = set()  # ready, not in the cache, waiting for a slot
         try:
             while waiting or self.workers:
                 if self.cancelled.is_set():
@@ -407,6 +408,8 @@ class Runner:
                     if not all(st in ("done", "cached") or (chained and d in self.workers)
                                for d, st in zip(stage.deps, states)):
                         continue
+                    if not free and stage.id in needs_slot:
+                        continue  # known not cached; looked at again when a slot frees
                     lock = self._try_lock(stage, told)
                     if lock is None:
                         continue
@@ -421,6 +424,7 @@ class Runner:
                         raise
                     if not free:
                         lock.release()
+                        needs_slot.add(stage.id)
                         continue
                     waiting.remove(stage)
                     try:

@@ -3,7 +3,6 @@ stages (``RunContext``), and the runs under an output root (``past_runs``)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import polars as pl
 
 from ..recipe import Recipe, RecipeError
 from ..results import AVG, RESULT_COLUMNS, score_cells
+from ..run_manifest import read_manifest
 from ..tasks import TASKS
 
 DONE = ("done", "cached")
@@ -63,24 +63,14 @@ class RunContext:
     @classmethod
     def of_results(cls, folder: Path) -> RunContext:
         """A finished or interrupted run's results folder, read-only."""
-        manifest_path = folder / "run.json"
-        if not manifest_path.is_file():
-            raise RecipeError(f"{folder}: no run.json; expected a results folder of xstilts-tui")
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            recipe = manifest["recipe"]
-            arms = recipe["arms"]
-            baseline = next((a["name"] for a in arms if not a["intermediate"]), arms[0]["name"])
-            context = cls(
-                name=recipe["name"], arms=[a["name"] for a in arms],
-                backends={a["name"]: backend_label(a["backend"] if a["intermediate"] else None,
-                                                   a.get("target_backend", a["backend"]))
-                          for a in arms}, baseline=baseline, targets=list(recipe["targets"]),
-                languages={t: list(recipe["tasks"][t]["languages"]) for t in recipe["targets"]},
-                results_dir=folder, run_id=str(manifest.get("run", "")),
-                stage_ids=[s["id"] for s in manifest.get("stages", [])])
-        except (ValueError, KeyError, TypeError, IndexError) as exc:
-            raise RecipeError(f"{manifest_path}: not a run manifest of xstilts-tui ({exc!r})") from None
+        manifest = read_manifest(folder)
+        context = cls(name=manifest.name, arms=manifest.arm_names,
+                      backends={a["name"]: backend_label(a["backend"] if a["intermediate"] else None,
+                                                         a.get("target_backend", a["backend"]))
+                                for a in manifest.arms},
+                      baseline=manifest.baseline, targets=manifest.targets,
+                      languages=manifest.languages, results_dir=folder, run_id=manifest.run_id,
+                      stage_ids=[s["id"] for s in manifest.stages])
         if (folder / "results.parquet").is_file():
             context.rows = pl.read_parquet(folder / "results.parquet").to_dicts()
         if (folder / "stages.parquet").is_file():

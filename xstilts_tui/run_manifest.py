@@ -1,0 +1,45 @@
+"""A run's folder as written by the runner: its manifest (``run.json``) read once, for
+the dashboard's past runs and for reports."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .recipe import RecipeError
+
+
+@dataclass
+class RunManifest:
+    name: str
+    run_id: str
+    arms: list[dict[str, Any]]  # as the recipe's to_dict wrote them
+    baseline: str  # the first arm without intermediate tasks
+    targets: list[str]
+    languages: dict[str, list[str]]
+    stages: list[dict[str, Any]]  # id, key, kind, arms, seed, task, deps, dir, command
+
+    @property
+    def arm_names(self) -> list[str]:
+        return [a["name"] for a in self.arms]
+
+
+def read_manifest(folder: Path) -> RunManifest:
+    """``folder/run.json``; a RecipeError naming the file when it is not a run's."""
+    path = folder / "run.json"
+    if not path.is_file():
+        raise RecipeError(f"{folder}: no run.json; expected the output folder of an xstilts-tui run")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        recipe = manifest["recipe"]
+        arms = list(recipe["arms"])
+        baseline = next((a["name"] for a in arms if not a["intermediate"]), arms[0]["name"])
+        return RunManifest(name=recipe["name"], run_id=str(manifest.get("run", "")), arms=arms,
+                           baseline=baseline, targets=list(recipe["targets"]),
+                           languages={t: list(recipe["tasks"][t]["languages"])
+                                      for t in recipe["targets"]},
+                           stages=list(manifest.get("stages", [])))
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise RecipeError(f"{path}: not a run manifest of xstilts-tui ({exc!r})") from None
