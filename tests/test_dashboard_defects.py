@@ -321,3 +321,26 @@ async def test_the_runs_screen_shows_each_running_stage_and_an_overall_line(reci
         await pilot.pause()
         assert not runs.query(StageBar)
         assert str(app.query_one("#overall").render()).startswith("cancelled: 1/")
+
+
+async def test_the_trainers_names_show_under_ours_and_are_kept_on_save(tmp_path):
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    text = SMALL_DEMO.replace("lr = 2e-3", "learning_rate = 2e-3").replace(
+        "[hparams.target]\n", "[hparams.target]\nper_device_train_batch_size = 8\n")
+    (folder / "hf.toml").write_text(text, encoding="utf-8")
+    app = make_app(folder, tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.recipe is not None, 10, "the recipe")
+        assert app.query_one("#hp-all-lr", Input).value == "0.002"
+        assert app.query_one("#hp-target-batch_size", Input).value == "8"
+        app.query_one("#hp-all-lr", Input).value = "0.001"
+        await wait_for(pilot, lambda: app.recipe.hparams_target.lr == 0.001, 10, "the new lr")
+        assert app.recipe.hparams_target.batch_size == 8
+        await pilot.press("ctrl+o")
+        await pilot.press("y")
+        saved = folder / "hf.toml"
+        await wait_for(pilot, lambda: "0.001" in saved.read_text(encoding="utf-8"), 10, "the file")
+        written = saved.read_text(encoding="utf-8")
+        assert "learning_rate = 0.001" in written and "per_device_train_batch_size = 8" in written
+        assert "\nlr =" not in written
