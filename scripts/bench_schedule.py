@@ -74,8 +74,21 @@ def main() -> int:
         same = results[names[1]][1].equals(results[names[2]][1])
         print(f"result tables of the 1-thread runs agree: {'yes' if same else 'NO'} "
               f"({results[names[1]][1].height} rows)")
-        close = (results[names[0]][1]["value"] - results[names[2]][1]["value"]).abs().max()
-        print(f"largest difference to the baseline's table (other thread count): {close:.4f}")
+        # The baseline ran with another thread count: its final test scores, joined on
+        # arm, seed, task, language and metric, against the side-by-side run's.
+        import polars as pl
+
+        def final(table):
+            return (table.filter(pl.col("split") == "test").sort("step")
+                    .group_by(["arm", "seed", "task", "language", "metric"]).last()
+                    .drop("step", "split"))
+
+        joined = final(results[names[0]][1]).join(final(results[names[2]][1]),
+                                                   on=["arm", "seed", "task", "language", "metric"],
+                                                   suffix="_parallel")
+        gap = (joined["value"] - joined["value_parallel"]).abs()
+        print(f"final test scores, baseline ({cores} threads) against side by side (1 thread): "
+              f"{joined.height} scores, mean |difference| {gap.mean():.2f}, largest {gap.max():.2f}")
 
     plan = build_plan(load_recipe(args.simulate), Path(tempfile.gettempdir()) / "bench-sim" / "out")
     costs = plan_costs(plan)

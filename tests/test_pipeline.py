@@ -54,7 +54,9 @@ def test_demo_recipe_end_to_end_then_fully_cached(tmp_path, capsys):
     header = next(line for line in stdout.splitlines() if line.startswith("demo-qa f1"))
     assert header.split()[2:] == langs + ["avg"]
     jobs_row = next(line for line in stdout.splitlines() if line.startswith("jobs "))
-    assert jobs_row.count("(") == 6  # a delta in every column
+    # A delta in every column, with its interval from the kept predictions, on one seed.
+    assert jobs_row.count(" [") == 6 and jobs_row.count("(1 seed)") == 6
+    assert "paired bootstrap over the test examples, 1 seed(s) pooled" in stdout
     assert "baseline (baseline)" in stdout
 
     # Running it again trains nothing and gives the same final table.

@@ -266,12 +266,16 @@ class RecipesView(Horizontal):
         """The opened file with the form's fields written into it: what the form does not
         show is kept as it was, comments and layout too."""
         document = RecipeDocument(self.text)
-        document.set("name", self.query_one("#f-name", Input).value.strip())
+        name = self.query_one("#f-name", Input).value.strip()
+        if "name" in self.raw or name != self.recipe_path.stem:  # else the file's name says it
+            document.set("name", name)
         model_input = self.query_one("#f-model", Input)
         if not model_input.disabled:
             model = self.raw.get("model", {}) if isinstance(self.raw.get("model"), dict) else {}
             document.set_model_source("path" if "path" in model else "hub", model_input.value.strip())
-        document.set("seeds", _number_list(self.query_one("#f-seeds", Input).value))
+        seeds = _number_list(self.query_one("#f-seeds", Input).value)
+        if "seeds" in self.raw or seeds != [0]:  # [0]: what a recipe without seeds runs
+            document.set("seeds", seeds)
         document.set("targets", _name_list(self.query_one("#f-targets", Input).value))
         document.set_arms(self.arms_raw)
         tasks = self.raw.get("tasks", {}) if isinstance(self.raw.get("tasks"), dict) else {}
