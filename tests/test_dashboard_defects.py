@@ -344,3 +344,22 @@ async def test_the_trainers_names_show_under_ours_and_are_kept_on_save(tmp_path)
         written = saved.read_text(encoding="utf-8")
         assert "learning_rate = 0.001" in written and "per_device_train_batch_size = 8" in written
         assert "\nlr =" not in written
+
+
+async def test_progress_that_arrives_before_a_stage_bar_is_mounted_is_kept(recipes_dir, tmp_path):
+    from xstilts_tui.dashboard.runs import RunsView, StageBar
+    from xstilts_tui.plan import build_plan
+
+    app = make_app(recipes_dir, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.recipe is not None, 10, "the recipe")
+        runs = app.query_one(RunsView)
+        runs.show_plan(build_plan(app.recipe, tmp_path / "runs" / "small-demo"), "small-demo")
+        # Started and at once advanced, in one go: the bar is not mounted yet.
+        runs.stage_started("base", 10)
+        runs.progress({"stage": "base", "step": 4, "total_steps": 10, "loss": 1.0,
+                       "examples_per_s": 3.0})
+        await pilot.pause()
+        await pilot.pause()
+        bar = runs.query_one(StageBar).bar
+        assert (bar.progress, bar.total) == (4, 10)

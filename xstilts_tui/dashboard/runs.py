@@ -29,13 +29,22 @@ class StageBar(Horizontal):
     def __init__(self, stage: str, total: int) -> None:
         super().__init__(classes="stage-bar")
         self.stage, self.total = stage, total
+        self.bar = ProgressBar(total=total or None, show_eta=False)
+        self.pending: tuple[int, int] | None = None  # progress that came before the mount
 
     def compose(self) -> ComposeResult:
         yield Label(self.stage, markup=False)
-        yield ProgressBar(total=self.total or None, show_eta=False)
+        yield self.bar
+
+    def on_mount(self) -> None:
+        if self.pending is not None:
+            self.call_after_refresh(self.advance, *self.pending)
 
     def advance(self, step: int, total: int) -> None:
-        self.query_one(ProgressBar).update(total=total or None, progress=step)
+        if not self.bar.is_mounted:  # a progress message can arrive before the bar is up
+            self.pending = (step, total)
+            return
+        self.bar.update(total=total or None, progress=step)
 
 
 class RunsView(Vertical):
