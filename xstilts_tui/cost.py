@@ -128,7 +128,11 @@ def measured_rates(plan: Plan) -> dict[tuple, float]:
     return rates
 
 
-def plan_costs(plan: Plan) -> list[StageCost]:
+def plan_costs(plan: Plan, done: set[str] | None = None) -> list[StageCost]:
+    """Each stage's cost; ``done``: the ids of the stages the cache holds, where the
+    caller has verified them already (verifying hashes the checkpoints)."""
+    if done is None:
+        done = {s.id for s in plan.stages if plan.is_done(s)}
     rates = measured_rates(plan)
     params = model_parameters(plan)
     costs = []
@@ -138,7 +142,7 @@ def plan_costs(plan: Plan) -> list[StageCost]:
             costs.append(StageCost(stage.id, 0, 0, 0.0, "none"))
             continue
         tokens = examples * stage.spec["hparams"]["max_length"] if examples is not None else None
-        if plan.is_done(stage):
+        if stage.id in done:
             costs.append(StageCost(stage.id, examples, tokens, 0.0, "cached"))
             continue
         rate = rates.get(_rate_key(plan, {**stage.spec, "kind": stage.kind}))

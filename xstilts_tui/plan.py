@@ -264,14 +264,15 @@ def plan_data(plan: Plan, slots: int = 1) -> dict[str, Any]:
     cost estimate, and the summary."""
     from .cost import plan_costs, summary
 
-    costs = {c.stage: c for c in plan_costs(plan)}
+    done = {s.id for s in plan.stages if plan.is_done(s)}
+    costs = {c.stage: c for c in plan_costs(plan, done)}
     stages = []
     for stage in plan.stages:
         cost = costs[stage.id]
         stages.append({
             "id": stage.id, "kind": stage.kind, "key": stage.key, "arms": list(stage.arms),
             "seed": stage.seed, "task": stage.task, "deps": list(stage.deps),
-            "state": "cached" if plan.is_done(stage) else "pending",
+            "state": "cached" if stage.id in done else "pending",
             "needs_unset": unset_variables(stage), "dir": str(plan.stage_dir(stage)),
             "command": plan.command(stage), "train_examples": cost.examples,
             "train_tokens_at_most": cost.tokens, "estimate_s": cost.seconds,

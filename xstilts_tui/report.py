@@ -121,8 +121,8 @@ def cell_text(entry: dict[str, Any], baseline: bool) -> str:
     text = f"{cell['mean']:.1f}"
     if cell["n"] > 1 and cell["std"] is not None:
         text += f"±{cell['std']:.1f}"
-    if not baseline:
-        text += " " + format_delta(entry["delta"], cell["delta"]) if (entry["delta"] or cell["delta"] is not None) else ""
+    if not baseline and (entry["delta"] is not None or cell["delta"] is not None):
+        text += " " + format_delta(entry["delta"], cell["delta"])
     return text
 
 

@@ -322,7 +322,6 @@ class Runner:
                 process.signal(signal.SIGKILL)
                 process.wait(timeout=None)
 
-    stop_worker = stop_workers
 
     def _conclude(self, outcome: RunOutcome, stage: Stage, status: str, reason: str = "",
                   finished: dict[str, Any] | None = None, detail: str = "") -> None:

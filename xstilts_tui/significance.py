@@ -144,13 +144,11 @@ def deltas(predictions: pl.DataFrame, task: str, metric: str, languages: list[st
             seeds = sorted(set(base["seed"].to_list()) & set(other["seed"].to_list()))
             seeds_seen.update(seeds)
             value, boot, perm = _distributions(a, b, cols, rng, resamples)
-            per_seed_a = [float(corpus_score(_paired(base.filter(pl.col("seed") == s),
-                                                     other.filter(pl.col("seed") == s), cols)[0], cols))
-                          for s in seeds]
-            per_seed_b = [float(corpus_score(_paired(base.filter(pl.col("seed") == s),
-                                                     other.filter(pl.col("seed") == s), cols)[1], cols))
-                          for s in seeds]
-            seed_p, seed_low, seed_high = _seed_test(per_seed_a, per_seed_b)
+            per_seed = [_paired(base.filter(pl.col("seed") == s), other.filter(pl.col("seed") == s), cols)
+                        for s in seeds]
+            seed_p, seed_low, seed_high = _seed_test(
+                [float(corpus_score(pa, cols)) for pa, _ in per_seed],
+                [float(corpus_score(pb, cols)) for _, pb in per_seed])
             found[(arm, lang)] = Delta(value, float(boot.confidence_interval.low),
                                        float(boot.confidence_interval.high), float(perm.pvalue),
                                        len(seeds), len(a), seed_p, seed_low, seed_high)

@@ -222,7 +222,7 @@ class XstiltsApp(App):
     def on_score_arrived(self, message: ScoreArrived) -> None:
         if not self.showing_run() or self.context is None:
             return
-        self.context.rows.extend(message.rows)
+        self.context.add_rows(message.rows)
         self.query_one(ScoresView).scores_added({r["task"] for r in message.rows})
         self.query_one(CompareView).refresh_tables()
 

@@ -10,7 +10,7 @@ from typing import Any
 import polars as pl
 
 from ..recipe import Recipe, RecipeError
-from ..results import AVG, RESULT_COLUMNS, score_cells
+from ..results import AVG, AVG_NO_EN, RESULT_COLUMNS, score_cells
 from ..run_manifest import read_manifest
 from ..tasks import TASKS
 
@@ -45,6 +45,7 @@ class RunContext:
     stage_ids: list[str] = field(default_factory=list)  # every stage of the run, in plan order
     rows: list[dict[str, Any]] = field(default_factory=list)
     stages: list[dict[str, Any]] = field(default_factory=list)
+    _frame: pl.DataFrame | None = field(default=None, repr=False, compare=False)
 
     @property
     def label(self) -> str:
@@ -77,12 +78,18 @@ class RunContext:
             context.stages = pl.read_parquet(folder / "stages.parquet").to_dicts()
         return context
 
+    def add_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Scores that arrived: the frame is built again on its next use."""
+        self.rows.extend(rows)
+        self._frame = None
+
     def frame(self) -> pl.DataFrame:
-        return pl.DataFrame(self.rows, schema=RESULT_COLUMNS)
+        """The rows as a table, built once per batch of arrivals (every screen reads it)."""
+        if self._frame is None:
+            self._frame = pl.DataFrame(self.rows, schema=RESULT_COLUMNS)
+        return self._frame
 
     def score_columns(self, task: str) -> list[str]:
-        from ..results import AVG_NO_EN
-
         languages = self.languages[task]
         extra = [AVG_NO_EN] if "en" in languages and len(languages) > 1 else []
         return [*languages, AVG, *extra]
