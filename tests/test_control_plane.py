@@ -96,3 +96,15 @@ def test_average_needs_every_language():
     results = _results([("baseline", 1, "en", 80.0)])
     text = summary_tables(results, ["baseline"], "baseline", ["xquad"], {"xquad": ["en", "de"]})
     assert text.splitlines()[2].split() == ["baseline", "(baseline)", "80.0", "-", "-"]
+
+
+def test_every_help_page_prints():
+    import subprocess, sys
+    from xstilts_tui.cli import _parser as build_parser
+    parser = build_parser()
+    commands = [[]] + [[name] for name in parser._subparsers._group_actions[0].choices]
+    for command in commands:
+        out = subprocess.run([sys.executable, "-m", "xstilts_tui", *command, "--help"],
+                             capture_output=True, text=True)
+        assert out.returncode == 0, (command, out.stderr[-300:])
+        assert "usage:" in out.stdout

@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--to", metavar="DIR", help="put data in DIR/data and models in DIR/hub "
                    "(default: $XSTILTS_DATA_ROOT and the Hugging Face cache)")
 
-    r = sub.add_parser("report", help="tables (and plots) of finished runs: deltas with 95% "
+    r = sub.add_parser("report", help="tables (and plots) of finished runs: deltas with 95%% "
                        "intervals, the XTREME and cost tables")
     r.add_argument("runs", nargs="+", metavar="RUN", help="a run's output folder (several: side by side)")
     r.add_argument("--format", choices=("md", "latex", "csv", "html"), default="md")
