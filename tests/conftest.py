@@ -109,3 +109,21 @@ def run_cli(args, capsys):
 
 
 sys.path.insert(0, str(ROOT))
+
+
+FAKE_WORKER = Path(__file__).resolve().parent / "fake_worker.py"
+
+
+@pytest.fixture
+def fake(monkeypatch, tmp_path):
+    """Plans whose stages run the fake worker (no torch, events only); returns the worker
+    log's path."""
+    from xstilts_tui.plan import Plan
+
+    log = tmp_path / "fake.log"
+    monkeypatch.setenv("FAKE_LOG", str(log))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.setattr(Plan, "command",
+                        lambda self, stage, master_port=None: [sys.executable, str(FAKE_WORKER),
+                                                               str(self.spec_path(stage))])
+    return log

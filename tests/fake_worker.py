@@ -35,6 +35,8 @@ def main() -> int:
 
     emit("stage_started", total_steps=4)
     time.sleep(hold)
+    for step in (2, 4):
+        emit("progress", step=step, total_steps=4, loss=2.0 / step, lr=1e-3, examples_per_s=50.0)
     if spec["kind"] == "target":
         for lang in spec["task"]["settings"]["languages"]:
             value = zlib.crc32(f"{spec['key']}/{lang}".encode()) % 1000 / 10

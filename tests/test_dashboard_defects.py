@@ -363,3 +363,26 @@ async def test_progress_that_arrives_before_a_stage_bar_is_mounted_is_kept(recip
         await pilot.pause()
         bar = runs.query_one(StageBar).bar
         assert (bar.progress, bar.total) == (4, 10)
+
+
+async def test_delta_mode_draws_the_per_language_deltas_as_a_chart(tmp_path, recipes_dir):
+    from dashboard_fixtures import built_results
+
+    folder = built_results(tmp_path / "results")
+    app = make_app(recipes_dir, tmp_path, results=folder)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.pause()
+        view = app.query_one("ScoresView")
+        chart = view.charts["demo-qa"]
+        assert not chart.display  # absolute mode: tables only
+        await pilot.press("d")
+        await pilot.pause()
+        assert chart.display
+        columns, series = view.chart_data["demo-qa"]
+        assert list(series) == ["jobs"]  # every arm but the baseline
+        deltas = dict(zip(columns, series["jobs"]))
+        assert deltas["en"] == pytest.approx(4.0) and deltas["es"] == pytest.approx(5.0)
+        drawn = chart.plt.build()
+        assert "demo-qa: F1 delta to baseline" in drawn and "jobs" in drawn
+        await pilot.press("a")
+        assert not chart.display

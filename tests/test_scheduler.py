@@ -14,27 +14,14 @@ import polars as pl
 import pytest
 
 from conftest import ROOT, SMALL_DEMO, run_cli
-from xstilts_tui.plan import Plan, build_plan
+from xstilts_tui.plan import build_plan
 from xstilts_tui.progress import PlainDisplay
 from xstilts_tui.recipe import parse_recipe
 from xstilts_tui.runner import Runner, stage_priorities
 from xstilts_tui.slots import Slot, make_slots, visible_gpus
 from xstilts_tui.stage_cache import verify_done
 
-FAKE = Path(__file__).resolve().parent / "fake_worker.py"
 TWO_SEEDS = SMALL_DEMO.replace("seeds = [1]", "seeds = [1, 2]")
-
-
-@pytest.fixture
-def fake(monkeypatch, tmp_path):
-    """Plans whose stages run the fake worker; returns the worker log's path."""
-    log = tmp_path / "fake.log"
-    monkeypatch.setenv("FAKE_LOG", str(log))
-    monkeypatch.setenv("PYTHONPATH", str(ROOT))
-    monkeypatch.setattr(Plan, "command",
-                        lambda self, stage, master_port=None: [sys.executable, str(FAKE),
-                                                               str(self.spec_path(stage))])
-    return log
 
 
 def notes(log: Path) -> list[dict]:

@@ -24,6 +24,39 @@ class UsageError(Exception):
     """Bad input on the command line: one line, exit status 2."""
 
 
+def _seed_list(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be integers separated by commas, got {text!r}")
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"a seed is repeated in {text!r}")
+    return seeds
+
+
+def _tracker_list(text: str) -> tuple[str, ...]:
+    from .tracking import TRACKERS
+
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [n for n in names if n not in TRACKERS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown tracker {(unknown or [text])[0]!r}; expected "
+                                         f"names from: {', '.join(TRACKERS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def _with_overrides(recipe, seeds: tuple[int, ...] | None = None,
+                    track: tuple[str, ...] | None = None):
+    """The recipe with the command line's --seeds and --track in place of its own."""
+    import dataclasses
+
+    if seeds:
+        recipe = dataclasses.replace(recipe, seeds=seeds)
+    if track:
+        recipe = dataclasses.replace(recipe, tracking=dataclasses.replace(recipe.tracking, use=track))
+    return recipe
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xstilts-tui",
@@ -35,6 +68,11 @@ def _parser() -> argparse.ArgumentParser:
                         "output_dir, else runs/<recipe name>)")
     parser.add_argument("--cache", metavar="DIR", help="stage cache folder (default: $XSTILTS_CACHE, "
                         "else stage-cache beside the output folder)")
+    parser.add_argument("--seeds", metavar="LIST", type=_seed_list,
+                        help="run these seeds instead of the recipe's, e.g. 1,2,3")
+    parser.add_argument("--track", metavar="NAMES", type=_tracker_list,
+                        help="report to these experiment trackers, e.g. mlflow,tensorboard "
+                        "(mlflow, wandb, tensorboard; replaces [tracking] use)")
     parser.add_argument("--strict-cache", action="store_true",
                         help="a cached stage whose files do not verify fails (default: it is "
                         "trained again)")
@@ -69,6 +107,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", metavar="DIR")
     p.add_argument("--launch", metavar="FILE")
     p.add_argument("--json", action="store_true", help="print the same as JSON")
+    p.add_argument("--seeds", metavar="LIST", type=_seed_list,
+                   help="plan these seeds instead of the recipe's, e.g. 1,2,3")
     p.add_argument("--devices", metavar="IDS", help="the makespan on these GPUs (e.g. 0,1,2,3)")
     p.add_argument("--parallel", metavar="N", type=int,
                    help="the makespan with N stages at once (no GPUs)")
@@ -232,8 +272,9 @@ def cmd_data_fetch(file: str, to: str | None) -> int:
 
 
 def cmd_plan(file: str, output: str | None, cache: str | None, launch: str | None = None,
-             as_json: bool = False, devices: str | None = None, parallel: int | None = None) -> int:
-    plan = build_plan(load_recipe(file), output and Path(output), cache and Path(cache),
+             as_json: bool = False, devices: str | None = None, parallel: int | None = None,
+             seeds: tuple[int, ...] | None = None) -> int:
+    plan = build_plan(_with_overrides(load_recipe(file), seeds), output and Path(output), cache and Path(cache),
                       load_launch(launch) if launch else None)
     slots = run_slots(plan.launch, devices, parallel)
     # Each stage's worker spec, so that the printed commands run by hand as printed.
@@ -528,13 +569,14 @@ def run_slots(launch, devices: str | None = None, parallel: int | None = None):
 
 def cmd_run(file: str, output: str | None, cache: str | None, launch: str | None = None,
             strict_cache: bool = False, devices: str | None = None,
-            parallel: int | None = None, executor: str = "local") -> int:
+            parallel: int | None = None, executor: str = "local",
+            seeds: tuple[int, ...] | None = None, track: tuple[str, ...] | None = None) -> int:
     from .progress import make_display
     from .results import cost_table, summary_tables, xtreme_table
     from .runner import Runner
     from .slots import Slot
 
-    recipe = load_recipe(file)  # validated before anything is written
+    recipe = _with_overrides(load_recipe(file), seeds, track)  # validated before anything is written
     plan = build_plan(recipe, output and Path(output), cache and Path(cache),
                       load_launch(launch) if launch else None)
     check_inputs(file, recipe, plan)
@@ -606,7 +648,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_validate(args.files)
         if args.command == "plan":
             return cmd_plan(args.file, args.output, args.cache, args.launch, args.json,
-                            args.devices, args.parallel)
+                            args.devices, args.parallel, args.seeds)
         if args.command == "data":
             if args.data_command == "status":
                 return cmd_data_status(args.file, args.json)
@@ -617,7 +659,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(args.runs, args.format, args.out, args.plots, args.resamples)
         if args.recipe:
             return cmd_run(args.recipe, args.output, args.cache, args.launch, args.strict_cache,
-                           args.devices, args.parallel, args.executor)
+                           args.devices, args.parallel, args.executor, args.seeds,
+                           args.track)
         return cmd_dashboard(args.recipes_dir, args.results, args.output, args.edit, args.executor,
                              args.devices, args.parallel)
     except (RecipeError, UsageError) as exc:

@@ -20,6 +20,7 @@ from .backend_options import BACKEND_KINDS, OPTION_ALIASES, check_option, defaul
 from .deepspeed_auto import AUTO_FIELDS, unfillable
 from .executors import SlurmSettings
 from .tasks import RETRIEVAL, TASKS, TaskSpec
+from .tracking import TRACKERS, WANDB_MODES, TrackingSettings
 
 # Training backend kinds known to the workers (``backends.registry`` lists the same names);
 # each is also a backend a recipe may name with its default options.
@@ -85,6 +86,9 @@ class HParams:
     sampling_cap: int = 0  # multi-task: cap each task's share at this many examples (0: none)
     mlm_probability: float = 0.15  # continued MLM: share of tokens masked
     retrieval_layer: int = 0  # retrieval: hidden_states index; 0: 14 of 24, scaled to depth
+    # Training batches of similar length (sorted within shuffled windows of 50 batches,
+    # batches in random order): less padding; false draws batches at random.
+    group_by_length: bool = True
 
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -220,6 +224,7 @@ class Recipe:
     backends: dict[str, BackendProfile] | None = None
     launch: Launch = Launch()
     slurm: SlurmSettings = SlurmSettings()
+    tracking: TrackingSettings = TrackingSettings()
 
     def task_hparams(self, phase: str, tasks: tuple[str, ...]) -> HParams:
         """A stage's hyper-parameters: the phase's, with a task's own overrides when the
@@ -759,6 +764,30 @@ def _slurm(file: str, data: Any) -> SlurmSettings:
     return SlurmSettings(**values)
 
 
+def _tracking(file: str, base: Path, data: Any) -> TrackingSettings:
+    """``[tracking]``: the experiment trackers a run reports to (none unless named)."""
+    table = _Table(file, "tracking", data)
+    use = table.get_str_list("use")
+    for name in use:
+        if name not in TRACKERS:
+            table.fail("use", _choice_error("tracker", name, list(TRACKERS)))
+    if len(set(use)) != len(use):
+        table.fail("use", "names a tracker twice")
+    values: dict[str, Any] = {"use": use}
+    for key in ("experiment", "dir", "mlflow_uri", "wandb_mode", "wandb_entity"):
+        value = table.get(key, str)
+        if value is not None:
+            if not value.strip():
+                table.fail(key, "must not be empty")
+            values[key] = value
+    if values.get("wandb_mode") not in (None, *WANDB_MODES):
+        table.fail("wandb_mode", _choice_error("W&B mode", values["wandb_mode"], list(WANDB_MODES)))
+    if "dir" in values:
+        values["dir"] = _resolve(base, values["dir"])
+    table.finish([f.name for f in fields(TrackingSettings)])
+    return TrackingSettings(**values)
+
+
 def load_launch(path: str | Path) -> Launch:
     """A ``[launch]`` section from its own file (``--launch``), replacing the recipe's."""
     path = Path(path)
@@ -843,6 +872,7 @@ def parse_recipe(text: str, file: str, base: Path | None = None) -> Recipe:
     profiles = _backend_profiles(file, base, top.get("backends", dict, {}))
     launch = _launch(file, base, top.get("launch", dict, {}))
     slurm = _slurm(file, top.get("slurm", dict, {}))
+    tracking = _tracking(file, base, top.get("tracking", dict, {}))
     arms_data = top.get("arms", list, required=True)
     if not arms_data:
         top.fail("arms", "must define at least one arm ([[arms]])")
@@ -907,12 +937,12 @@ def parse_recipe(text: str, file: str, base: Path | None = None) -> Recipe:
                          f"{own} exceeds what model.config.max_position_embeddings ({positions}) "
                          f"allows: at most {positions - 2}")
     top.finish(["name", "description", "output_dir", "seeds", "model", "hparams", "targets",
-                "arms", "tasks", "backends", "launch", "slurm"])
+                "arms", "tasks", "backends", "launch", "slurm", "tracking"])
     return Recipe(name=name, path=str(Path(file)), model=model, arms=tuple(arms),
                   targets=targets, seeds=tuple(seeds), tasks=tasks,
                   hparams_intermediate=hp_inter, hparams_target=hp_target,
                   description=description, output_dir=output_dir, backends=profiles,
-                  launch=launch, slurm=slurm)
+                  launch=launch, slurm=slurm, tracking=tracking)
 
 
 def load_recipe(path: str | Path) -> Recipe:

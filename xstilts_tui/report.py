@@ -316,3 +316,23 @@ def _save(fig, stem: Path, dpi: int) -> list[Path]:
         written.append(path)
     plt.close(fig)
     return written
+
+
+def write_report(run_folder: Path, folder: Path, resamples: int = 2000) -> list[Path]:
+    """A finished run's report as files in ``folder``: ``report.md``, ``report.csv`` and
+    the plots (what trackers keep as artifacts)."""
+    run = load_run(run_folder)
+    add_significance(run, resamples)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt, suffix in (("md", "md"), ("csv", "csv")):
+        path = folder / f"report.{suffix}"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(render([run], fmt), encoding="utf-8")
+        tmp.replace(path)
+        written.append(path)
+    plots = folder / "plots"
+    plots.mkdir(exist_ok=True)
+    plot_deltas([run], plots)
+    plot_learning_curves(run, plots)
+    return written + [plots]

@@ -29,6 +29,7 @@ from .progress import PlainDisplay
 from .results import ResultsStore
 from .executors import ChildProcess, SubmititExecutor
 from .slots import Slot, free_port
+from .tracking import Tracking
 from .stage_cache import discard, stage_lock, unusable_states, usable_state, verify_done
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -172,6 +173,8 @@ class Runner:
         self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
         self.store = ResultsStore(plan.output_dir, self.run_id, plan.recipe.name)
         self.started_at = time.monotonic()
+        self.tracking = Tracking(plan.recipe.tracking, plan.recipe, plan.output_dir, self.run_id,
+                                 display.print)
 
     def _write_manifest(self) -> None:
         manifest = {
@@ -192,6 +195,7 @@ class Runner:
 
     def _forward(self, stage: Stage, event: dict[str, Any], cached: bool) -> dict[str, Any] | None:
         self.store.record(event, stage_key=stage.key, arms=stage.arms, seed=stage.seed, cached=cached)
+        self.tracking.event(stage, event, cached)
         kind = event["type"]
         if kind == "progress":
             self.display.progress(event)
@@ -333,6 +337,7 @@ class Runner:
                                 arms=stage.arms, seed=stage.seed, task=stage.task, status=status,
                                 reason=reason, cached=status == "cached", finished=finished)
         self.display.stage_finished(stage.id, status, detail or reason)
+        self.tracking.stage_end(stage, status)
         done = sum(1 for v in outcome.status.values() if v in ("done", "cached"))
         self.display.run_progress(done, len(self.plan.stages), len(self.workers),
                                   time.monotonic() - self.started_at)
@@ -375,6 +380,7 @@ class Runner:
     def run(self) -> RunOutcome:
         outcome = RunOutcome()
         self._write_manifest()
+        self.tracking.start()
         self.started_at = time.monotonic()
         priority = stage_priorities(self.plan)
         index = {s.id: i for i, s in enumerate(self.plan.stages)}
@@ -453,5 +459,19 @@ class Runner:
             self.workers.clear()
             self.store.compact()
             self.store.close()
+            self._finish_tracking(outcome)
             self.display.close()
         return outcome
+
+    def _finish_tracking(self, outcome: RunOutcome) -> None:
+        """The trackers' parent runs get the report (tables and plots) and the run's status."""
+        if not self.tracking.active:
+            return
+        artifacts: list[Path] = []
+        try:
+            from .report import write_report
+
+            artifacts = write_report(self.plan.output_dir, self.plan.output_dir / "report")
+        except Exception as exc:  # a report that cannot be made is no reason to lose the rest
+            self.display.print(f"warning: no report for the trackers ({exc})")
+        self.tracking.finish(outcome.ok and not self.cancelled.is_set(), artifacts)

@@ -1,6 +1,7 @@
 """The Scores screen: per target task, arms as rows and languages as columns, filled as
 scores arrive; mean ± std over seeds, or the delta to the baseline arm (± the std of the
-per-seed differences); below, the XTREME view (per-task summaries, groups, overall)."""
+per-seed differences) with a bar chart of the per-language deltas under each table; below,
+the XTREME view (per-task summaries, groups, overall)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
+from textual_plotext import PlotextPlot
 
 from ..results import format_cell, xtreme_table
 from .context import RunContext
@@ -33,6 +35,9 @@ class ScoresView(Vertical):
         self.metric = "f1"
         self.show_std = True
         self.tables: dict[str, DataTable] = {}
+        self.charts: dict[str, PlotextPlot] = {}
+        # Per task, what its chart shows: the columns and each arm's deltas (None: no score).
+        self.chart_data: dict[str, tuple[list[str], dict[str, list[float | None]]]] = {}
         self.sort_column: dict[str, int] = {}
         self.cell_text: dict[tuple[str, str, str], str] = {}
         # Per task, the deltas' intervals (``significance.deltas``) of the run shown.
@@ -57,7 +62,7 @@ class ScoresView(Vertical):
         self.sort_column.clear()
         blocks = self.query_one("#score-blocks", Vertical)
         await blocks.remove_children()
-        self.tables = {}
+        self.tables, self.charts, self.chart_data = {}, {}, {}
         widgets = []
         for task in context.targets:
             table = DataTable(classes="score-table", cursor_type="cell")
@@ -68,7 +73,10 @@ class ScoresView(Vertical):
                 table.add_row(Text(f"{arm} [{context.backends.get(arm, '')}]"),
                               *["-"] * len(context.score_columns(task)), key=arm)
             self.tables[task] = table
-            widgets += [Static(task, classes="score-title", markup=False), table]
+            chart = PlotextPlot(classes="delta-chart")
+            chart.display = self.mode == "delta"
+            self.charts[task] = chart
+            widgets += [Static(task, classes="score-title", markup=False), table, chart]
         await blocks.mount_all(widgets)
         for task in context.targets:
             self.update_table(task)
@@ -92,6 +100,33 @@ class ScoresView(Vertical):
                 if self.cell_text.get(key) != str(text):
                     self.cell_text[key] = str(text)
                     table.update_cell(arm, column, text, update_width=True)
+        if self.mode == "delta":
+            self.update_chart(task, cells)
+
+    def update_chart(self, task: str, cells: dict[tuple[str, str], dict[str, Any]]) -> None:
+        """The task's per-language deltas to the baseline as grouped bars, one colour per arm."""
+        chart = self.charts.get(task)
+        if self.context is None or chart is None:
+            return
+        columns = list(self.context.score_columns(task))
+        arms = [a for a in self.context.arms if a != self.context.baseline]
+        series = {arm: [(cells.get((arm, c)) or {}).get("delta") for c in columns] for arm in arms}
+        data = (columns, series)
+        if self.chart_data.get(task) == data:
+            return
+        self.chart_data[task] = data
+        plt = chart.plt
+        plt.clear_data()
+        plt.clear_figure()
+        shown = {arm: values for arm, values in series.items() if any(v is not None for v in values)}
+        metric = "F1" if self.metric == "f1" else "EM"
+        if shown:
+            plt.multiple_bar(columns, [[v if v is not None else 0.0 for v in values]
+                                       for values in shown.values()], labels=list(shown), width=0.5)
+            plt.hline(0.0)
+        plt.title(f"{task}: {metric} delta to {self.context.baseline}"
+                  + ("" if shown else " (no score yet)"))
+        chart.refresh()
 
     def cell_value(self, cell: dict[str, Any] | None, arm: str, task: str, column: str) -> str | Text:
         if cell is None:
@@ -141,6 +176,9 @@ class ScoresView(Vertical):
 
     def action_mode(self, mode: str) -> None:
         self.mode = mode
+        for chart in self.charts.values():
+            chart.display = mode == "delta"
+        self.chart_data.clear()
         self.refresh_all()
         if mode == "delta":
             self.find_significance()
@@ -179,6 +217,7 @@ class ScoresView(Vertical):
 
     def action_toggle_metric(self) -> None:
         self.metric = "exact_match" if self.metric == "f1" else "f1"
+        self.chart_data.clear()
         self.significance, self.significance_of = {}, None  # the intervals were of the other
         self.refresh_all()
         if self.mode == "delta":
