@@ -2,8 +2,10 @@
 batches, and its evaluation with the task's metric.
 
 A kind is a small class; a task of a known kind is an entry in ``xstilts_tui.tasks``.
-Features are plain lists, padded per batch to the longest member; labels the loss
-ignores are -100, as transformers' heads expect.
+Features are built once per (rows, tokenizer, settings) and kept as Arrow
+(``backends.features``); a batch is padded to its longest member; labels the loss
+ignores are -100, as transformers' heads expect. Where the tokenizer makes segment ids
+(BERT's, mBERT's ``token_type_ids``), features carry them and batches feed them.
 """
 
 from __future__ import annotations
@@ -27,30 +29,66 @@ def _pad(rows: list[list[int]], width: int, value: int):
     return out
 
 
-def _ids_and_mask(rows: list[list[int]], pad_id: int) -> dict[str, Any]:
+def _ids_and_mask(rows: list[list[int]], pad_id: int,
+                  types: list[list[int]] | None = None) -> dict[str, Any]:
     width = max(len(r) for r in rows)
-    return {"input_ids": _pad(rows, width, pad_id),
-            "attention_mask": _pad([[1] * len(r) for r in rows], width, 0)}
+    batch = {"input_ids": _pad(rows, width, pad_id),
+             "attention_mask": _pad([[1] * len(r) for r in rows], width, 0)}
+    if types is not None:
+        batch["token_type_ids"] = _pad(types, width, 0)
+    return batch
+
+
+def segment_ids(tokenizer, enc) -> list | None:
+    """The encoding's token_type_ids where the model reads them (the tokenizer lists them
+    among its model inputs: BERT-family), else None."""
+    if "token_type_ids" in tokenizer.model_input_names and "token_type_ids" in enc:
+        return enc["token_type_ids"]
+    return None
+
+
+AUTO_EVAL_BATCH = {"cuda": 512, "cpu": 64}
+
+
+def eval_batch_size(hp: dict[str, Any], device) -> int:
+    """The evaluation batch: the recipe's, or with 0 a start for the largest that fits."""
+    return hp["eval_batch_size"] or AUTO_EVAL_BATCH.get(device.type, 64)
 
 
 def run_model(model, backend, features: list, collate: Callable[[list], dict],
               batch_size: int, length: Callable[[Any], int], outputs: Callable[[Any], Any]) -> list:
     """``outputs(model_output)`` for each feature (as numpy, one row per feature), in
-    batches of similar length, in inference mode and the backend's precision."""
+    batches of similar length, in inference mode and the backend's precision. ``batch_size``
+    0: the largest that fits - a GPU out of memory halves the batch and goes on."""
     import torch
 
-    order = sorted(range(len(features)), key=lambda i: length(features[i]))
+    device = backend.device
+    auto = batch_size == 0
+    size = batch_size or AUTO_EVAL_BATCH.get(device.type, 64)
+    order = sorted(range(len(features)), key=lambda i: length(features[i]), reverse=True)
     results: list[Any] = [None] * len(features)
     model.eval()
+    pin = device.type == "cuda"
+    b = 0
     with torch.inference_mode():
-        for b in range(0, len(order), batch_size):
-            chunk = order[b: b + batch_size]
+        while b < len(order):
+            chunk = order[b: b + size]
             batch = collate([features[i] for i in chunk])
-            batch = {k: v.to(backend.device) for k, v in batch.items()}
-            with backend.autocast():
-                out = outputs(model(**batch))
+            try:
+                batch = {k: (v.pin_memory() if pin else v).to(device, non_blocking=pin)
+                         for k, v in batch.items()}
+                with backend.autocast():
+                    out = outputs(model(**batch))
+            except torch.cuda.OutOfMemoryError:
+                if not auto or size == 1:
+                    raise
+                del batch
+                torch.cuda.empty_cache()
+                size //= 2  # longest first: a batch that fits now fits the rest
+                continue
             for j, i in enumerate(chunk):
                 results[i] = out[j]
+            b += len(chunk)
     return results
 
 
@@ -78,6 +116,19 @@ class Kind:
 
     def length(self, feature) -> int:
         return len(feature["input_ids"])
+
+    def to_record(self, feature) -> dict[str, Any]:
+        """A feature as a flat record for the Arrow feature file."""
+        return feature
+
+    def from_record(self, record: dict[str, Any]):
+        return record
+
+    def eval_features(self, tokenizer, rows: list[dict], hp: dict[str, Any], head: dict[str, Any]) -> list:
+        """The features of evaluation rows, through the feature cache."""
+        from .features import load_features
+
+        return load_features(self, tokenizer, rows, hp, head).all()
 
     def evaluate(self, model, tokenizer, backend, rows: list[dict], hp: dict[str, Any],
                  spec: TaskSpec, lang: str, head: dict[str, Any],
@@ -114,17 +165,22 @@ class Classification(Kind):
         texts = [r["text"] for r in rows]
         pairs = [r["pair"] for r in rows] if rows and rows[0]["pair"] is not None else None
         enc = tokenizer(texts, pairs, truncation=True, max_length=hp["max_length"])
-        return [{"input_ids": ids, "label": r["label"]} for ids, r in zip(enc["input_ids"], rows)]
+        types = segment_ids(tokenizer, enc)
+        return [{"input_ids": ids, "label": r["label"],
+                 **({"token_type_ids": types[i]} if types is not None else {})}
+                for i, (ids, r) in enumerate(zip(enc["input_ids"], rows))]
 
     def collate(self, features, pad_id):
         import torch
 
-        batch = _ids_and_mask([f["input_ids"] for f in features], pad_id)
+        batch = _ids_and_mask([f["input_ids"] for f in features], pad_id,
+                              [f["token_type_ids"] for f in features]
+                              if "token_type_ids" in features[0] else None)
         batch["labels"] = torch.tensor([f["label"] for f in features], dtype=torch.long)
         return batch
 
     def evaluate(self, model, tokenizer, backend, rows, hp, spec, lang, head, keep=None):
-        features = self.features(tokenizer, rows, hp, head)
+        features = self.eval_features(tokenizer, rows, hp, head)
         logits = self.logits(model, tokenizer, backend, features, hp)
         predicted = [int(x.argmax()) for x in logits]
         if keep is not None:
@@ -156,9 +212,12 @@ class MultipleChoice(Classification):
                              "a multiple-choice task needs the same number in every row")
         firsts = [r["text"] for r in rows for _ in r["choices"]]
         seconds = [c for r in rows for c in r["choices"]]
-        enc = tokenizer(firsts, seconds, truncation=True, max_length=hp["max_length"])["input_ids"]
+        encoded = tokenizer(firsts, seconds, truncation=True, max_length=hp["max_length"])
+        enc, types = encoded["input_ids"], segment_ids(tokenizer, encoded)
         n = counts.pop()
-        return [{"input_ids": enc[i * n:(i + 1) * n], "label": r["label"]} for i, r in enumerate(rows)]
+        return [{"input_ids": enc[i * n:(i + 1) * n], "label": r["label"],
+                 **({"token_type_ids": types[i * n:(i + 1) * n]} if types is not None else {})}
+                for i, r in enumerate(rows)]
 
     def length(self, feature):
         return max(len(ids) for ids in feature["input_ids"])
@@ -167,7 +226,9 @@ class MultipleChoice(Classification):
         import torch
 
         n = len(features[0]["input_ids"])
-        flat = _ids_and_mask([ids for f in features for ids in f["input_ids"]], pad_id)
+        flat = _ids_and_mask([ids for f in features for ids in f["input_ids"]], pad_id,
+                             [t for f in features for t in f["token_type_ids"]]
+                             if "token_type_ids" in features[0] else None)
         batch = {k: v.view(len(features), n, -1) for k, v in flat.items()}
         batch["labels"] = torch.tensor([f["label"] for f in features], dtype=torch.long)
         return batch
@@ -215,7 +276,7 @@ class Tagging(Kind):
 
         from xstilts_tui.metrics import tagging_counts
 
-        features = self.features(tokenizer, rows, hp, head)
+        features = self.eval_features(tokenizer, rows, hp, head)
         logits = self.logits(model, tokenizer, backend, features, hp)
         id2label = {int(k): v for k, v in head["id2label"].items()}
         gold, predicted = [], []
@@ -257,6 +318,17 @@ class ExtractiveQA(Kind):
     def length(self, feature):
         return len(feature.input_ids)
 
+    def to_record(self, feature):
+        from dataclasses import asdict
+
+        return asdict(feature)
+
+    def from_record(self, record):
+        from .qa import QAFeature
+
+        record["offsets"] = [tuple(o) if o is not None else None for o in record["offsets"]]
+        return QAFeature(**record)
+
     def collate(self, features, pad_id):
         from .qa import pad_batch
 
@@ -267,7 +339,7 @@ class ExtractiveQA(Kind):
 
         from .qa import best_spans, pad_batch
 
-        features = self.features(tokenizer, rows, hp, head)
+        features = self.eval_features(tokenizer, rows, hp, head)
         logits = run_model(model, backend, features,
                            lambda b: pad_batch(b, tokenizer.pad_token_id, False),
                            hp["eval_batch_size"], self.length,

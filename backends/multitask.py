@@ -7,8 +7,10 @@ continued masked-LM batches.
 * ``BatchPlan``: micro-batch ``i`` of a stage is a pure function of the seed and ``i``:
   which task it comes from (drawn in proportion to the tasks' training-set sizes,
   optionally capped per task, as the authors' toolkit did; masked-LM batches at their
-  own ratio), and which examples (each task's own shuffled epochs). So a stage that
-  resumes from step ``s`` sees exactly the batches an uninterrupted one would.
+  own ratio), and which examples (each task's own shuffled epochs; with the examples'
+  lengths, batches of similar length: sorted within shuffled windows of 50 batches,
+  then all the epoch's batches in random order). So a stage that resumes from step ``s``
+  sees exactly the batches an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -135,14 +137,37 @@ class TaskStream:
     weight: float  # its share of the draws
 
 
+GROUP_WINDOW = 50  # batches per window sorted by length (the Trainer's megabatch, too)
+
+
+def grouped_order(perm: np.ndarray, lengths: np.ndarray, batch_size: int,
+                  rng: np.random.Generator) -> np.ndarray:
+    """``perm`` reordered so that consecutive ``batch_size`` slices hold examples of similar
+    length: each window of ``GROUP_WINDOW`` batches of the shuffled order is sorted by
+    length (longest first) and cut into batches; the batches of the whole epoch are then
+    put in random order. Only the last batch of the epoch can be short."""
+    window = batch_size * GROUP_WINDOW
+    batches = []
+    for start in range(0, len(perm), window):
+        chunk = perm[start:start + window]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches += [chunk[b:b + batch_size] for b in range(0, len(chunk), batch_size)]
+    full = [b for b in batches if len(b) == batch_size]
+    short = [b for b in batches if len(b) < batch_size]
+    order = rng.permutation(len(full))
+    return np.concatenate([full[i] for i in order] + short) if batches else perm
+
+
 class BatchPlan:
     """Which task and which examples each micro-batch of a stage takes."""
 
     def __init__(self, sizes: dict[str, int], batch_size: int, seed: int, micro_batches: int,
                  cap: int = 0, mlm_size: int = 0, mlm_ratio: float = 0.0,
-                 weights: dict[str, float] | None = None):
+                 weights: dict[str, float] | None = None,
+                 lengths: dict[str, np.ndarray] | None = None):
         """``sizes``: examples per stream (a task, or a task in one language); their shares
-        are ``weights`` when given, else proportional to the (capped) sizes."""
+        are ``weights`` when given, else proportional to the (capped) sizes. ``lengths``:
+        per stream, each example's length; a stream with them gets length-grouped batches."""
         if not sizes:
             raise ValueError("a batch plan needs at least one task")
         for name, size in sizes.items():
@@ -167,6 +192,12 @@ class BatchPlan:
             self.ordinal[i] = counts[t]
             counts[t] += 1
         self._perms: dict[tuple[int, int], np.ndarray] = {}
+        self.lengths = {i: np.asarray(lengths[s.name]) for i, s in enumerate(self.streams)
+                        if lengths and s.name in lengths}
+        for i, found in self.lengths.items():
+            if len(found) != self.streams[i].size:
+                raise ValueError(f"{self.streams[i].name}: {len(found)} lengths for "
+                                 f"{self.streams[i].size} examples")
 
     @property
     def proportions(self) -> dict[str, float]:
@@ -181,7 +212,10 @@ class BatchPlan:
         if key not in self._perms:
             rng = np.random.default_rng([self.seed, task, epoch])
             self._perms = {k: v for k, v in self._perms.items() if k[0] != task}  # one epoch a task
-            self._perms[key] = rng.permutation(self.streams[task].size)
+            perm = rng.permutation(self.streams[task].size)
+            if task in self.lengths:
+                perm = grouped_order(perm, self.lengths[task], self.batch_size, rng)
+            self._perms[key] = perm
         return self._perms[key]
 
     def batch(self, i: int) -> tuple[str, list[int]]:
@@ -195,20 +229,26 @@ class BatchPlan:
         return stream.name, perm[j * self.batch_size:(j + 1) * self.batch_size].tolist()
 
 
-def single_task_job(model, features: list, collate, hparams: dict[str, Any], seed: int,
-                    report=lambda *args: None, **job_fields):
-    """A training job for one plain transformers model on one list of features (the
-    benchmarks and tests train this way; stages go through the worker)."""
+def single_task_job(model, features, collate, hparams: dict[str, Any], seed: int,
+                    report=lambda *args: None, lengths=None, **job_fields):
+    """A training job for one plain transformers model on one list of features, or a
+    ``FeatureTable`` (the benchmarks and tests train this way; stages go through the
+    worker). With ``lengths`` (or a FeatureTable's) and ``group_by_length`` on, batches
+    of similar length."""
     from .registry import total_steps
     from .training import TrainJob
 
     steps = total_steps(len(features), hparams)
+    if lengths is None:
+        lengths = getattr(features, "lengths", None)
+    grouped = lengths is not None and hparams.get("group_by_length", True)
     plan = BatchPlan({"task": len(features)}, hparams["batch_size"], seed,
-                     steps * hparams["grad_accum"])
+                     steps * hparams["grad_accum"], lengths={"task": lengths} if grouped else None)
+    take = features.rows if hasattr(features, "rows") else (lambda idx: [features[j] for j in idx])
 
     def batch(i: int):
         task, indices = plan.batch(i)
-        return task, collate([features[j] for j in indices])
+        return task, collate(take(indices))
 
     return TrainJob(model=TaskModel({"task": model}), batch=batch, steps=steps, hparams=hparams,
                     seed=seed, report=report, **job_fields)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .kinds import segment_ids
+
 
 @dataclass
 class QAFeature:
@@ -20,6 +22,7 @@ class QAFeature:
     offsets: list[tuple[int, int] | None]  # character span in the context; None outside it
     start_position: int  # token index of the answer start (0: not in this window)
     end_position: int
+    token_type_ids: list[int] | None = None  # segment ids, where the model reads them
 
 
 def _truncate_questions(tokenizer, questions: list[str], max_query_length: int) -> tuple[list[str], list[int]]:
@@ -81,6 +84,7 @@ def build_features(tokenizer, rows: list[dict], max_length: int, doc_stride: int
         enc = tokenizer([questions[i] for i in indices], [rows[i]["context"] for i in indices],
                         truncation="only_second", max_length=max_length, stride=overlap,
                         return_overflowing_tokens=True, return_offsets_mapping=True)
+        types = segment_ids(tokenizer, enc)
         for f, sample in enumerate(enc["overflow_to_sample_mapping"]):
             row_index = indices[sample]
             sequence_ids = enc.sequence_ids(f)
@@ -92,7 +96,8 @@ def build_features(tokenizer, rows: list[dict], max_length: int, doc_stride: int
                 start_char = answers["answer_start"][0]
                 start, end = _label(offsets, start_char, start_char + len(answers["text"][0]))
             per_row.setdefault(row_index, []).append(
-                QAFeature(row_index, list(enc["input_ids"][f]), offsets, start, end))
+                QAFeature(row_index, list(enc["input_ids"][f]), offsets, start, end,
+                          list(types[f]) if types is not None else None))
     return [feature for i in range(len(rows)) for feature in per_row.get(i, [])]
 
 
@@ -142,6 +147,11 @@ def pad_batch(features: list[QAFeature], pad_id: int, with_labels: bool):
         ids[i, : len(f.input_ids)] = torch.tensor(f.input_ids)
         mask[i, : len(f.input_ids)] = 1
     batch = {"input_ids": ids, "attention_mask": mask}
+    if features[0].token_type_ids is not None:
+        types = torch.zeros((len(features), width), dtype=torch.long)
+        for i, f in enumerate(features):
+            types[i, : len(f.token_type_ids)] = torch.tensor(f.token_type_ids)
+        batch["token_type_ids"] = types
     if with_labels:
         batch["start_positions"] = torch.tensor([f.start_position for f in features])
         batch["end_positions"] = torch.tensor([f.end_position for f in features])

@@ -44,9 +44,11 @@ def evaluate_retrieval(model, tokenizer, backend, task: str, data: dict[str, Any
 
     layer = hp.get("retrieval_layer") or default_layer(model.config.num_hidden_layers)
 
+    from .kinds import eval_batch_size
+
     def vectors(texts: list[str]) -> np.ndarray:
         return sentence_vectors(model, tokenizer, texts, layer, hp["max_length"],
-                                hp["eval_batch_size"], backend)
+                                eval_batch_size(hp, backend.device), backend)
 
     if task == "tatoeba":
         return {"accuracy": tatoeba_accuracy(vectors(data["source"]), vectors(data["english"]))}

@@ -1,6 +1,10 @@
 """Plain PyTorch: AdamW, linear warm-up and decay, gradient accumulation and clipping,
 bf16 autocast on GPUs that support it; seeded and deterministic on the CPU; resumable
-from its last saved state to the same weights an uninterrupted run reaches."""
+from its last saved state to the same weights an uninterrupted run reaches.
+
+On a GPU: fused AdamW, batches copied from pinned memory without blocking, and with
+``compile = true`` the model compiled by ``torch.compile`` (dynamic shapes: batches are
+padded to their own longest member)."""
 
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ class TorchBackend(Backend):
         super().__init__(options)
         self._device = distributed.device()
         self.precision = "fp32"
+        self.compiled = False
 
     @property
     def device(self):
@@ -78,11 +83,15 @@ class TorchBackend(Backend):
             forward = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[self._device.index] if self._device.type == "cuda" else None,
                 find_unused_parameters=len(getattr(model, "models", ())) > 1)
+        if hp.get("compile"):
+            forward = torch.compile(forward, dynamic=True)
+            self.compiled = True
         scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         steps = job.steps
+        cuda = self._device.type == "cuda"
         optimizer = torch.optim.AdamW(optimizer_groups(model, hp["weight_decay"]),
-                                      lr=hp["lr"], eps=hp["adam_eps"])
+                                      lr=hp["lr"], eps=hp["adam_eps"], fused=cuda or None)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(hp["warmup_ratio"] * steps), steps)
         selection = Selection(patience=hp["patience"])
         best: dict[str, Any] | None = None
@@ -108,7 +117,8 @@ class TorchBackend(Backend):
         while step < steps and not selection.should_stop:
             for m in range(accum):
                 task, batch = job.batch((step * accum + m) * world + rank)
-                batch = {k: v.to(self._device, non_blocking=True) for k, v in batch.items()}
+                batch = {k: (v.pin_memory() if cuda else v).to(self._device, non_blocking=cuda)
+                         for k, v in batch.items()}
                 sync = contextlib.nullcontext() if world == 1 or m == accum - 1 else forward.no_sync()
                 with sync:
                     with self.autocast():

@@ -161,7 +161,7 @@ class TaskPart:
     kind: Any
     head: dict[str, Any]
     train_rows: int
-    features: list
+    features: list  # FeatureTables, one a training language
 
 
 def run_training_stage(spec: dict[str, Any], stage_dir: Path, events: Events) -> dict[str, Any]:
@@ -171,6 +171,7 @@ def run_training_stage(spec: dict[str, Any], stage_dir: Path, events: Events) ->
     import torch
 
     from .data import load_rows
+    from .features import load_features, use_cache
     from .kinds import KINDS
     from .models import corpus_texts, load_tokenizer, resolve_source
     from .multitask import (MLM, BatchPlan, build_task_model, language_weights, mask_batch,
@@ -187,6 +188,7 @@ def run_training_stage(spec: dict[str, Any], stage_dir: Path, events: Events) ->
     world = distributed.world_size()
     tokenizer = load_tokenizer(source, kwargs)
     _seed_everything(seed)
+    use_cache(stage_dir.parent / "features")  # shared by the cache's stages and seeds
 
     if target and TASKS[spec["task"]["name"]].kind == "retrieval":
         return run_retrieval_stage(spec, events, backend, tokenizer, source, kwargs)
@@ -205,13 +207,13 @@ def run_training_stage(spec: dict[str, Any], stage_dir: Path, events: Events) ->
         features_by_lang = {}
         for lang, rows in rows_by_lang.items():
             try:
-                features_by_lang[lang] = kind.features(tokenizer, rows, hp, head)
+                features_by_lang[lang] = load_features(kind, tokenizer, rows, hp, head)
             except ValueError as exc:
                 raise DataError(f"{task['name']} training data ({lang}): {exc}") from None
         name = task["name"]
         parts[name] = TaskPart(task, task_spec, kind, head,
                                sum(len(r) for r in rows_by_lang.values()),
-                               [f for feats in features_by_lang.values() for f in feats])
+                               list(features_by_lang.values()))
         # The task's share follows its (capped) size; its languages split it by the policy.
         size = sum(len(f) for f in features_by_lang.values())
         share = min(size, cap) if cap else size
@@ -235,10 +237,13 @@ def run_training_stage(spec: dict[str, Any], stage_dir: Path, events: Events) ->
 
     sizes = {stream: len(feats) for stream, (_, feats) in streams.items()}
     ratio = mlm["ratio"] if mlm else 0.0
-    examples = sum(min(len(p.features), cap) if cap else len(p.features) for p in parts.values())
+    examples = sum(min(n, cap) if cap else n
+                   for n in (sum(len(t) for t in p.features) for p in parts.values()))
     steps = total_steps(math.ceil(examples / (1 - ratio)), hp, world)
+    lengths = ({stream: feats.lengths for stream, (_, feats) in streams.items()}
+               if hp.get("group_by_length", True) else None)
     plan = BatchPlan(sizes, hp["batch_size"], seed, steps * hp["grad_accum"] * world, cap,
-                     len(mlm_data), ratio, weights=weights)
+                     len(mlm_data), ratio, weights=weights, lengths=lengths)
     if len(plan.streams) > 1:
         events.emit("log", message="batches drawn from " + ", ".join(
             f"{name} {share:.1%}" for name, share in plan.proportions.items()))
@@ -251,7 +256,7 @@ def run_training_stage(spec: dict[str, Any], stage_dir: Path, events: Events) ->
                                       hp["mlm_probability"], generator)
         task, feats = streams[stream]
         part = parts[task]
-        return task, part.kind.collate([feats[j] for j in indices], tokenizer.pad_token_id)
+        return task, part.kind.collate(feats.rows(indices), tokenizer.pad_token_id)
 
     validation: dict[str, list[dict]] = {}
 
@@ -317,6 +322,8 @@ def run_training_stage(spec: dict[str, Any], stage_dir: Path, events: Events) ->
         "final_loss": stats.final_loss, "best_step": stats.best_step,
         "stopped_early": stats.stopped_early, "resumed_from": stats.resumed_from,
         "peak_memory_bytes": peak, "memory_kind": memory_kind, "precision": backend.precision,
+        "attention": getattr(model.primary.config, "_attn_implementation", None),
+        "compiled": bool(getattr(backend, "compiled", False)),
         "trainable_params": stats.trainable_params,
         # ZeRO-3 leaves each rank a shard; ds_numel is the whole parameter's size.
         "total_params": sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters()),

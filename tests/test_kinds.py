@@ -333,3 +333,55 @@ def test_hand_off_refuses_a_checkpoint_missing_an_encoder_weight(kind_checkpoint
     with pytest.raises(ModelLoadError, match="1 encoder weight.s. missing .first: "
                                              "roberta.encoder.layer.1.output.dense.weight"):
         load_for_task(kind.auto_class(), str(folder), {}, kind.head(None, []))
+
+
+def _padded_waste(plan, lengths, n):
+    """Share of a batch's padded positions that are padding, over n micro-batches."""
+    pad = total = 0
+    for i in range(n):
+        _, idx = plan.batch(i)
+        longest = max(lengths[j] for j in idx)
+        pad += sum(longest - lengths[j] for j in idx)
+        total += longest * len(idx)
+    return pad / total
+
+
+def test_length_grouped_batches_cover_each_example_once_and_keep_lengths_close():
+    rng = np.random.default_rng(0)
+    # Lengths like SQuAD's windows: mostly middling, a long tail cut at max_length.
+    lengths = np.minimum(rng.gamma(4.0, 45.0, size=1000).astype(int) + 20, 256)
+    grouped = BatchPlan({"a": 1000}, 16, seed=4, micro_batches=300, lengths={"a": lengths})
+    again = BatchPlan({"a": 1000}, 16, seed=4, micro_batches=300, lengths={"a": lengths})
+    other = BatchPlan({"a": 1000}, 16, seed=5, micro_batches=300, lengths={"a": lengths})
+    random = BatchPlan({"a": 1000}, 16, seed=4, micro_batches=300)
+    batches = [grouped.batch(i) for i in range(300)]
+    assert batches == [again.batch(i) for i in range(300)]
+    assert batches != [other.batch(i) for i in range(300)]
+    # Asked out of order (a resumed stage), the same batches.
+    assert [grouped.batch(i) for i in reversed(range(300))][::-1] == batches
+    per_epoch = math.ceil(1000 / 16)
+    for epoch in range(300 // per_epoch):
+        chunk = [j for _, idx in batches[epoch * per_epoch:(epoch + 1) * per_epoch] for j in idx]
+        assert sorted(chunk) == list(range(1000))
+    # Each epoch's order differs, and the batches do not run from short to long.
+    first = [tuple(idx) for _, idx in batches[:per_epoch]]
+    second = [tuple(idx) for _, idx in batches[per_epoch:2 * per_epoch]]
+    assert first != second
+    means = [lengths[list(idx)].mean() for idx in first]
+    assert not (means == sorted(means) or means == sorted(means, reverse=True))
+    # Lengths within a batch are much closer than in random batches: padding falls.
+    waste_random = _padded_waste(random, lengths, per_epoch * 2)
+    waste_grouped = _padded_waste(grouped, lengths, per_epoch * 2)
+    assert waste_grouped < waste_random / 4, (waste_grouped, waste_random)
+
+
+def test_length_grouped_batches_in_a_multi_task_plan():
+    lengths = {"a": np.arange(200) % 97 + 3, "b": np.arange(120) % 61 + 3}
+    plan = BatchPlan({"a": 200, "b": 120}, 8, seed=2, micro_batches=400, lengths=lengths)
+    plain = BatchPlan({"a": 200, "b": 120}, 8, seed=2, micro_batches=400)
+    # The task drawn for each micro-batch does not depend on grouping.
+    assert [plan.batch(i)[0] for i in range(400)] == [plain.batch(i)[0] for i in range(400)]
+    seen = [idx for i in range(400) for t, idx in [plan.batch(i)] if t == "b"]
+    per_epoch = math.ceil(120 / 8)
+    chunk = [j for batch in seen[:per_epoch] for j in batch]
+    assert sorted(chunk) == list(range(120))

@@ -72,7 +72,7 @@ class HParams:
     max_query_length: int = 64
     n_best: int = 20
     max_answer_length: int = 30
-    eval_batch_size: int = 32
+    eval_batch_size: int = 0  # 0: the largest that fits (GPU: from 512, halved on out-of-memory; CPU: 64)
     precision: str = "auto"  # auto: bf16 where the GPU supports it, else fp32; fp16: GPUs only
     log_every: int = 10
     eval_before_training: bool = False  # target phase: also score English before training
@@ -89,13 +89,14 @@ class HParams:
     # Training batches of similar length (sorted within shuffled windows of 50 batches,
     # batches in random order): less padding; false draws batches at random.
     group_by_length: bool = True
+    compile: bool = False  # torch.compile the model for training (measure before relying on it)
 
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 _POSITIVE = {"lr", "batch_size", "grad_accum", "epochs", "max_length", "doc_stride",
-             "max_query_length", "n_best", "max_answer_length", "eval_batch_size", "log_every",
+             "max_query_length", "n_best", "max_answer_length", "log_every",
              "eval_examples", "mlm_probability"}
-_NON_NEGATIVE = {"weight_decay", "adam_eps", "max_grad_norm", "max_steps", "warmup_ratio",
+_NON_NEGATIVE = {"eval_batch_size", "weight_decay", "adam_eps", "max_grad_norm", "max_steps", "warmup_ratio",
                  "eval_every", "patience", "save_every", "sampling_cap", "retrieval_layer"}
 
 

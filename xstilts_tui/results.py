@@ -36,7 +36,8 @@ STAGE_COLUMNS = {
     "checkpoint_bytes": pl.Int64, "train_examples": pl.Int64, "steps": pl.Int64,
     "best_step": pl.Int64, "stopped_early": pl.Boolean, "resumed_from": pl.Int64,
     "adapter_bytes": pl.Int64, "backend": pl.String, "backend_kind": pl.String,
-    "world_size": pl.Int64, "versions": pl.String,
+    "world_size": pl.Int64, "versions": pl.String, "precision": pl.String,
+    "attention": pl.String, "compiled": pl.Boolean,
 }
 
 
@@ -254,6 +255,10 @@ def cost_rows(stages: pl.DataFrame) -> list[list[str]]:
         backend = r.get("backend") or "-"
         if r.get("world_size") and r["world_size"] > 1:
             backend += f" x{r['world_size']}"
+        # how it ran: precision, attention implementation, torch.compile
+        how = [r.get("precision"), r.get("attention"), "compiled" if r.get("compiled") else None]
+        if any(how):
+            backend += " (" + " ".join(h for h in how if h) + ")"
         table.append([r["stage"], backend, r["status"],
                       f"{r['wall_s']:.1f} s" if r["wall_s"] is not None else "-",
                       f"{r['examples_per_s']:.0f}" if r["examples_per_s"] is not None else "-",
