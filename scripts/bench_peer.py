@@ -15,7 +15,10 @@ learning rate, 10% warm-up, weight decay 0.01, seed):
   padded to max_length, ``default_data_collator``; windows by the tokenizer's ``stride``
   overlap of doc_stride tokens, labels at [CLS] when the answer is outside the window);
 * ``trainer-group-by-length``: the same features padded per batch
-  (``DataCollatorWithPadding``) with ``group_by_length=True``.
+  (``DataCollatorWithPadding``) with the Trainer's length-grouped sampler
+  (``group_by_length=True``; in transformers 5 ``train_sampling_strategy="group_by_length"``);
+* ``ours-random-batches``: ours with ``group_by_length = false`` (batches drawn at random,
+  padded to their longest member): what grouping does to speed and to the score.
 
 Each reports training features per second, wall time of the whole process (loading,
 tokenising, training and scoring the held-out part), peak memory (the training
@@ -143,10 +146,12 @@ def run_trainer(args, model_dir: Path, train: Path, test: Path, grouped: bool) -
     with tempfile.TemporaryDirectory() as out:
         training = TrainingArguments(
             output_dir=out, per_device_train_batch_size=args.batch_size,
-            num_train_epochs=args.epochs, learning_rate=args.lr, warmup_ratio=0.1,
+            num_train_epochs=args.epochs, learning_rate=args.lr,
+            warmup_steps=0.1,  # transformers 5: a float below 1 is a share of the steps
             weight_decay=0.01, lr_scheduler_type="linear", seed=args.seed, save_strategy="no",
             logging_steps=50, report_to=[], disable_tqdm=True, dataloader_num_workers=0,
-            group_by_length=grouped, use_cpu=not torch.cuda.is_available())
+            train_sampling_strategy="group_by_length" if grouped else "random",
+            use_cpu=not torch.cuda.is_available())
         collator = DataCollatorWithPadding(tokenizer) if grouped else default_data_collator
         trainer = Trainer(model=model, args=training, train_dataset=features, data_collator=collator)
         metrics = trainer.train().metrics
@@ -160,10 +165,12 @@ def run_trainer(args, model_dir: Path, train: Path, test: Path, grouped: bool) -
             "f1": scores["f1"], "exact_match": scores["exact_match"]}
 
 
-def run_ours(args, model_dir: Path, train: Path, test: Path, folder: Path) -> dict:
+def run_ours(args, model_dir: Path, train: Path, test: Path, folder: Path,
+             grouped: bool = True) -> dict:
     import polars as pl
 
-    recipe = folder / "ours.toml"
+    name = "ours" if grouped else "ours-random"
+    recipe = folder / f"{name}.toml"
     recipe.write_text(f"""name = "bench-peer"
 seeds = [{args.seed}]
 targets = ["squad"]
@@ -183,6 +190,7 @@ weight_decay = 0.01
 eval_batch_size = 64
 log_every = 50
 save_every = 0
+group_by_length = {str(grouped).lower()}
 
 [[arms]]
 name = "ours"
@@ -194,23 +202,26 @@ eval_files = "{folder}/test.{{lang}}.json"
 languages = ["en"]
 """, encoding="utf-8")
     began = time.perf_counter()
+    out, cache = folder / f"{name}-out", folder / f"{name}-cache"
     done = subprocess.run([sys.executable, "-m", "xstilts_tui", "--recipe", str(recipe), "--output",
-                           str(folder / "ours-out"), "--cache", str(folder / "ours-cache")],
-                          capture_output=True, text=True)
+                           str(out), "--cache", str(cache)], capture_output=True, text=True)
     wall = time.perf_counter() - began
     if done.returncode != 0:
         raise SystemExit(f"error: our run failed:\n{done.stderr[-2000:]}")
-    stages = pl.read_parquet(folder / "ours-out" / "stages.parquet").filter(pl.col("kind") == "target")
-    results = pl.read_parquet(folder / "ours-out" / "results.parquet").filter(pl.col("split") == "test")
+    stages = pl.read_parquet(out / "stages.parquet").filter(pl.col("kind") == "target")
+    results = pl.read_parquet(out / "results.parquet").filter(pl.col("split") == "test")
     stage = stages.row(0, named=True)
     value = {r["metric"]: r["value"] for r in results.iter_rows(named=True)}
     events = [json.loads(line) for line in
-              next((folder / "ours-cache").glob("target-*/events.jsonl")).read_text().splitlines()]
+              next(cache.glob("target-*/events.jsonl")).read_text().splitlines()]
     started = next(e for e in events if e["type"] == "stage_started")
     return {"features": started["train_features"] if "train_features" in started else None,
             "features_per_s": stage["examples_per_s"], "train_s": None, "wall_s": wall,
             "peak_rss_bytes": stage["peak_memory_bytes"], "mean_tokens": None,
             "f1": value["f1"], "exact_match": value["exact_match"]}
+
+
+CONTESTANTS = ("trainer-max-length", "trainer-group-by-length", "ours", "ours-random-batches")
 
 
 def main() -> int:
@@ -222,7 +233,7 @@ def main() -> int:
     parser.add_argument("--doc-stride", type=int, default=128)
     parser.add_argument("--train-articles", type=int, default=40)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--only", choices=("ours", "trainer-max-length", "trainer-group-by-length"))
+    parser.add_argument("--only", choices=CONTESTANTS)
     parser.add_argument("--folder", help="work folder (default: a temporary one)")
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args()
@@ -233,15 +244,15 @@ def main() -> int:
     train, test = split_xquad(folder, args.train_articles)
 
     if args.only:  # one contestant, in this process: print its numbers as JSON
-        if args.only == "ours":
-            result = run_ours(args, model_dir, train, test, folder)
+        if args.only.startswith("ours"):
+            result = run_ours(args, model_dir, train, test, folder, args.only == "ours")
         else:
             result = run_trainer(args, model_dir, train, test, args.only == "trainer-group-by-length")
         print(json.dumps(result))
         return 0
 
     results = {}
-    for name in ("trainer-max-length", "trainer-group-by-length", "ours"):
+    for name in CONTESTANTS:
         command = [sys.executable, __file__, "--only", name, "--folder", str(folder)] + [
             f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
             if k in ("epochs", "lr", "batch_size", "max_length", "doc_stride", "train_articles", "seed")]
@@ -255,10 +266,10 @@ def main() -> int:
     print(f"all-MiniLM-L6-v2, XQuAD en: {args.train_articles} articles train, the rest held out; "
           f"max_length {args.max_length}, doc_stride {args.doc_stride}, batch {args.batch_size}, "
           f"{args.epochs:g} epochs, lr {args.lr:g}; {os.cpu_count()} CPU cores")
-    print(f"{'contestant':<26}{'features':>9}{'feat/s':>9}{'x base':>8}{'wall s':>9}"
+    print(f"{'contestant':<24}{'features':>9}{'feat/s':>9}{'x base':>8}{'wall s':>9}"
           f"{'x base':>8}{'peak RSS':>10}{'F1':>7}{'EM':>7}")
     for name, r in results.items():
-        print(f"{name:<26}{r['features'] or '-':>9}{r['features_per_s']:>9.2f}"
+        print(f"{name:<24}{r['features'] or '-':>9}{r['features_per_s']:>9.2f}"
               f"{r['features_per_s'] / base['features_per_s']:>8.2f}{r['wall_s']:>9.0f}"
               f"{base['wall_s'] / r['wall_s']:>8.2f}{r['peak_rss_bytes'] / 2**30:>8.2f}GiB"
               f"{r['f1']:>7.1f}{r['exact_match']:>7.1f}")
