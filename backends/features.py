@@ -102,6 +102,14 @@ def _to_table(kind, features: list) -> pa.Table:
     return pa.Table.from_pylist(records)
 
 
+def _write(path: Path, table: pa.Table) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=4096)
+    os.replace(tmp, path)
+
+
 def load_features(kind, tokenizer, rows: list[dict], hp: dict[str, Any],
                   head: dict[str, Any]) -> FeatureTable:
     """The features of ``rows``: from the cache when there, else built (and kept there
@@ -111,11 +119,11 @@ def load_features(kind, tokenizer, rows: list[dict], hp: dict[str, Any],
         return FeatureTable(kind, _to_table(kind, kind.features(tokenizer, rows, hp, head)))
     path = root / f"{kind.name}-{feature_key(kind, tokenizer, rows, hp, head)}.arrow"
     if not path.is_file():
-        table = _to_table(kind, kind.features(tokenizer, rows, hp, head))
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table, max_chunksize=4096)
-        os.replace(tmp, path)
+        _write(path, _to_table(kind, kind.features(tokenizer, rows, hp, head)))
+        # what building took goes back before training: the stage reads the mapped file
+        import gc
+
+        gc.collect()
+        pa.default_memory_pool().release_unused()
     source = pa.memory_map(str(path), "r")
     return FeatureTable(kind, pa.ipc.open_file(source).read_all(), path)

@@ -7,8 +7,8 @@ MNLI-sized generated sentence pairs (393,000 by default).
 Each way runs in a fresh process: ``lists`` builds the features as the kinds do (the
 baseline), ``arrow-first`` builds them through the feature cache (a miss: tokenise and
 write the file), ``arrow-later`` is any later stage or seed (a hit: memory-map the file).
-For each: seconds, the memory the process holds once the features are ready (RSS after
-imports subtracted) and its peak. Ratios are against ``lists``.
+For each: seconds, the memory the process holds once the features are ready (its RSS
+then, less its RSS with the rows loaded and nothing built) and its peak (likewise). Ratios are against ``lists``.
 
     python scripts/bench_features.py [--pairs 393000]
 """
@@ -80,7 +80,6 @@ def one(case: str, way: str, pairs: int, folder: Path) -> dict:
         features = cache.load_features(kind, tokenizer, rows, hp, head)
         count = len(features)
     seconds = time.perf_counter() - began
-    del rows
     gc.collect()
     return {"features": count, "seconds": seconds, "held_bytes": rss() - before,
             "peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before}
