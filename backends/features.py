@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,25 @@ def cache_root() -> Path | None:
     return _ROOT
 
 
+_FINGERPRINTS: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
+
+
 def tokenizer_fingerprint(tokenizer) -> str:
+    """A hash of the tokenizer's whole serialised form, computed once per tokenizer object
+    (XLM-R's is 17 MB of JSON; every evaluation asks again)."""
+    try:
+        return _FINGERPRINTS[tokenizer]
+    except (KeyError, TypeError):
+        pass
+    fingerprint = _fingerprint(tokenizer)
+    try:
+        _FINGERPRINTS[tokenizer] = fingerprint
+    except TypeError:  # not weakly referable: computed each time
+        pass
+    return fingerprint
+
+
+def _fingerprint(tokenizer) -> str:
     digest = hashlib.sha256()
     digest.update(type(tokenizer).__name__.encode())
     digest.update(json.dumps(list(tokenizer.model_input_names)).encode())

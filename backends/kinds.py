@@ -52,7 +52,11 @@ AUTO_EVAL_BATCH = {"cuda": 512, "cpu": 64}
 
 def eval_batch_size(hp: dict[str, Any], device) -> int:
     """The evaluation batch: the recipe's, or with 0 a start for the largest that fits."""
-    return hp["eval_batch_size"] or AUTO_EVAL_BATCH.get(device.type, 64)
+    return _batch_or_auto(hp["eval_batch_size"], device)
+
+
+def _batch_or_auto(batch_size: int, device) -> int:
+    return batch_size or AUTO_EVAL_BATCH.get(device.type, 64)
 
 
 def run_model(model, backend, features: list, collate: Callable[[list], dict],
@@ -64,7 +68,7 @@ def run_model(model, backend, features: list, collate: Callable[[list], dict],
 
     device = backend.device
     auto = batch_size == 0
-    size = batch_size or AUTO_EVAL_BATCH.get(device.type, 64)
+    size = _batch_or_auto(batch_size, device)
     order = sorted(range(len(features)), key=lambda i: length(features[i]), reverse=True)
     results: list[Any] = [None] * len(features)
     model.eval()
