@@ -2,9 +2,11 @@
 bf16 autocast on GPUs that support it; seeded and deterministic on the CPU; resumable
 from its last saved state to the same weights an uninterrupted run reaches.
 
-On a GPU: fused AdamW, batches copied from pinned memory without blocking, and with
-``compile = true`` the model compiled by ``torch.compile`` (dynamic shapes: batches are
-padded to their own longest member)."""
+Fused AdamW (one kernel over all parameters, on the CPU as on a GPU). On a GPU: batches
+copied from pinned memory without blocking, and with ``compile = true`` the model compiled
+by ``torch.compile`` (dynamic shapes: batches are padded to their own longest member). On
+the CPU, with ``fast_dropout`` (the default), dropout draws its masks with
+``backends.cpu_dropout`` for the length of the training loop."""
 
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ class TorchBackend(Backend):
         self._device = distributed.device()
         self.precision = "fp32"
         self.compiled = False
+        self.dropout = "torch"  # or "cpu-fast": which dropout the training loop used
 
     @property
     def device(self):
@@ -68,6 +71,17 @@ class TorchBackend(Backend):
         return contextlib.nullcontext()
 
     def train(self, job: TrainJob) -> TrainStats:
+        hp = job.hparams
+        if self._device.type == "cpu" and hp.get("fast_dropout", True) and not hp.get("compile"):
+            from .cpu_dropout import cpu_dropout
+
+            with cpu_dropout(job.model) as (modules, attention):
+                self.dropout = "cpu-fast" if modules or attention else "torch"
+                return self._train(job)
+        self.dropout = "torch"
+        return self._train(job)
+
+    def _train(self, job: TrainJob) -> TrainStats:
         from transformers import get_linear_schedule_with_warmup
 
         hp = job.hparams
@@ -90,8 +104,10 @@ class TorchBackend(Backend):
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         steps = job.steps
         cuda = self._device.type == "cuda"
-        optimizer = torch.optim.AdamW(optimizer_groups(model, hp["weight_decay"]),
-                                      lr=hp["lr"], eps=hp["adam_eps"], fused=cuda or None)
+        groups = optimizer_groups(model, hp["weight_decay"])
+        fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda")
+                    for g in groups for p in g["params"])
+        optimizer = torch.optim.AdamW(groups, lr=hp["lr"], eps=hp["adam_eps"], fused=fused or None)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(hp["warmup_ratio"] * steps), steps)
         selection = Selection(patience=hp["patience"])
         best: dict[str, Any] | None = None
