@@ -2,11 +2,10 @@
 bf16 autocast on GPUs that support it; seeded and deterministic on the CPU; resumable
 from its last saved state to the same weights an uninterrupted run reaches.
 
-Fused AdamW (one kernel over all parameters, on the CPU as on a GPU). On a GPU: batches
-copied from pinned memory without blocking, and with ``compile = true`` the model compiled
-by ``torch.compile`` (dynamic shapes: batches are padded to their own longest member). On
-the CPU, with ``fast_dropout`` (the default), dropout draws its masks with
-``backends.cpu_dropout`` for the length of the training loop."""
+Fused AdamW (one kernel over all parameters, on the CPU as on a GPU, as the Trainer's
+default). On a GPU: batches copied from pinned memory without blocking, and with
+``compile = true`` the model compiled by ``torch.compile`` (dynamic shapes: batches are
+padded to their own longest member)."""
 
 from __future__ import annotations
 
@@ -46,7 +45,6 @@ class TorchBackend(Backend):
         self._device = distributed.device()
         self.precision = "fp32"
         self.compiled = False
-        self.dropout = "torch"  # or "cpu-fast": which dropout the training loop used
 
     @property
     def device(self):
@@ -71,17 +69,6 @@ class TorchBackend(Backend):
         return contextlib.nullcontext()
 
     def train(self, job: TrainJob) -> TrainStats:
-        hp = job.hparams
-        if self._device.type == "cpu" and hp.get("fast_dropout", True) and not hp.get("compile"):
-            from .cpu_dropout import cpu_dropout
-
-            with cpu_dropout(job.model) as (modules, attention):
-                self.dropout = "cpu-fast" if modules or attention else "torch"
-                return self._train(job)
-        self.dropout = "torch"
-        return self._train(job)
-
-    def _train(self, job: TrainJob) -> TrainStats:
         from transformers import get_linear_schedule_with_warmup
 
         hp = job.hparams

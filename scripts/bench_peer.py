@@ -9,7 +9,7 @@ fresh process, with the same settings (max_length, doc_stride, batch size, epoch
 learning rate, 10% warm-up, weight decay 0.01, seed):
 
 * ``ours``: a headless ``xstilts-tui --recipe`` run (length-grouped batches, features
-  tokenised into the stage cache, our QA pipeline, on a CPU our dropout);
+  tokenised into the stage cache, our QA pipeline);
 * ``trainer-max-length``: transformers' Trainer fed the way ``examples/pytorch/
   question-answering/run_qa.py`` feeds it by default (``pad_to_max_length``: every feature
   padded to max_length, ``default_data_collator``; windows by the tokenizer's ``stride``

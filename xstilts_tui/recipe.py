@@ -90,9 +90,6 @@ class HParams:
     # batches in random order): less padding; false draws batches at random.
     group_by_length: bool = True
     compile: bool = False  # torch.compile the model for training (measure before relying on it)
-    # CPU training: dropout masks from 15 random bits an element and attention dropout
-    # outside sdpa's unfused path (dropout's law, another random stream); false: torch's own.
-    fast_dropout: bool = True
 
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
