@@ -91,10 +91,9 @@ class TorchBackend(Backend):
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         steps = job.steps
         cuda = self._device.type == "cuda"
-        groups = optimizer_groups(model, hp["weight_decay"])
-        fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda")
-                    for g in groups for p in g["params"])
-        optimizer = torch.optim.AdamW(groups, lr=hp["lr"], eps=hp["adam_eps"], fused=fused or None)
+        # the device is the CPU or a GPU and trained parameters are floats: fused always applies
+        optimizer = torch.optim.AdamW(optimizer_groups(model, hp["weight_decay"]),
+                                      lr=hp["lr"], eps=hp["adam_eps"], fused=True)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(hp["warmup_ratio"] * steps), steps)
         selection = Selection(patience=hp["patience"])
         best: dict[str, Any] | None = None
