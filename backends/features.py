@@ -8,6 +8,10 @@ and this module's format version. A file is written whole under a temporary name
 renamed into place, so a reader never sees half of one; two stages building the same
 features at once both write the same bytes.
 
+Features are built ``CHUNK_ROWS`` rows at a time, each chunk turned into Arrow arrays
+before the next is tokenised, so a first build holds the Python objects of one chunk, not
+of the whole task (the rows' indices, for QA windows, count over all rows).
+
 A ``FeatureTable`` holds the features as Arrow arrays (not Python lists); ``rows(indices)``
 gives the few a batch needs as the kind's feature objects, and ``lengths`` each feature's
 length for length-grouped batches.
@@ -27,6 +31,7 @@ import pyarrow as pa
 
 FORMAT = 1
 SETTINGS = ("max_length", "doc_stride", "max_query_length")
+CHUNK_ROWS = 8192  # rows tokenised at a time when features are built
 _ROOT: Path | None = None  # where this process keeps features (the stage cache's features/)
 
 
@@ -121,6 +126,23 @@ def _to_table(kind, features: list) -> pa.Table:
     return pa.Table.from_pylist(records)
 
 
+def build_table(kind, tokenizer, rows: list[dict], hp: dict[str, Any],
+                head: dict[str, Any]) -> pa.Table:
+    """The features of ``rows`` as one Arrow table, tokenised ``CHUNK_ROWS`` rows at a
+    time: the Python objects of one chunk are alive at once, the rest is Arrow arrays."""
+    kind.check_rows(rows)
+    tables = []
+    for start in range(0, len(rows), CHUNK_ROWS):
+        features = kind.features(tokenizer, rows[start:start + CHUNK_ROWS], hp, head)
+        kind.renumber(features, start)
+        tables.append(_to_table(kind, features))
+        del features
+    if not tables:
+        return _to_table(kind, [])
+    # a column that is empty or null all through one chunk takes the others' type
+    return pa.concat_tables(tables, promote_options="permissive").combine_chunks()
+
+
 def _write(path: Path, table: pa.Table) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -135,10 +157,10 @@ def load_features(kind, tokenizer, rows: list[dict], hp: dict[str, Any],
     when a cache is in use)."""
     root = _ROOT
     if root is None:
-        return FeatureTable(kind, _to_table(kind, kind.features(tokenizer, rows, hp, head)))
+        return FeatureTable(kind, build_table(kind, tokenizer, rows, hp, head))
     path = root / f"{kind.name}-{feature_key(kind, tokenizer, rows, hp, head)}.arrow"
     if not path.is_file():
-        _write(path, _to_table(kind, kind.features(tokenizer, rows, hp, head)))
+        _write(path, build_table(kind, tokenizer, rows, hp, head))
         # what building took goes back before training: the stage reads the mapped file
         import gc
 

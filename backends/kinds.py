@@ -115,6 +115,14 @@ class Kind:
     def features(self, tokenizer, rows: list[dict], hp: dict[str, Any], head: dict[str, Any]) -> list:
         raise NotImplementedError
 
+    def check_rows(self, rows: list[dict]) -> None:
+        """Raise ValueError where ``rows`` cannot make one task's features together (what
+        ``features`` asks of all its rows, checked before they are built a chunk at a time)."""
+
+    def renumber(self, features: list, start: int) -> None:
+        """Features built from ``rows[start:...]`` refer to their rows from ``start`` on
+        (a kind whose features name their row shifts that index here)."""
+
     def collate(self, features: list, pad_id: int) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -207,13 +215,17 @@ class MultipleChoice(Classification):
     def head(self, spec, train_rows):
         return Kind.head(self, spec, train_rows)  # one score a choice; labels unused
 
+    def check_rows(self, rows):
+        counts = {len(r["choices"]) for r in rows}
+        if len(counts) > 1:
+            raise ValueError(f"rows have different numbers of choices ({sorted(counts)}); "
+                             "a multiple-choice task needs the same number in every row")
+
     def features(self, tokenizer, rows, hp, head):
         if not rows:
             return []
+        self.check_rows(rows)
         counts = {len(r["choices"]) for r in rows}
-        if len(counts) != 1:
-            raise ValueError(f"rows have different numbers of choices ({sorted(counts)}); "
-                             "a multiple-choice task needs the same number in every row")
         firsts = [r["text"] for r in rows for _ in r["choices"]]
         seconds = [c for r in rows for c in r["choices"]]
         encoded = tokenizer(firsts, seconds, truncation=True, max_length=hp["max_length"])
@@ -321,6 +333,10 @@ class ExtractiveQA(Kind):
 
     def length(self, feature):
         return len(feature.input_ids)
+
+    def renumber(self, features, start):
+        for feature in features:
+            feature.example += start
 
     def to_record(self, feature):
         from dataclasses import asdict

@@ -13,7 +13,7 @@ from backends import features as feature_cache
 from backends.features import load_features
 from backends.kinds import KINDS
 from xstilts_tui.squad_format import read_squad_json
-from xstilts_tui.tasks import EXTRACTIVE_QA, PAIR_CLASSIFICATION
+from xstilts_tui.tasks import EXTRACTIVE_QA, MULTIPLE_CHOICE, PAIR_CLASSIFICATION
 
 HP = {"max_length": 128, "doc_stride": 64, "max_query_length": 32}
 
@@ -95,6 +95,46 @@ def test_the_cache_misses_on_another_max_length_tokenizer_or_rows(xquad_dir, dem
     assert fewer.calls > 0
     assert len(list(cache.glob("*.arrow"))) == 4
     assert not list(cache.glob("*.tmp"))
+
+
+def test_a_first_build_tokenises_in_chunks_and_equals_a_whole_build(xquad_dir, demo_tokenizer,
+                                                                    cache, monkeypatch):
+    """Building the file holds one chunk of Python feature objects at a time (not the
+    whole task's), and what it writes is what one whole build gives: the same windows,
+    and each window's example index counted over all rows, not within its chunk."""
+    from backends import features as feature_cache
+
+    kind = KINDS[EXTRACTIVE_QA]
+    rows = xquad_rows(xquad_dir)[:100]
+    whole = kind.features(demo_tokenizer, rows, HP, {})
+    monkeypatch.setattr(feature_cache, "CHUNK_ROWS", 16)
+    asked = []
+    real = kind.features
+
+    def counted(tokenizer, chunk, hp, head):
+        asked.append(len(chunk))
+        return real(tokenizer, chunk, hp, head)
+
+    monkeypatch.setattr(kind, "features", counted)
+    built = load_features(kind, demo_tokenizer, rows, HP, {})
+    assert asked == [16] * 6 + [4]
+    assert built.all() == whole
+    assert sorted({f.example for f in built.all()}) == list(range(100))
+    assert list(built.lengths) == [len(f.input_ids) for f in whole]
+    # Without a cache the table is built the same way, in memory.
+    feature_cache.use_cache(None)
+    asked.clear()
+    assert load_features(kind, demo_tokenizer, rows, HP, {}).all() == whole
+    assert asked == [16] * 6 + [4]
+
+
+def test_choices_counted_over_all_rows_not_within_a_chunk(demo_tokenizer, cache, monkeypatch):
+    monkeypatch.setattr(feature_cache, "CHUNK_ROWS", 2)
+    rows = [{"text": "a question", "choices": ["one", "two"], "label": 0}] * 2 + \
+           [{"text": "a question", "choices": ["one", "two", "three"], "label": 1}] * 2
+    with pytest.raises(ValueError, match=r"different numbers of choices \(\[2, 3\]\)"):
+        load_features(KINDS[MULTIPLE_CHOICE], demo_tokenizer, rows, HP, {})
+    assert not list(cache.glob("*"))
 
 
 def test_bert_tokenizers_give_segment_ids_and_batches_feed_them(minilm_dir, demo_tokenizer,
