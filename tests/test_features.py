@@ -165,7 +165,12 @@ def test_minilm_fine_tuned_on_xquad_english_beats_its_untrained_head(minilm_dir,
                                                                      tmp_path, capsys):
     """A real pretrained encoder through a whole target stage: trained two epochs on 30
     articles of XQuAD English, scored on 8 others, before and after training (about ten
-    minutes on two cores)."""
+    minutes on two cores).
+
+    At lr 3e-4 and batch 16 this recipe was unstable: four seeds ended at F1 45.5, 43.3,
+    17.3 and 25.7, so passing depended on the random stream. At lr 1e-4 and batch 8 (the
+    same examples, twice the updates) seeds 1-4 ended at 28.3, 39.0, 36.8 and 33.3; the
+    bounds below sit under all of them, and far above the untrained head (5 to 7)."""
     from conftest import run_cli
 
     data = json.loads((xquad_dir / "xquad.en.json").read_text(encoding="utf-8"))
@@ -183,8 +188,8 @@ targets = ["squad"]
 path = "{minilm_dir}"
 
 [hparams]
-lr = 3e-4
-batch_size = 16
+lr = 1e-4
+batch_size = 8
 grad_accum = 1
 epochs = 2
 max_length = 192
@@ -211,7 +216,7 @@ languages = ["en"]
         (pl.col("split") == "test") & (pl.col("metric") == "f1"))
     before = scores.filter(pl.col("step") == 0)["value"].item()
     after = scores.filter(pl.col("step") == scores["step"].max())["value"].item()
-    assert after > before + 15, (before, after)
-    assert after > 25, after
+    assert after > before + 12, (before, after)
+    assert after > 20, after
     # The features were kept once in the stage cache, as Arrow files.
     assert list((tmp_path / "cache" / "features").glob("extractive_qa-*.arrow"))
