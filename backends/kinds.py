@@ -225,12 +225,11 @@ class MultipleChoice(Classification):
         if not rows:
             return []
         self.check_rows(rows)
-        counts = {len(r["choices"]) for r in rows}
+        n = len(rows[0]["choices"])
         firsts = [r["text"] for r in rows for _ in r["choices"]]
         seconds = [c for r in rows for c in r["choices"]]
         encoded = tokenizer(firsts, seconds, truncation=True, max_length=hp["max_length"])
         enc, types = encoded["input_ids"], segment_ids(tokenizer, encoded)
-        n = counts.pop()
         return [{"input_ids": enc[i * n:(i + 1) * n], "label": r["label"],
                  **({"token_type_ids": types[i * n:(i + 1) * n]} if types is not None else {})}
                 for i, r in enumerate(rows)]
