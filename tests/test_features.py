@@ -102,8 +102,6 @@ def test_a_first_build_tokenises_in_chunks_and_equals_a_whole_build(xquad_dir, d
     """Building the file holds one chunk of Python feature objects at a time (not the
     whole task's), and what it writes is what one whole build gives: the same windows,
     and each window's example index counted over all rows, not within its chunk."""
-    from backends import features as feature_cache
-
     kind = KINDS[EXTRACTIVE_QA]
     rows = xquad_rows(xquad_dir)[:100]
     whole = kind.features(demo_tokenizer, rows, HP, {})
