@@ -5,7 +5,9 @@ from its last saved state to the same weights an uninterrupted run reaches.
 Fused AdamW (one kernel over all parameters, on the CPU as on a GPU, as the Trainer's
 default). On a GPU: batches copied from pinned memory without blocking, and with
 ``compile = true`` the model compiled by ``torch.compile`` (dynamic shapes: batches are
-padded to their own longest member)."""
+padded to their own longest member). On a CPU, dropout draws its masks in blocks
+(``cpu_dropout``: about a quarter of a BERT step faster; ``cpu_dropout = false`` keeps
+torch's)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Any
 
 import torch
 
-from . import distributed
+from . import cpu_dropout, distributed
 from .registry import Backend
 from .training import (Meter, Selection, TrainJob, TrainStats, evaluate_and_select, find_state,
                        load_state, save_state, stop_if_asked)
@@ -45,6 +47,7 @@ class TorchBackend(Backend):
         self._device = distributed.device()
         self.precision = "fp32"
         self.compiled = False
+        self.dropout = "torch"
 
     @property
     def device(self):
@@ -69,6 +72,17 @@ class TorchBackend(Backend):
         return contextlib.nullcontext()
 
     def train(self, job: TrainJob) -> TrainStats:
+        self.dropout = "torch"
+        if self._device.type == "cpu" and job.hparams.get("cpu_dropout", True) \
+                and cpu_dropout.enable(job.model):
+            self.dropout = "cpu"
+        try:
+            return self._train(job)
+        finally:  # the model leaves as it came (its config names sdpa again)
+            if self.dropout == "cpu":
+                cpu_dropout.disable(job.model)
+
+    def _train(self, job: TrainJob) -> TrainStats:
         from transformers import get_linear_schedule_with_warmup
 
         hp = job.hparams

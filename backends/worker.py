@@ -324,6 +324,7 @@ def run_training_stage(spec: dict[str, Any], stage_dir: Path, events: Events) ->
         "peak_memory_bytes": peak, "memory_kind": memory_kind, "precision": backend.precision,
         "attention": getattr(model.primary.config, "_attn_implementation", None),
         "compiled": bool(getattr(backend, "compiled", False)),
+        "dropout": getattr(backend, "dropout", "torch"),
         "trainable_params": stats.trainable_params,
         # ZeRO-3 leaves each rank a shard; ds_numel is the whole parameter's size.
         "total_params": sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters()),

@@ -32,24 +32,24 @@ def test_total_steps_from_epochs_or_max_steps():
     assert total_steps(100, hp) == 7
 
 
-def _model(tokenizer):
+def _model(tokenizer, dropout=0.0):
     from transformers import XLMRobertaConfig, XLMRobertaForQuestionAnswering
 
     config = XLMRobertaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
                               num_attention_heads=2, intermediate_size=64, type_vocab_size=1,
-                              pad_token_id=1, hidden_dropout_prob=0.0,
-                              attention_probs_dropout_prob=0.0)
+                              pad_token_id=1, hidden_dropout_prob=dropout,
+                              attention_probs_dropout_prob=dropout)
     torch.manual_seed(0)
     return XLMRobertaForQuestionAnswering(config)
 
 
-def _train(tokenizer, features, seed, **overrides):
-    model = _model(tokenizer)
+def _train(tokenizer, features, seed, dropout=0.0, backend=None, **overrides):
+    model = _model(tokenizer, dropout)
     hp = {**vars(HParams()), "lr": 1e-3, "log_every": 1, **overrides}
     losses = []
     job = single_task_job(model, features, lambda b: pad_batch(b, tokenizer.pad_token_id, True),
                           hp, seed, lambda step, total, loss, lr, rate: losses.append(loss))
-    stats = get_backend("torch").train(job)
+    stats = (backend or get_backend("torch")).train(job)
     return model, losses, stats
 
 
@@ -68,6 +68,23 @@ def test_same_seed_same_model_on_cpu(demo_tokenizer, features):
     for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
         assert torch.equal(pa, pb), name
     assert losses_a != losses_c  # another seed shuffles differently
+
+
+def test_cpu_dropout_by_default_reproducible_and_the_model_handed_back(demo_tokenizer, features):
+    from backends import cpu_dropout
+
+    runs = {}
+    for name, flag in (("cpu", True), ("cpu again", True), ("torch", False)):
+        backend = get_backend("torch")
+        model, losses, _ = _train(demo_tokenizer, features, seed=3, dropout=0.1, backend=backend,
+                                  max_steps=4, batch_size=8, grad_accum=1, cpu_dropout=flag)
+        runs[name] = losses
+        assert backend.dropout == name.split()[0]
+        # trained with it, handed back as it came: sdpa, torch's dropout modules
+        assert model.config._attn_implementation == "sdpa"
+        assert not any(type(m) is cpu_dropout.Dropout for m in model.modules())
+    assert runs["cpu"] == runs["cpu again"]
+    assert runs["cpu"] != runs["torch"]  # another random stream
 
 
 def test_gradient_accumulation_matches_a_larger_batch(demo_tokenizer, features):

@@ -90,6 +90,9 @@ class HParams:
     # batches in random order): less padding; false draws batches at random.
     group_by_length: bool = True
     compile: bool = False  # torch.compile the model for training (measure before relying on it)
+    # On a CPU, dropout masks drawn in blocks from numpy's SFC64, seeded from torch's
+    # generator (about a quarter of a BERT step faster); false: torch's own dropout.
+    cpu_dropout: bool = True
 
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")

@@ -37,7 +37,7 @@ STAGE_COLUMNS = {
     "best_step": pl.Int64, "stopped_early": pl.Boolean, "resumed_from": pl.Int64,
     "adapter_bytes": pl.Int64, "backend": pl.String, "backend_kind": pl.String,
     "world_size": pl.Int64, "versions": pl.String, "precision": pl.String,
-    "attention": pl.String, "compiled": pl.Boolean,
+    "attention": pl.String, "compiled": pl.Boolean, "dropout": pl.String,
 }
 
 
@@ -255,8 +255,9 @@ def cost_rows(stages: pl.DataFrame) -> list[list[str]]:
         backend = r.get("backend") or "-"
         if r.get("world_size") and r["world_size"] > 1:
             backend += f" x{r['world_size']}"
-        # how it ran: precision, attention implementation, torch.compile
-        how = [r.get("precision"), r.get("attention"), "compiled" if r.get("compiled") else None]
+        # how it ran: precision, attention implementation, torch.compile, CPU dropout
+        how = [r.get("precision"), r.get("attention"), "compiled" if r.get("compiled") else None,
+               "cpu-dropout" if r.get("dropout") == "cpu" else None]
         if any(how):
             backend += " (" + " ".join(h for h in how if h) + ")"
         table.append([r["stage"], backend, r["status"],
