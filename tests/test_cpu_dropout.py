@@ -33,6 +33,13 @@ def test_other_rates(p):
     assert abs(m.mean().item() - 1.0) < 0.03
 
 
+def test_rates_at_the_ends():
+    assert torch.equal(cpu_dropout.mask((7, 5), 1 - 1e-7), torch.zeros(7, 5))  # as torch at p = 1
+    assert torch.equal(cpu_dropout.mask((7, 5), 1e-7), torch.ones(7, 5))  # quantised to none
+    x = torch.randn(4, 3)
+    assert torch.equal(cpu_dropout.dropout(x, 1.0), torch.zeros(4, 3))
+
+
 def test_a_pure_function_of_torchs_seed():
     torch.manual_seed(3)
     first = [cpu_dropout.mask((64, 33), 0.1) for _ in range(2)]
