@@ -1,5 +1,5 @@
 """Plain PyTorch: AdamW, linear warm-up and decay, gradient accumulation and clipping,
-bf16 autocast on GPUs that support it; seeded and deterministic on the CPU; resumable
+bf16 autocast on GPUs that support it (on CPUs with AVX512-BF16 or AMX when asked for); seeded and deterministic on the CPU; resumable
 from its last saved state to the same weights an uninterrupted run reaches.
 
 Fused AdamW (one kernel over all parameters, on the CPU as on a GPU, as the Trainer's
@@ -35,6 +35,13 @@ def optimizer_groups(model, weight_decay: float) -> list[dict]:
             {"params": no_decay, "weight_decay": 0.0}]
 
 
+def cpu_has_bf16() -> bool:
+    """A CPU with bf16 arithmetic of its own (AVX512-BF16 or AMX), where autocast to bf16
+    pays; elsewhere torch emulates bf16, slower than fp32."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
 def _cpu_copy(model) -> dict[str, Any]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
@@ -60,10 +67,13 @@ class TorchBackend(Backend):
             if self._device.type != "cuda":
                 raise RuntimeError("precision fp16 asked for, but fp16 training needs a CUDA GPU")
             return "fp16"
-        has_bf16 = self._device.type == "cuda" and torch.cuda.is_bf16_supported()
+        cuda = self._device.type == "cuda"
+        has_bf16 = torch.cuda.is_bf16_supported() if cuda else cpu_has_bf16()
         if requested == "bf16" and not has_bf16:
-            raise RuntimeError("precision bf16 asked for, but this device has no bf16 support")
-        return "bf16" if has_bf16 else "fp32"
+            raise RuntimeError("precision bf16 asked for, but this device has no bf16 support"
+                               + ("" if cuda else " (a CPU needs AVX512-BF16 or AMX)"))
+        # auto: bf16 on GPUs that have it; a CPU keeps fp32 unless bf16 is asked for
+        return "bf16" if has_bf16 and (cuda or requested == "bf16") else "fp32"
 
     def autocast(self):
         if self.precision in ("bf16", "fp16"):

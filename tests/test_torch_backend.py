@@ -87,6 +87,22 @@ def test_cpu_dropout_by_default_reproducible_and_the_model_handed_back(demo_toke
     assert runs["cpu"] != runs["torch"]  # another random stream
 
 
+def test_bf16_on_a_cpu_only_where_asked_and_the_cpu_has_it(demo_tokenizer, features, monkeypatch):
+    backend = get_backend("torch")
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda: False, raising=False)
+    with pytest.raises(RuntimeError, match="no bf16 support .a CPU needs AVX512-BF16 or AMX"):
+        backend._choose_precision("bf16")
+    assert backend._choose_precision("auto") == "fp32"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert backend._choose_precision("auto") == "fp32"  # the Trainer's default: fp32 unless asked
+    _, losses, _ = _train(demo_tokenizer, features, seed=3, backend=backend, max_steps=2,
+                          batch_size=8, grad_accum=1, precision="bf16")
+    assert backend.precision == "bf16" and len(losses) == 2
+    with backend.autocast():
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
 def test_gradient_accumulation_matches_a_larger_batch(demo_tokenizer, features):
     # Same data order (same seed), 2 x 4 accumulated vs 1 x 8: the same first update.
     # Features of one length, so padding is the same (QA logits cover padding too), and a

@@ -73,7 +73,9 @@ class HParams:
     n_best: int = 20
     max_answer_length: int = 30
     eval_batch_size: int = 0  # 0: the largest that fits (GPU: from 512, halved on out-of-memory; CPU: 64)
-    precision: str = "auto"  # auto: bf16 where the GPU supports it, else fp32; fp16: GPUs only
+    # auto: bf16 where the GPU supports it, else fp32; bf16 also on CPUs with AVX512-BF16
+    # or AMX (torch backend); fp16: GPUs only
+    precision: str = "auto"
     log_every: int = 10
     eval_before_training: bool = False  # target phase: also score English before training
     # Checkpoint selection: every eval_every steps score eval_examples English validation
