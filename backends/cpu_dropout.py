@@ -3,11 +3,12 @@
 On a CPU, ``torch.nn.functional.dropout`` draws its mask one element at a time from the
 Mersenne Twister; in a training step of MiniLM (a 6-layer BERT) here that is about a
 quarter of the step, most of it in the attention probabilities (batch x heads x length x
-length), which dropout also moves off sdpa's fused kernel. Here the random bits come from numpy's SFC64 generator (64 bits a
-draw, four 16-bit lanes an element each), seeded by one draw from torch's default generator,
-so a run is still a pure function of torch's seed and resumes where torch's state was saved.
-An element is dropped when its 16 bits fall under round(p * 65536); the kept ones are scaled
-by 1 / (1 - that quantised p), so every output's expectation equals its input.
+length), which dropout also moves off sdpa's fused kernel. Here the random bits come from
+numpy's SFC64 generator (64 bits a draw, four 16-bit lanes an element each), seeded by one
+draw from torch's default generator, so a run is still a pure function of torch's seed and
+resumes where torch's state was saved. An element is dropped when its 16 bits fall under
+round(p * 65536); the kept ones are scaled by 1 / (1 - that quantised p), so every
+output's expectation equals its input.
 
 ``enable(model)`` swaps the model's ``nn.Dropout`` modules for ``Dropout`` (a subclass, so
 code reading ``.p`` still works) and points its attention at ``cpu_sdpa``: sdpa as before

@@ -1,12 +1,13 @@
 """Plain PyTorch: AdamW, linear warm-up and decay, gradient accumulation and clipping,
-bf16 autocast on GPUs that support it (on CPUs with AVX512-BF16 or AMX when asked for); seeded and deterministic on the CPU; resumable
-from its last saved state to the same weights an uninterrupted run reaches.
+bf16 autocast on GPUs that support it (on CPUs with AVX512-BF16 or AMX when asked for);
+seeded and deterministic on the CPU; resumable from its last saved state to the same
+weights an uninterrupted run reaches.
 
 Fused AdamW (one kernel over all parameters, on the CPU as on a GPU, as the Trainer's
 default). On a GPU: batches copied from pinned memory without blocking, and with
 ``compile = true`` the model compiled by ``torch.compile`` (dynamic shapes: batches are
 padded to their own longest member). On a CPU, dropout draws its masks in blocks
-(``cpu_dropout``: about a quarter of a BERT step faster; ``cpu_dropout = false`` keeps
+(``cpu_dropout``: a MiniLM step here 1.25 times as fast; ``cpu_dropout = false`` keeps
 torch's)."""
 
 from __future__ import annotations
