@@ -26,20 +26,28 @@ ATTENTION = "xstilts_cpu_sdpa"
 _LANES = 65536
 
 
-def mask(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """A tensor of ``shape``: 0 where an element is dropped (probability p, quantised to
-    1/65536), 1 / (1 - that p) where it is kept. Kept as a float, as torch's own CPU dropout
-    keeps its mask: multiplying by a bool tensor is several times slower on a CPU."""
+def keep(shape: torch.Size | tuple[int, ...], p: float) -> tuple[torch.Tensor, float]:
+    """Which elements of a tensor of ``shape`` dropout keeps (a bool tensor; each dropped
+    with probability p, quantised to 1/65536), and the scale the kept ones take, 1 / (1 -
+    that p). One draw from torch's default generator seeds the bits."""
     n = math.prod(shape)
     seed = int(torch.randint(0, 2 ** 62, (1,)))
     dropped = round(p * _LANES)
     if dropped >= _LANES:  # p within 1/131072 of 1: everything dropped, as torch at p = 1
-        return torch.zeros(shape, dtype=dtype)
+        return torch.zeros(shape, dtype=torch.bool), 0.0
     bits = np.random.SFC64(seed).random_raw((n + 3) // 4).view(np.int16)[:n]
     # 16-bit lanes read as signed numbers (torch compares int16, not uint16): a lane is
     # dropped when it is among the lowest `dropped` of the 65536 values
-    keep = torch.from_numpy(bits) >= dropped - _LANES // 2
-    return keep.view(shape).to(dtype).mul_(_LANES / (_LANES - dropped))
+    kept = torch.from_numpy(bits) >= dropped - _LANES // 2
+    return kept.view(shape), _LANES / (_LANES - dropped)
+
+
+def mask(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A tensor of ``shape``: 0 where an element is dropped, 1 / (1 - p) where it is kept
+    (``keep``). Kept as a float, as torch's own CPU dropout keeps its mask: multiplying by
+    a bool tensor is several times slower on a CPU."""
+    kept, scale = keep(shape, p)
+    return kept.to(dtype).mul_(scale)
 
 
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
@@ -74,13 +82,19 @@ def cpu_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0,
         scaling = query.shape[-1] ** -0.5
     # the scale on the queries: head size elements a row instead of length
     scores = torch.matmul(query * scaling, key.transpose(2, 3))
+    # In place on the product (its backward does not need it), and padding added rather
+    # than filled in: an addition's backward is the identity, so backward makes no pass over
+    # these (batch x heads x length x length) scores for it; softmax's own backward already
+    # gives the padded keys, whose probabilities are exactly 0, no gradient.
     if attention_mask is not None:
         if attention_mask.dtype == torch.bool:
-            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
-        else:
-            scores = scores + attention_mask
+            attention_mask = torch.zeros(attention_mask.shape, dtype=scores.dtype).masked_fill_(
+                ~attention_mask, torch.finfo(scores.dtype).min)
+        scores.add_(attention_mask)
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    out = torch.matmul(probs * mask(probs.shape, dropout, probs.dtype), value)
+    kept, scale = keep(probs.shape, dropout)
+    # the keep rate's scale on the values (length x head size) rather than the probabilities
+    out = torch.matmul(probs * kept.to(probs.dtype), value * scale)
     return out.transpose(1, 2).contiguous(), None
 
 

@@ -120,3 +120,43 @@ def test_training_with_it_drops_and_is_reproducible():
     b = model(**batch).start_logits
     c = model(**batch).start_logits
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_training_attention_gradients_equal_sdpas_with_padding():
+    """Nothing dropped: the written-out attention's gradients are sdpa's, padded keys
+    included (they get none through either)."""
+    batch = _padded_batch()
+    grads = []
+    for ours in (False, True):
+        model = _tiny_bert()
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 1e-9
+        if ours:
+            cpu_dropout.enable(model)
+        model.train()
+        out = model(**batch, start_positions=torch.tensor([1, 2, 3]), end_positions=torch.tensor([4, 5, 6]))
+        out.loss.backward()
+        grads.append({n: p.grad for n, p in model.named_parameters()})
+    for name, reference in grads[0].items():
+        assert torch.allclose(reference, grads[1][name], atol=1e-6), name
+
+
+def test_attention_drops_the_probabilities_its_mask_says():
+    """With dropout, the attention is softmax(q k^T / sqrt(d) + padding) times this module's
+    mask (the same draw from torch's seed), times v; padded keys get no weight."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 6, 4) for _ in range(3))
+    padding = torch.ones(2, 1, 6, 6, dtype=torch.bool)
+    padding[1, ..., 4:] = False
+
+    class Module:
+        is_causal = False
+
+    torch.manual_seed(11)
+    out, _ = cpu_dropout.cpu_sdpa(Module(), q, k, v, padding, dropout=0.3, scaling=0.5)
+    torch.manual_seed(11)
+    drop = cpu_dropout.mask((2, 3, 6, 6), 0.3)
+    probs = torch.softmax((q @ k.transpose(2, 3) * 0.5).masked_fill(~padding, float("-inf")), -1)
+    expected = ((probs * drop) @ v).transpose(1, 2)
+    assert (drop == 0).any() and torch.allclose(out, expected, atol=1e-6)
