@@ -9,8 +9,8 @@ continued masked-LM batches.
   optionally capped per task, as the authors' toolkit did; masked-LM batches at their
   own ratio), and which examples (each task's own shuffled epochs; with the examples'
   lengths, batches of similar length: sorted within shuffled windows of 50 batches,
-  then all the epoch's batches in random order). So a stage that resumes from step ``s``
-  sees exactly the batches an uninterrupted one would.
+  then all the epoch's batches in random order, the longest first). So a stage that
+  resumes from step ``s`` sees exactly the batches an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -145,7 +145,9 @@ def grouped_order(perm: np.ndarray, lengths: np.ndarray, batch_size: int,
     """``perm`` reordered so that consecutive ``batch_size`` slices hold examples of similar
     length: each window of ``GROUP_WINDOW`` batches of the shuffled order is sorted by
     length (longest first) and cut into batches; the batches of the whole epoch are then
-    put in random order. Only the last batch of the epoch can be short."""
+    put in random order, except that the one holding the epoch's longest example goes
+    first (as the Trainer's sampler does: a batch too large for memory fails at once, and
+    the allocator sizes itself once). Only the last batch of the epoch can be short."""
     window = batch_size * GROUP_WINDOW
     batches = []
     for start in range(0, len(perm), window):
@@ -154,7 +156,11 @@ def grouped_order(perm: np.ndarray, lengths: np.ndarray, batch_size: int,
         batches += [chunk[b:b + batch_size] for b in range(0, len(chunk), batch_size)]
     full = [b for b in batches if len(b) == batch_size]
     short = [b for b in batches if len(b) < batch_size]
-    order = rng.permutation(len(full))
+    order = list(rng.permutation(len(full)))
+    if full:
+        longest = max(order, key=lambda i: lengths[full[i]].max())
+        order.remove(longest)
+        order.insert(0, longest)
     return np.concatenate([full[i] for i in order] + short) if batches else perm
 
 

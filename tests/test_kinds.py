@@ -385,3 +385,17 @@ def test_length_grouped_batches_in_a_multi_task_plan():
     per_epoch = math.ceil(120 / 8)
     chunk = [j for batch in seen[:per_epoch] for j in batch]
     assert sorted(chunk) == list(range(120))
+
+
+def test_length_grouped_epochs_start_with_their_longest_batch():
+    """As the Trainer's sampler does: a batch that does not fit in memory fails at an
+    epoch's first step, not hours in, and the allocator sizes itself once."""
+    rng = np.random.default_rng(1)
+    lengths = np.minimum(rng.gamma(4.0, 45.0, size=1000).astype(int) + 20, 256)
+    lengths[[17, 503]] = 300  # two longest examples, wherever the shuffle puts them
+    per_epoch = math.ceil(1000 / 16)
+    for seed in range(4):
+        plan = BatchPlan({"a": 1000}, 16, seed=seed, micro_batches=3 * per_epoch, lengths={"a": lengths})
+        for epoch in range(3):
+            first = plan.batch(epoch * per_epoch)[1]
+            assert lengths[first].max() == 300, (seed, epoch)
