@@ -7,7 +7,7 @@ Fused AdamW (one kernel over all parameters, on the CPU as on a GPU, as the Trai
 default). On a GPU: batches copied from pinned memory without blocking, and with
 ``compile = true`` the model compiled by ``torch.compile`` (dynamic shapes: batches are
 padded to their own longest member). On a CPU, dropout draws its masks in blocks
-(``cpu_dropout``: a MiniLM step here 1.25 times as fast; ``cpu_dropout = false`` keeps
+(``cpu_dropout``: a MiniLM step here 1.12 to 1.25 times as fast; ``cpu_dropout = false`` keeps
 torch's), and glibc keeps the memory a step frees for the next (``host_memory``)."""
 
 from __future__ import annotations
