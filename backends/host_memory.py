@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
+import functools
 import os
 
 # mallopt parameters (malloc.h) and glibc's defaults for them
@@ -31,10 +31,12 @@ DEFAULT_TRIM_THRESHOLD, DEFAULT_MMAP_MAX = 128 * 1024, 65536
 KEEP_UP_TO = 1 << 30  # bytes of free heap kept before any is returned
 
 
+@functools.cache
 def _glibc():
-    """glibc's ``mallopt`` and ``malloc_trim``, or None where the C library is not glibc."""
+    """glibc's ``mallopt`` and ``malloc_trim`` (the process's own C library, looked up once),
+    or None where that is not glibc."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)
         libc.gnu_get_libc_version  # noqa: B018 - only glibc has it
         return libc
     except (OSError, AttributeError):
