@@ -23,7 +23,7 @@ from xstilts_tui.native_formats import (
     read_panx,
     read_tatoeba,
 )
-from xstilts_tui.recipe import unset_variable
+from xstilts_tui.datasources import unset_variable
 from xstilts_tui.rows import expected_columns, normalize_row
 from xstilts_tui.squad_format import DataFileError, read_squad_json
 from xstilts_tui.tasks import EXTRACTIVE_QA, TASKS, TOKEN_TAGGING, HubSplit, TaskSpec

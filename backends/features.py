@@ -4,7 +4,10 @@ the stage cache, memory-mapped by every stage and seed that needs the same featu
 The key hashes what decides the features: the rows themselves, the tokenizer (its full
 serialised form, or its vocabulary for a slow one), the settings the kind reads
 (``max_length``, and for QA ``doc_stride`` and ``max_query_length``), the head's labels,
-and this module's format version. A file is written whole under a temporary name and
+the code that builds them (the sources ``backends.kinds`` imports, as read from their
+files) and the versions of the libraries that tokenise and store them. A file's name
+holds its code's hash after the kind's name, so that ``xstilts-tui cache gc --other-code`` finds those of
+other code; its modification time is its last use. A file is written whole under a temporary name and
 renamed into place, so a reader never sees half of one; two stages building the same
 features at once both write the same bytes.
 
@@ -29,7 +32,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-FORMAT = 1
 SETTINGS = ("max_length", "doc_stride", "max_query_length")
 CHUNK_ROWS = 8192  # rows tokenised at a time when features are built
 _ROOT: Path | None = None  # where this process keeps features (the stage cache's features/)
@@ -89,8 +91,15 @@ def rows_fingerprint(rows: list[dict]) -> str:
     return digest.hexdigest()
 
 
+def code_hash() -> str:
+    """The hash of the code and libraries that build features (in a file's name)."""
+    from xstilts_tui.provenance import feature_code_hash
+
+    return feature_code_hash()
+
+
 def feature_key(kind, tokenizer, rows: list[dict], hp: dict[str, Any], head: dict[str, Any]) -> str:
-    what = {"format": FORMAT, "kind": kind.name, "tokenizer": tokenizer_fingerprint(tokenizer),
+    what = {"code": code_hash(), "kind": kind.name, "tokenizer": tokenizer_fingerprint(tokenizer),
             "rows": rows_fingerprint(rows), "settings": {k: hp.get(k) for k in SETTINGS},
             "labels": head.get("label2id")}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:24]
@@ -158,8 +167,10 @@ def load_features(kind, tokenizer, rows: list[dict], hp: dict[str, Any],
     root = _ROOT
     if root is None:
         return FeatureTable(kind, build_table(kind, tokenizer, rows, hp, head))
-    path = root / f"{kind.name}-{feature_key(kind, tokenizer, rows, hp, head)}.arrow"
-    if not path.is_file():
+    path = root / f"{kind.name}-{code_hash()}-{feature_key(kind, tokenizer, rows, hp, head)}.arrow"
+    if path.is_file():
+        os.utime(path)  # its last use, for ``cache ls`` and ``cache gc --older-than``
+    else:
         _write(path, build_table(kind, tokenizer, rows, hp, head))
         # what building took goes back before training: the stage reads the mapped file
         import gc

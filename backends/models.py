@@ -82,7 +82,7 @@ def build_base_model(model_spec: dict[str, Any], corpus: list[Any], out_dir: Pat
     from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
 
     tokenizer = train_tokenizer(corpus_texts(corpus), model_spec["tokenizer"]["vocab_size"])
-    from xstilts_tui.recipe import DEFAULT_MAX_POSITIONS
+    from xstilts_tui.tasks import DEFAULT_MAX_POSITIONS
 
     config = XLMRobertaConfig(**{
         "max_position_embeddings": DEFAULT_MAX_POSITIONS, **model_spec["config"],

@@ -35,6 +35,11 @@ class Backend(ABC):
         saving resume states in ``job.state_dir``. On return the model holds the kept
         weights."""
 
+    def resolve_precision(self, requested: str) -> str:
+        """The precision training computes in when ``requested`` is asked for here."""
+        choose = getattr(self, "_choose_precision", None)
+        return choose(requested) if choose is not None else "fp32"
+
     def autocast(self) -> contextlib.AbstractContextManager:
         """The precision context for forward passes (evaluation too)."""
         return contextlib.nullcontext()

@@ -183,8 +183,13 @@ def run_training_stage(spec: dict[str, Any], stage_dir: Path, events: Events) ->
     hp = spec["hparams"]
     seed = spec["seed"]
     target = spec["kind"] == "target"
-    source, kwargs = resolve_source(spec["model"], spec["inputs"])
+    from .planned import apply_runtime, check_precision
+
     backend = get_backend(spec["backend"]["kind"], spec["backend"]["options"])
+    apply_runtime(spec, backend.device)
+    if not (target and TASKS[spec["task"]["name"]].kind == "retrieval"):
+        check_precision(spec, backend.resolve_precision(hp["precision"]))
+    source, kwargs = resolve_source(spec["model"], spec["inputs"])
     world = distributed.world_size()
     tokenizer = load_tokenizer(source, kwargs)
     _seed_everything(seed)
@@ -387,6 +392,17 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _hardware() -> str:
+    """The GPUs this worker computes on (count and name), else the CPU's model."""
+    import torch
+
+    from xstilts_tui.provenance import cpu_model
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+    return cpu_model()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
@@ -405,6 +421,9 @@ def main(argv: list[str] | None = None) -> int:
     # resume state after its current step and the stage ends as stopped.
     signal.signal(signal.SIGTERM, lambda signum, frame: STOP.set())
     try:
+        from .planned import check_code_and_libraries
+
+        check_code_and_libraries(spec)
         _quiet_libraries()
         if spec["kind"] == "base":
             events.emit("stage_started", total_steps=0)
@@ -417,17 +436,17 @@ def main(argv: list[str] | None = None) -> int:
         return 143
     except Exception as exc:  # every failure becomes an event and a non-zero exit
         from .models import ModelLoadError
-
+        from .planned import NotAsPlanned
         from .training import TrainingDiverged
 
-        known = (DataError, ModelLoadError, DataFileError, TrainingDiverged)
+        known = (DataError, ModelLoadError, DataFileError, TrainingDiverged, NotAsPlanned)
         message = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
         traceback.print_exc()
         events.emit("error", message=message.splitlines()[0] if message else type(exc).__name__)
         events.emit("stage_finished", status="failed", wall_s=time.perf_counter() - started)
         return 1
     events.emit("stage_finished", status="ok", wall_s=time.perf_counter() - started,
-                versions=_versions(), **cost)
+                versions=_versions(), hardware=_hardware(), **cost)
     if events.rank == 0:
         seal(stage_dir, spec["key"], spec["id"])
         from .training import drop_states

@@ -319,6 +319,26 @@ def test_status_fetch_then_an_offline_run_from_the_copy(stub, hub_model, tmp_pat
     assert set(test.filter(pl.col("task") == "tatoeba")["language"]) == {"de"}
 
 
+@pytest.mark.slow
+def test_a_run_that_fetches_its_inputs_keys_stages_by_them_and_replays_them_next_time(
+        stub, hub_model, tmp_path):
+    """Nothing fetched beforehand: the run fetches the model and data first, so that the
+    stages' keys hold the hub commit and the files' hashes; the plan afterwards (offline)
+    has the same keys and every stage cached."""
+    recipe = tmp_path / "online.toml"
+    recipe.write_text(RECIPE.format(model=hub_model))
+    env = _env(stub, tmp_path)
+    run = _cli(["--recipe", recipe, "--output", tmp_path / "out"], env)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    assert "fetching 5 input(s)" in run.stderr
+    plan = _cli(["plan", recipe, "--output", tmp_path / "out", "--json"], _env(stub, tmp_path, offline=True))
+    assert plan.returncode == 0, plan.stderr
+    stages = json.loads(plan.stdout)["stages"]
+    assert {s["state"] for s in stages} == {"cached"}, [(s["id"], s["why"]) for s in stages]
+    weights = stages[0]["provenance"]["weights"]
+    assert weights["hub"] == hub_model and len(weights["commit"]) == 40
+
+
 def test_hub_checksum_mismatch_is_refused_by_fetch(stub, tmp_path):
     data = stub.repos[("datasets", "google/xtreme", "refs/convert/parquet")]["udpos.German/test/0000.parquet"]
     stub.tamper["udpos.German/test/0000.parquet"] = bytes(b ^ 0xFF for b in data)

@@ -16,6 +16,7 @@ import pytest
 from conftest import ROOT, SMALL_DEMO, run_cli
 from xstilts_tui.plan import build_plan
 from xstilts_tui.progress import PlainDisplay
+from xstilts_tui.provenance import runtime_of_slots
 from xstilts_tui.recipe import parse_recipe
 from xstilts_tui.runner import Runner, stage_priorities
 from xstilts_tui.slots import Slot, make_slots, visible_gpus
@@ -225,7 +226,9 @@ def test_a_parallel_run_gives_the_sequential_run_s_results(tmp_path):
     for name, slots in (("seq", [Slot("cpu", one_thread)]),
                         ("par", [Slot("a", one_thread), Slot("b", one_thread)])):
         recipe = parse_recipe(TWO_SEEDS, str(tmp_path / "r.toml"), tmp_path)
-        plan = build_plan(recipe, tmp_path / name, tmp_path / f"cache-{name}")
+        plan = build_plan(recipe, tmp_path / name, tmp_path / f"cache-{name}",
+                          runtime=runtime_of_slots(slots))
+        assert plan.runtime.threads == 1
         outcome = Runner(plan, PlainDisplay(open(os.devnull, "w")), slots=slots).run()
         assert outcome.ok, outcome.reasons
         frame = pl.read_parquet(plan.output_dir / "results.parquet")

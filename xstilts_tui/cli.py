@@ -8,7 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, cache_command
+from .errors import UsageError
 from .metrics import score_qa
 from .plan import build_plan, describe, plan_data
 from .recipe import RecipeError, load_launch, load_recipe
@@ -20,10 +21,6 @@ class Terminated(Exception):
     """SIGTERM reached the headless run."""
 
 
-class UsageError(Exception):
-    """Bad input on the command line: one line, exit status 2."""
-
-
 def _seed_list(text: str) -> tuple[int, ...]:
     try:
         seeds = tuple(int(part) for part in text.split(","))
@@ -32,6 +29,22 @@ def _seed_list(text: str) -> tuple[int, ...]:
     if len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"a seed is repeated in {text!r}")
     return seeds
+
+
+def _reuse_list(text: str) -> frozenset[str]:
+    from .stage_index import REUSABLE
+
+    kinds = frozenset(k.strip() for k in text.split(",") if k.strip())
+    unknown = sorted(kinds - set(REUSABLE))
+    if not kinds or unknown:
+        raise argparse.ArgumentTypeError(f"expected {' and/or '.join(REUSABLE)} (comma-separated), "
+                                         f"got {text!r}")
+    return kinds
+
+
+REUSE_HELP = ("keep finished stages across these kinds of change, judged harmless: code, "
+              "libraries (e.g. --reuse code); such stages are marked 'reused from <version>' in "
+              "the plan, the results and the report")
 
 
 def _tracker_list(text: str) -> tuple[str, ...]:
@@ -73,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--track", metavar="NAMES", type=_tracker_list,
                         help="report to these experiment trackers, e.g. mlflow,tensorboard "
                         "(mlflow, wandb, tensorboard; replaces [tracking] use)")
+    parser.add_argument("--reuse", metavar="KINDS", type=_reuse_list, default=frozenset(),
+                        help=REUSE_HELP)
     parser.add_argument("--strict-cache", action="store_true",
                         help="a cached stage whose files do not verify fails (default: it is "
                         "trained again)")
@@ -112,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", metavar="IDS", help="the makespan on these GPUs (e.g. 0,1,2,3)")
     p.add_argument("--parallel", metavar="N", type=int,
                    help="the makespan with N stages at once (no GPUs)")
+    p.add_argument("--reuse", metavar="KINDS", type=_reuse_list, default=frozenset(), help=REUSE_HELP)
 
     p = sub.add_parser("data", help="the models and data a recipe reads from the hub: check, fetch")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
@@ -125,6 +141,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("file", metavar="RECIPE")
     q.add_argument("--to", metavar="DIR", help="put data in DIR/data and models in DIR/hub "
                    "(default: $XSTILTS_DATA_ROOT and the Hugging Face cache)")
+
+    cache_command.add_parser(sub)
 
     r = sub.add_parser("report", help="tables (and plots) of finished runs: deltas with 95%% "
                        "intervals, the XTREME and cost tables")
@@ -155,15 +173,53 @@ def _inputs(recipe, plan=None):
     return plan, needs, [need_status(n) for n in needs]
 
 
-def check_inputs(file: str, recipe, plan=None) -> None:
+def check_inputs(file: str, recipe, plan=None, fetch: bool = False) -> bool:
     """Refuse, in one line, a recipe whose hub models or data are missing while the hub
-    cannot be used (HF_HUB_OFFLINE, or no answer to one short probe)."""
-    from .datasources import hub_reachable, missing_line
+    cannot be used (HF_HUB_OFFLINE, or no answer to one short probe). With ``fetch``,
+    fetch what is missing first (a stage's key holds the hashes of what it reads, so
+    they are had before the stages are keyed); True when something was fetched."""
+    from .datasources import data_root, hub_reachable, missing_line
 
     plan, needs, statuses = _inputs(recipe, plan)
-    if all(s["present"] for s in statuses) or hub_reachable():
-        return
-    raise RecipeError(missing_line(file, statuses, needs))
+    missing = [need for need, status in zip(needs, statuses) if not status["present"]]
+    if not missing:
+        return False
+    if not hub_reachable():
+        raise RecipeError(missing_line(file, statuses, needs))
+    if not fetch:
+        return False
+    print(f"fetching {len(missing)} input(s) of {file} that are not on this machine", file=sys.stderr)
+    failed = _fetch_needs(missing, data_root(), None, out=sys.stderr)
+    if failed:
+        raise UsageError(f"{file}: {failed} input(s) could not be fetched (above); nothing was run")
+    return True
+
+
+def _fetch_needs(needs, root: Path, cache_dir: str | None, out=None) -> int:
+    """Fetch each need not on this machine, a line each; how many failed."""
+    from .datasources import DataSourceError, SourceUnavailable, fetch_first, fetch_model, need_status
+    from .download import DownloadError
+
+    out = out or sys.stdout
+    failed = 0
+    for need in needs:
+        status = need_status(need, root, cache_dir)
+        if status["present"]:
+            print(f"have    {need.label}: {status['source']} ({_size(status['bytes'])})", file=out)
+            continue
+        print(f"fetch   {need.label}", flush=True, file=out)
+        try:
+            if need.kind == "model":
+                folder = fetch_model(*need.model, cache_dir=cache_dir)
+                print(f"  done  {need.label}: {folder}", file=out)
+            else:
+                source, _ = fetch_first(need.sources, root)
+                print(f"  done  {need.label}: {source.label}", file=out)
+        except (DataSourceError, SourceUnavailable, DownloadError) as exc:
+            failed += 1
+            manual = TASKS[need.label.split()[0]].manual if need.kind == "data" else ""
+            print(f"error: {need.label}: {exc}{'; ' + manual if manual else ''}", file=sys.stderr)
+    return failed
 
 
 def _unset_warnings(file: str, recipe) -> list[str]:
@@ -228,9 +284,7 @@ def cmd_data_status(file: str, as_json: bool) -> int:
 def cmd_data_fetch(file: str, to: str | None) -> int:
     import os
 
-    from .datasources import (DATA_ROOT_ENV, DataSourceError, SourceUnavailable, data_root,
-                              fetch_first, fetch_model, hub_offline, need_status)
-    from .download import DownloadError
+    from .datasources import DATA_ROOT_ENV, data_root, hub_offline
 
     recipe = load_recipe(file)
     if hub_offline():
@@ -244,24 +298,7 @@ def cmd_data_fetch(file: str, to: str | None) -> int:
         cache_dir = str(target / "hub")
     _, needs, _ = _inputs(recipe)
     root = data_root()
-    failed = 0
-    for need in needs:
-        status = need_status(need, root, cache_dir)
-        if status["present"]:
-            print(f"have    {need.label}: {status['source']} ({_size(status['bytes'])})")
-            continue
-        print(f"fetch   {need.label}", flush=True)
-        try:
-            if need.kind == "model":
-                folder = fetch_model(*need.model, cache_dir=cache_dir)
-                print(f"  done  {need.label}: {folder}")
-            else:
-                source, _ = fetch_first(need.sources, root)
-                print(f"  done  {need.label}: {source.label}")
-        except (DataSourceError, SourceUnavailable, DownloadError) as exc:
-            failed += 1
-            manual = TASKS[need.label.split()[0]].manual if need.kind == "data" else ""
-            print(f"error: {need.label}: {exc}{'; ' + manual if manual else ''}", file=sys.stderr)
+    failed = _fetch_needs(needs, root, cache_dir)
     settings = [f"{DATA_ROOT_ENV}={root}"] + ([f"HF_HUB_CACHE={cache_dir}"] if cache_dir else [])
     print("\nto run this recipe from this copy on a machine without network, set:")
     print("  export " + " ".join(settings + ["HF_HUB_OFFLINE=1"]))
@@ -271,12 +308,26 @@ def cmd_data_fetch(file: str, to: str | None) -> int:
     return 0
 
 
+def _planned(recipe, output: str | None, cache: str | None, launch: str | None,
+             devices: str | None, parallel: int | None, reuse: frozenset[str], slurm: bool = False):
+    """The plan and the slots its stages run on; the slots' runtime (device kind, threads)
+    is part of every stage's key."""
+    from .provenance import Runtime, runtime_of_slots
+    from .slots import Slot
+
+    chosen = load_launch(launch) if launch else recipe.launch
+    slots = None if slurm else run_slots(chosen, devices, parallel)
+    runtime = Runtime(device="cuda") if slurm else runtime_of_slots(slots)
+    plan = build_plan(recipe, output and Path(output), cache and Path(cache), chosen, runtime, reuse,
+                      online=True)
+    return plan, slots if slots is not None else [Slot("slurm")] * len(plan.stages)  # the cluster queues them
+
+
 def cmd_plan(file: str, output: str | None, cache: str | None, launch: str | None = None,
              as_json: bool = False, devices: str | None = None, parallel: int | None = None,
-             seeds: tuple[int, ...] | None = None) -> int:
-    plan = build_plan(_with_overrides(load_recipe(file), seeds), output and Path(output), cache and Path(cache),
-                      load_launch(launch) if launch else None)
-    slots = run_slots(plan.launch, devices, parallel)
+             seeds: tuple[int, ...] | None = None, reuse: frozenset[str] = frozenset()) -> int:
+    plan, slots = _planned(_with_overrides(load_recipe(file), seeds), output, cache, launch, devices,
+                           parallel, reuse)
     # Each stage's worker spec, so that the printed commands run by hand as printed.
     try:
         for stage in plan.stages:
@@ -570,23 +621,23 @@ def run_slots(launch, devices: str | None = None, parallel: int | None = None):
 def cmd_run(file: str, output: str | None, cache: str | None, launch: str | None = None,
             strict_cache: bool = False, devices: str | None = None,
             parallel: int | None = None, executor: str = "local",
-            seeds: tuple[int, ...] | None = None, track: tuple[str, ...] | None = None) -> int:
+            seeds: tuple[int, ...] | None = None, track: tuple[str, ...] | None = None,
+            reuse: frozenset[str] = frozenset()) -> int:
     from .progress import make_display
     from .results import cost_table, summary_tables, xtreme_table
     from .runner import Runner
-    from .slots import Slot
 
     recipe = _with_overrides(load_recipe(file), seeds, track)  # validated before anything is written
-    plan = build_plan(recipe, output and Path(output), cache and Path(cache),
-                      load_launch(launch) if launch else None)
-    check_inputs(file, recipe, plan)
+    plan, slots = _planned(recipe, output, cache, launch, devices, parallel, reuse,
+                           slurm=executor == "slurm")
+    if check_inputs(file, recipe, plan, fetch=True):  # fetched: the keys take their hashes
+        plan, slots = _planned(recipe, output, cache, launch, devices, parallel, reuse,
+                               slurm=executor == "slurm")
     _check_writable(plan.cache_dir, "--cache" if cache else "the stage cache")
     _check_writable(plan.output_dir, "--output" if output else "output_dir")
     from .executors import executor_for
 
     jobs = executor_for(executor, plan)
-    slots = run_slots(plan.launch, devices, parallel) if executor != "slurm" \
-        else [Slot("slurm")] * len(plan.stages)  # the cluster queues them
     display = make_display()
     runner = Runner(plan, display, strict_cache=strict_cache, slots=slots, executor=jobs)
     display.print(f"recipe {recipe.name}: {len(plan.stages)} stages, results in {plan.output_dir}, "
@@ -648,11 +699,13 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_validate(args.files)
         if args.command == "plan":
             return cmd_plan(args.file, args.output, args.cache, args.launch, args.json,
-                            args.devices, args.parallel, args.seeds)
+                            args.devices, args.parallel, args.seeds, args.reuse)
         if args.command == "data":
             if args.data_command == "status":
                 return cmd_data_status(args.file, args.json)
             return cmd_data_fetch(args.file, args.to)
+        if args.command == "cache":
+            return cache_command.run(args)
         if args.command == "score":
             return cmd_score(args.task, args.gold, args.pred, args.lang)
         if args.command == "report":
@@ -660,7 +713,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.recipe:
             return cmd_run(args.recipe, args.output, args.cache, args.launch, args.strict_cache,
                            args.devices, args.parallel, args.executor, args.seeds,
-                           args.track)
+                           args.track, args.reuse)
         return cmd_dashboard(args.recipes_dir, args.results, args.output, args.edit, args.executor,
                              args.devices, args.parallel)
     except (RecipeError, UsageError) as exc:

@@ -82,6 +82,14 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     return _probe[endpoint]
 
 
+def unset_variable(path: str) -> str | None:
+    """The environment variable a data path still names after expansion (it is unset):
+    such a path is checked when its stage runs, so a recipe for data kept elsewhere (a
+    cluster's data root) validates and plans without it."""
+    match = re.search(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", path)
+    return match.group(1) if match else None
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "--", text).strip("-") or "default"
 

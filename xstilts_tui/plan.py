@@ -8,12 +8,16 @@
 * ``target``: one per (arm, target task, seed): fine-tunes on the task's English training
   data with a fresh head, then evaluates in every language.
 
-A stage's key hashes everything that determines its output, including its inputs' keys.
+A stage's key hashes everything that determines its output: its recipe spec, its parents'
+keys, and what ``provenance`` finds: the code the worker runs, the libraries' versions,
+the weights' and the data's identities, the resolved precision, the device kind and a CPU
+stage's thread count. Its *identity* hashes the spec alone (parents by id): a stage whose
+key is new is matched, by identity, with the last one done in the cache, and the two
+components' differences say why it runs again (``stage_index``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
@@ -22,9 +26,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import provenance
+from .provenance import Runtime, corpus_identity, data_identity, digest, weights_identity
 from .recipe import Launch, Recipe, TaskSettings
-from .tasks import TASKS
+from .tasks import RETRIEVAL, TASKS
+
+KEY_VERSION = "stage-key/2"
 
 
 # The stage cache is shared by every recipe whose output folder sits in the same folder
@@ -43,6 +50,9 @@ class Stage:
     arms: tuple[str, ...] = ()
     seed: int | None = None
     task: str | None = None
+    identity: str = ""  # the spec alone, parents by id: the same stage across changes
+    provenance: dict[str, Any] = field(default_factory=dict)  # the key's other components
+    reused: dict[str, Any] | None = None  # a finished stage kept across a change (--reuse)
 
     def dir(self, cache_dir: Path) -> Path:
         return cache_dir / f"{self.kind}-{self.key[:20]}"
@@ -55,6 +65,8 @@ class Plan:
     output_dir: Path
     cache_dir: Path
     launch: Launch = Launch()
+    runtime: Runtime = Runtime()
+    made_by: dict[str, Any] = field(default_factory=dict)
     by_id: dict[str, Stage] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -68,6 +80,24 @@ class Plan:
         from .stage_cache import verify_done
 
         return verify_done(self.stage_dir(stage)) is None
+
+    def states(self) -> dict[str, tuple[str, str]]:
+        """Each stage's state and the words that go with it: ``cached`` (its key is
+        finished in the cache), ``reused`` (a finished stage kept across a change:
+        from which version, and what differs) or ``pending`` (and why it runs: new, or
+        what differs from the last finished stage of the same identity)."""
+        from .stage_index import CacheIndex, why
+
+        index = None
+        out: dict[str, tuple[str, str]] = {}
+        for stage in self.stages:
+            if self.is_done(stage):
+                out[stage.id] = ("reused", f"reused from {stage.reused['from']}: "
+                                 + "; ".join(stage.reused["differs"])) if stage.reused else ("cached", "")
+                continue
+            index = index or CacheIndex(self.cache_dir)
+            out[stage.id] = ("pending", why(index, stage.identity, stage.key, stage.provenance))
+        return out
 
     def spec_path(self, stage: Stage) -> Path:
         return self.stage_dir(stage) / "stage.json"
@@ -118,133 +148,201 @@ class Plan:
             **stage.spec,
             "id": stage.id,
             "key": stage.key,
+            "identity": stage.identity,
+            "provenance": stage.provenance,
+            "made_by": self.made_by,
             "stage_dir": str(self.stage_dir(stage)),
             "inputs": {dep: str(self.stage_dir(self.by_id[dep])) for dep in stage.deps},
         }
 
 
-def _file_fingerprint(path: str) -> dict[str, Any]:
-    if "$" in path:  # a data root from the environment, unset here: the path is the key
-        return {"path": path}
-    stat = Path(path).stat()
-    return {"path": path, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-def _hash(payload: Any) -> str:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def _task_spec(name: str, settings: TaskSettings) -> dict[str, Any]:
     spec = TASKS[name]
-    data = asdict(settings)
-    files: dict[str, Any] = {}
-    for key in ("train_file", "validation_file"):
-        if data[key] and "{lang}" in data[key]:
-            files[key] = [_file_fingerprint(data[key].replace("{lang}", lang)) for lang in settings.train_languages]
-        elif data[key]:
-            files[key] = _file_fingerprint(data[key])
-    if data.get("data_dir") and "$" not in data["data_dir"]:
-        files["data_dir"] = [_file_fingerprint(str(p)) for p in sorted(Path(data["data_dir"]).iterdir())
-                             if p.is_file()]
-    if data["eval_files"]:
-        files["eval_files"] = [_file_fingerprint(data["eval_files"].replace("{lang}", lang))
-                               for lang in settings.languages]
-    return {"name": name, "kind": spec.kind, "metric": spec.metric, "settings": data,
-            "files": files}
+    return {"name": name, "kind": spec.kind, "metric": spec.metric, "settings": asdict(settings)}
 
 
 def _backend_spec(recipe: Recipe, name: str) -> dict[str, Any]:
     profile = recipe.backend(name)
-    spec = {"name": profile.name, "kind": profile.kind, "options": dict(profile.options)}
-    if profile.options.get("config_file"):
-        spec["config_file"] = _file_fingerprint(profile.options["config_file"])
-    return spec
+    return {"name": profile.name, "kind": profile.kind, "options": dict(profile.options)}
+
+
+def _selects(hparams: dict[str, Any]) -> bool:
+    from .datasources import _selects as selects
+
+    return selects(hparams)
+
+
+class _Components:
+    """What ``provenance`` finds for a plan's stages, each found once."""
+
+    def __init__(self, recipe: Recipe, runtime: Runtime, online: bool):
+        self.recipe = recipe
+        self.runtime = runtime
+        self.online = online
+        self.code = provenance.code_fingerprint()
+        self._data: dict[str, Any] = {}
+        self._weights: dict[str, Any] = {}
+
+    def data(self, task: dict[str, Any], kind: str, hparams: dict[str, Any]) -> dict[str, Any]:
+        key = digest([task, kind, _selects(hparams)])
+        if key not in self._data:
+            self._data[key] = data_identity(task, kind, _selects(hparams))
+        return self._data[key]
+
+    def weights(self, model: dict[str, Any]) -> dict[str, Any]:
+        key = digest(model)
+        if key not in self._weights:
+            self._weights[key] = weights_identity(model, self.online)
+        return self._weights[key]
+
+    def of(self, spec: dict[str, Any], parents: dict[str, str]) -> dict[str, Any]:
+        """The key's components of a training or target stage."""
+        tasks = spec["tasks"] if spec["kind"] == "intermediate" else [spec["task"]]
+        data = {t["name"]: self.data(t, spec["kind"], spec["hparams"]) for t in tasks}
+        if spec.get("mlm"):
+            data["mlm corpus"] = corpus_identity(spec["mlm"]["corpus"])
+        if spec["backend"]["options"].get("config_file"):
+            data["backend config"] = provenance._local_file(spec["backend"]["options"]["config_file"])
+        retrieval = spec["kind"] == "target" and TASKS[spec["task"]["name"]].kind == RETRIEVAL
+        # A retrieval stage trains nothing: it encodes in fp32 whatever the recipe asks.
+        runtime = self.runtime.of_stage("fp32" if retrieval else spec["hparams"]["precision"])
+        return {"code": self.code,
+                "libraries": provenance.library_versions(spec["backend"]["kind"],
+                                                         tuple(t["kind"] for t in tasks)),
+                "weights": self.weights(spec["model"]) if not parents else {},
+                "data": data, "runtime": runtime, "parents": parents}
+
+    def of_base(self, corpus: list[str]) -> dict[str, Any]:
+        return {"code": self.code,
+                "libraries": provenance.library_versions(),
+                "data": {"tokenizer corpus": corpus_identity(corpus)}}
+
+
+def _keyed(stage_id: str, kind: str, spec: dict[str, Any], components: dict[str, Any],
+           **fields: Any) -> Stage:
+    """A stage with its key (spec and components) and identity (the spec, parents by id)."""
+    anonymous = {**spec, "model": {k: v for k, v in spec["model"].items() if k != "key"}} \
+        if isinstance(spec.get("model"), dict) else spec
+    return Stage(id=stage_id, kind=kind, key=digest([KEY_VERSION, spec, components]),
+                 identity=digest(["stage-identity/1", anonymous]), spec=spec,
+                 provenance=components, **fields)
 
 
 def _mlm_spec(arm) -> dict[str, Any] | None:
-    if arm.mlm is None:
-        return None
-    corpus = [c if not Path(c).is_file() else _file_fingerprint(c) for c in arm.mlm.corpus]
-    return {"ratio": arm.mlm.ratio, "corpus": corpus}
+    return None if arm.mlm is None else {"ratio": arm.mlm.ratio, "corpus": list(arm.mlm.corpus)}
 
 
-def build_plan(recipe: Recipe, output_dir: Path | None = None,
-               cache_dir: Path | None = None, launch: Launch | None = None) -> Plan:
-    """The stages of a recipe. ``launch`` (``--launch``) replaces the recipe's own; the
-    number of processes is part of a training stage's key, since it sets the global batch."""
-    launch = launch or recipe.launch
-    output_dir = Path(output_dir or recipe.output_dir or Path("runs") / recipe.name).resolve()
-    cache_dir = Path(cache_dir or os.environ.get(CACHE_ENV) or output_dir.parent / "stage-cache").resolve()
-    stages: list[Stage] = []
-    model = recipe.model
-    model_spec: dict[str, Any]
-    base_deps: tuple[str, ...] = ()
-    if model.source == "config":
-        corpus = [c if not Path(c).is_file() else _file_fingerprint(c) for c in model.tokenizer.corpus]
-        base_spec = {"kind": "base", "model": asdict(model), "corpus": corpus}
-        base = Stage(id="base", kind="base", key=_hash([__version__, base_spec]), deps=(),
-                     spec=base_spec, arms=tuple(a.name for a in recipe.arms))
-        stages.append(base)
-        base_deps = ("base",)
-        model_spec = {"stage": "base", "key": base.key,
-                      "trust_remote_code": model.trust_remote_code}
-    elif model.source == "hub":
-        model_spec = {"hub": model.hub, "revision": model.revision,
-                      "trust_remote_code": model.trust_remote_code}
-    else:
-        model_spec = {"path": model.path, "trust_remote_code": model.trust_remote_code,
-                      "config": _file_fingerprint(str(Path(model.path) / "config.json"))}
+class _Builder:
+    """Stages in plan order, keyed as they are made; a finished stage kept across a
+    change the user allows (``reuse``) lends its key to the stages built on it."""
 
-    for seed in recipe.seeds:
-        intermediate_of: dict[str, Stage] = {}
+    def __init__(self, recipe: Recipe, launch: Launch, components: _Components,
+                 cache_dir: Path, reuse: frozenset[str]):
+        self.recipe, self.launch, self.components = recipe, launch, components
+        self.cache_dir, self.reuse = cache_dir, reuse
+        self.stages: list[Stage] = []
+        self._index = None
+
+    def add(self, stage: Stage) -> Stage:
+        if self.reuse:
+            from .stage_index import CacheIndex, reusable
+
+            if self._index is None:
+                self._index = CacheIndex(self.cache_dir)
+            found = reusable(self._index, stage, self.reuse)
+            if found is not None:
+                stage.key, stage.reused = found
+        self.stages.append(stage)
+        return stage
+
+    def model_spec(self) -> tuple[dict[str, Any], tuple[str, ...]]:
+        model = self.recipe.model
+        if model.source == "config":
+            base_spec = {"kind": "base", "model": asdict(model), "corpus": list(model.tokenizer.corpus)}
+            base = self.add(_keyed("base", "base", base_spec,
+                                   self.components.of_base(list(model.tokenizer.corpus)),
+                                   deps=(), arms=tuple(a.name for a in self.recipe.arms)))
+            return {"stage": "base", "key": base.key, "trust_remote_code": model.trust_remote_code}, ("base",)
+        if model.source == "hub":
+            return {"hub": model.hub, "revision": model.revision,
+                    "trust_remote_code": model.trust_remote_code}, ()
+        return {"path": model.path, "trust_remote_code": model.trust_remote_code}, ()
+
+    def intermediates(self, seed: int, model_spec: dict[str, Any],
+                      base_deps: tuple[str, ...]) -> dict[str, Stage]:
+        """One stage per distinct intermediate training of a seed; arms asking for the
+        same one share it."""
+        recipe, of_arm = self.recipe, {}
         for arm in recipe.arms:
             if not arm.intermediate:
                 continue
-            spec = {
-                "kind": "intermediate",
-                "model": model_spec,
-                "tasks": [_task_spec(t, recipe.tasks[t]) for t in arm.intermediate],
-                "mlm": _mlm_spec(arm),
-                "hparams": asdict(recipe.task_hparams("intermediate", arm.intermediate)),
-                "backend": _backend_spec(recipe, arm.backend),
-                "world_size": launch.world_size,
-                "seed": seed,
-            }
-            key = _hash([__version__, spec])
-            existing = next((s for s in stages if s.key == key), None)
+            spec = {"kind": "intermediate", "model": model_spec,
+                    "tasks": [_task_spec(t, recipe.tasks[t]) for t in arm.intermediate],
+                    "mlm": _mlm_spec(arm),
+                    "hparams": asdict(recipe.task_hparams("intermediate", arm.intermediate)),
+                    "backend": _backend_spec(recipe, arm.backend),
+                    "world_size": self.launch.world_size, "seed": seed}
+            parents = {d: model_spec["key"] for d in base_deps}
+            stage = _keyed("", "intermediate", spec, self.components.of(spec, parents),
+                           deps=base_deps, arms=(arm.name,), seed=seed)
+            existing = next((s for s in self.stages if s.identity == stage.identity
+                             and s.spec == spec), None)
             if existing is not None:
                 existing.arms += (arm.name,)
-                intermediate_of[arm.name] = existing
+                of_arm[arm.name] = existing
                 continue
             what = "+".join(arm.intermediate) + (f"+mlm{arm.mlm.ratio:g}" if arm.mlm else "")
-            stage_id = f"intermediate/{what}/{arm.backend}/seed{seed}"
-            if stage_id in {s.id for s in stages}:  # same tasks, other settings (another corpus)
-                stage_id = f"intermediate/{what}-{key[:8]}/{arm.backend}/seed{seed}"
-            stage = Stage(id=stage_id, kind="intermediate", key=key, deps=base_deps, spec=spec,
-                          arms=(arm.name,), seed=seed, task=what)
-            stages.append(stage)
-            intermediate_of[arm.name] = stage
+            stage.id = f"intermediate/{what}/{arm.backend}/seed{seed}"
+            if stage.id in {s.id for s in self.stages}:  # same tasks, other settings (another corpus)
+                stage.id = f"intermediate/{what}-{stage.key[:8]}/{arm.backend}/seed{seed}"
+            stage.task = what
+            of_arm[arm.name] = self.add(stage)
+        return of_arm
+
+    def targets(self, seed: int, model_spec: dict[str, Any], base_deps: tuple[str, ...],
+                of_arm: dict[str, Stage]) -> None:
+        recipe = self.recipe
         for arm in recipe.arms:
             for task in recipe.targets:
-                inter = intermediate_of.get(arm.name)
+                inter = of_arm.get(arm.name)
                 init = {"stage": inter.id, "key": inter.key,
-                        "trust_remote_code": model.trust_remote_code} if inter else model_spec
+                        "trust_remote_code": recipe.model.trust_remote_code} if inter else model_spec
                 deps = (inter.id,) if inter else base_deps
-                spec = {
-                    "kind": "target",
-                    "model": init,
-                    "task": _task_spec(task, recipe.tasks[task]),
-                    "hparams": asdict(recipe.task_hparams("target", (task,))),
-                    "backend": _backend_spec(recipe, arm.target_backend),
-                    "world_size": launch.world_size,
-                    "seed": seed,
-                }
-                stages.append(Stage(id=f"target/{arm.name}/{task}/seed{seed}", kind="target",
-                                    key=_hash([__version__, spec]), deps=deps, spec=spec,
-                                    arms=(arm.name,), seed=seed, task=task))
-    return Plan(recipe=recipe, stages=stages, output_dir=output_dir, cache_dir=cache_dir,
-                launch=launch)
+                spec = {"kind": "target", "model": init,
+                        "task": _task_spec(task, recipe.tasks[task]),
+                        "hparams": asdict(recipe.task_hparams("target", (task,))),
+                        "backend": _backend_spec(recipe, arm.target_backend),
+                        "world_size": self.launch.world_size, "seed": seed}
+                parents = {d: init["key"] for d in deps}
+                self.add(_keyed(f"target/{arm.name}/{task}/seed{seed}", "target", spec,
+                                self.components.of(spec, parents), deps=deps, arms=(arm.name,),
+                                seed=seed, task=task))
+
+
+def build_plan(recipe: Recipe, output_dir: Path | None = None,
+               cache_dir: Path | None = None, launch: Launch | None = None,
+               runtime: Runtime | None = None, reuse: frozenset[str] | set[str] = frozenset(),
+               online: bool = False) -> Plan:
+    """The stages of a recipe. ``launch`` (``--launch``) replaces the recipe's own; the
+    number of processes is part of a training stage's key, since it sets the global batch.
+    ``runtime``: where the stages will compute (default: one stage at a time here).
+    ``reuse``: kinds of change (``code``, ``libraries``) across which a finished stage of
+    the same identity is kept instead of run again. ``online``: a hub model not cached here
+    is keyed by the commit the hub names (the plan and run commands; the data commands
+    ask no server)."""
+    launch = launch or recipe.launch
+    output_dir = Path(output_dir or recipe.output_dir or Path("runs") / recipe.name).resolve()
+    cache_dir = Path(cache_dir or os.environ.get(CACHE_ENV) or output_dir.parent / "stage-cache").resolve()
+    runtime = runtime or provenance.default_runtime()
+    builder = _Builder(recipe, launch, _Components(recipe, runtime, online), cache_dir, frozenset(reuse))
+    model_spec, base_deps = builder.model_spec()
+    for seed in recipe.seeds:
+        of_arm = builder.intermediates(seed, model_spec, base_deps)
+        builder.targets(seed, model_spec, base_deps, of_arm)
+    made_by = {"version": provenance.code_version(), "git": provenance.git_state(),
+               "hardware": runtime.hardware()}
+    return Plan(recipe=recipe, stages=builder.stages, output_dir=output_dir, cache_dir=cache_dir,
+                launch=launch, runtime=runtime, made_by=made_by)
 
 
 def unset_variables(stage: Stage) -> list[str]:
@@ -264,7 +362,8 @@ def plan_data(plan: Plan, slots: int = 1) -> dict[str, Any]:
     cost estimate, and the summary."""
     from .cost import plan_costs, summary
 
-    done = {s.id for s in plan.stages if plan.is_done(s)}
+    states = plan.states()
+    done = {s for s, (state, _) in states.items() if state != "pending"}
     costs = {c.stage: c for c in plan_costs(plan, done)}
     stages = []
     for stage in plan.stages:
@@ -272,13 +371,15 @@ def plan_data(plan: Plan, slots: int = 1) -> dict[str, Any]:
         stages.append({
             "id": stage.id, "kind": stage.kind, "key": stage.key, "arms": list(stage.arms),
             "seed": stage.seed, "task": stage.task, "deps": list(stage.deps),
-            "state": "cached" if stage.id in done else "pending",
+            "state": states[stage.id][0], "why": states[stage.id][1],
+            "reused": stage.reused, "provenance": stage.provenance,
             "needs_unset": unset_variables(stage), "dir": str(plan.stage_dir(stage)),
             "command": plan.command(stage), "train_examples": cost.examples,
             "train_tokens_at_most": cost.tokens, "estimate_s": cost.seconds,
             "estimate_source": cost.source})
     return {"recipe": plan.recipe.name, "output_dir": str(plan.output_dir),
             "cache_dir": str(plan.cache_dir), "launcher": plan.launch.launcher,
+            "made_by": plan.made_by, "runtime": provenance.runtime_as_dict(plan.runtime),
             "summary": summary(plan, list(costs.values()), slots), "stages": stages}
 
 
@@ -295,9 +396,13 @@ def describe(plan: Plan, slots: int = 1) -> str:
     command that runs it by hand."""
     data = plan_data(plan, slots)
     summary = data["summary"]
+    runtime = plan.runtime
     lines = [f"recipe {plan.recipe.name}: {len(plan.stages)} stages; "
              f"results in {plan.output_dir}, stage cache in {plan.cache_dir}; "
-             f"launcher {plan.launch.launcher}"]
+             f"launcher {plan.launch.launcher}",
+             f"computed by xstilts-tui {plan.made_by.get('version')} on {runtime.device}"
+             + (f" ({runtime.threads} threads a stage)" if runtime.device == "cpu" else "")
+             + f", {runtime.hardware()}"]
     lines.append("stages by kind: " + ", ".join(f"{n} {k}" for k, n in summary["by_kind"].items())
                  + "; by arm: " + ", ".join(f"{a} {n}" for a, n in summary["by_arm"].items())
                  + "; by task: " + ", ".join(f"{t} {n}" for t, n in summary["by_task"].items()))
@@ -318,7 +423,8 @@ def describe(plan: Plan, slots: int = 1) -> str:
         unset = "".join(f"  needs ${v} (unset)" for v in entry["needs_unset"])
         estimate = f"  est {_duration(entry['estimate_s'])} ({entry['estimate_source']})" \
             if stage.kind != "base" and entry["state"] == "pending" else ""
-        lines.append(f"{stage.id}  key {stage.key[:12]}  {entry['state']}  arms "
+        why = f" ({entry['why']})" if entry["why"] else ""
+        lines.append(f"{stage.id}  key {stage.key[:12]}  {entry['state']}{why}  arms "
                      f"{', '.join(stage.arms)}{after}{estimate}{unset}")
         lines.append(f"  $ {shlex.join(plan.command(stage))}")
     return "\n".join(lines)

@@ -19,7 +19,8 @@ from typing import Any
 from .backend_options import BACKEND_KINDS, OPTION_ALIASES, check_option, defaults, preset_names
 from .deepspeed_auto import AUTO_FIELDS, unfillable
 from .executors import SlurmSettings
-from .tasks import RETRIEVAL, TASKS, TaskSpec
+from .datasources import unset_variable  # noqa: F401  (recipes' data paths)
+from .tasks import DEFAULT_MAX_POSITIONS, RETRIEVAL, TASKS, TaskSpec
 from .tracking import TRACKERS, WANDB_MODES, TrackingSettings
 
 # Training backend kinds known to the workers (``backends.registry`` lists the same names);
@@ -35,7 +36,6 @@ MODEL_CONFIG_FIELDS = {
     "hidden_dropout_prob": float, "attention_probs_dropout_prob": float,
     "initializer_range": float, "layer_norm_eps": float,
 }
-DEFAULT_MAX_POSITIONS = 514  # XLM-R's: positions start after the padding index
 # transformers' activation names (ACT2FN) a model built from a configuration may use.
 ACTIVATIONS = {"gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "gelu_python", "quick_gelu",
                "relu", "relu6", "leaky_relu", "silu", "swish", "mish", "tanh", "sigmoid", "linear"}
@@ -418,14 +418,6 @@ def _hparams(file: str, where: str, data: dict, base: HParams) -> HParams:
                    f"must leave room for context below max_length ({merged.max_length}), "
                    f"got {merged.max_query_length}")
     return merged
-
-
-def unset_variable(path: str) -> str | None:
-    """The environment variable a data path still names after expansion (it is unset):
-    such a path is checked when its stage runs, so a recipe for data kept elsewhere (a
-    cluster's data root) validates and plans without it."""
-    match = re.search(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", path)
-    return match.group(1) if match else None
 
 
 DATA_PATH_KEYS = ("train_file", "validation_file", "eval_files", "data_dir")

@@ -181,9 +181,12 @@ def _frame(rows: list[list[str]]):
 
 
 def render(runs: list[Run], fmt: str) -> str:
+    from .report_provenance import section
+
     if fmt == "csv":
         return tidy(runs).write_csv()
     parts = tables(runs)
+    made = section(runs, fmt)
     if fmt == "md":
         blocks = []
         for title, rows in parts:
@@ -192,7 +195,7 @@ def render(runs: list[Run], fmt: str) -> str:
                            tbl_hide_dataframe_shape=True, tbl_rows=-1, tbl_cols=-1,
                            fmt_str_lengths=200, tbl_width_chars=1000):
                 blocks.append(f"**{title}**\n\n{frame}")
-        return "\n\n".join(blocks) + "\n"
+        return "\n\n".join(blocks) + "\n" + made
     if fmt == "latex":
         blocks = []
         for title, rows in parts:
@@ -201,14 +204,14 @@ def render(runs: list[Run], fmt: str) -> str:
             blocks.append(styler.to_latex(hrules=True, caption=_latex_escape(title),
                                           column_format="l" + "r" * (len(rows[0]) - 1),
                                           position="htbp", position_float="centering"))
-        return "% needs \\usepackage{booktabs}\n" + "\n".join(blocks)
+        return "% needs \\usepackage{booktabs}\n" + "\n".join(blocks) + made
     if fmt == "html":
         import html
 
         blocks = [f"<h2>{html.escape(title)}</h2>\n" + _frame(rows).style.hide(axis="index").to_html()
                   for title, rows in parts]
         return ("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>xstilts-tui report"
-                "</title></head><body>\n" + "\n".join(blocks) + "</body></html>\n")
+                "</title></head><body>\n" + "\n".join(blocks) + made + "</body></html>\n")
     raise ReportError(f"unknown format {fmt!r}; expected one of: {', '.join(FORMATS)}")
 
 

@@ -25,7 +25,7 @@ RESULT_COLUMNS = {
     "run": pl.String, "recipe": pl.String, "arm": pl.String, "seed": pl.Int64,
     "stage": pl.String, "stage_key": pl.String, "task": pl.String, "language": pl.String,
     "split": pl.String, "metric": pl.String, "value": pl.Float64, "step": pl.Int64,
-    "cached": pl.Boolean,
+    "cached": pl.Boolean, "version": pl.String, "reused_from": pl.String, "provenance": pl.String,
 }
 STAGE_COLUMNS = {
     "run": pl.String, "stage": pl.String, "stage_key": pl.String, "kind": pl.String,
@@ -38,7 +38,15 @@ STAGE_COLUMNS = {
     "adapter_bytes": pl.Int64, "backend": pl.String, "backend_kind": pl.String,
     "world_size": pl.Int64, "versions": pl.String, "precision": pl.String,
     "attention": pl.String, "compiled": pl.Boolean, "dropout": pl.String,
+    "version": pl.String, "reused_from": pl.String, "provenance": pl.String, "hardware": pl.String,
 }
+
+
+def _made_columns(made: dict[str, Any] | None) -> dict[str, Any]:
+    """A row's record of what made it: the version, a reuse note, the whole summary as JSON."""
+    made = made or {}
+    return {"version": made.get("version"), "reused_from": made.get("reused_from"),
+            "provenance": json.dumps(made, sort_keys=True) if made else None}
 
 
 def write_parquet_atomically(frame: pl.DataFrame, path: Path) -> None:
@@ -61,8 +69,10 @@ class ResultsStore:
         self._log.close()
 
     def record(self, event: dict[str, Any], *, stage_key: str, arms: tuple[str, ...],
-               seed: int | None, cached: bool) -> None:
-        """Append one worker event (annotated) and keep its score rows."""
+               seed: int | None, cached: bool, made: dict[str, Any] | None = None) -> None:
+        """Append one worker event (annotated) and keep its score rows, each with what
+        made it (``made``: ``provenance.summarize``)."""
+        columns = _made_columns(made)
         annotated = {**event, "run": self.run, "arms": list(arms), "seed": seed,
                      "stage_key": stage_key, "cached": cached}
         self._log.write(encode(annotated))
@@ -74,12 +84,13 @@ class ResultsStore:
                     "stage": event["stage"], "stage_key": stage_key, "task": event["task"],
                     "language": event["language"], "split": event["split"],
                     "metric": event["metric"], "value": float(event["value"]),
-                    "step": int(event["step"]), "cached": cached,
+                    "step": int(event["step"]), "cached": cached, **columns,
                 })
 
     def stage_result(self, *, stage: str, stage_key: str, kind: str, arms: tuple[str, ...],
                      seed: int | None, task: str | None, status: str, reason: str = "",
-                     cached: bool = False, finished: dict[str, Any] | None = None) -> None:
+                     cached: bool = False, finished: dict[str, Any] | None = None,
+                     made: dict[str, Any] | None = None) -> None:
         finished = finished or {}
         row = {"run": self.run, "stage": stage, "stage_key": stage_key, "kind": kind,
                "arms": ",".join(arms), "seed": seed, "task": task, "status": status,
@@ -87,6 +98,8 @@ class ResultsStore:
                "versions": json.dumps(finished["versions"]) if "versions" in finished else None}
         for name in COST_FIELDS:
             row[name] = finished.get(name)
+        row.update(_made_columns(made))
+        row["hardware"] = finished.get("hardware") or (made or {}).get("hardware")
         self.stages.append({k: row.get(k) for k in STAGE_COLUMNS})
 
     def results_frame(self) -> pl.DataFrame:
@@ -260,7 +273,8 @@ def cost_rows(stages: pl.DataFrame) -> list[list[str]]:
                "cpu-dropout" if r.get("dropout") == "cpu" else None]
         if any(how):
             backend += " (" + " ".join(h for h in how if h) + ")"
-        table.append([r["stage"], backend, r["status"],
+        status = r["status"] + (f" (reused from {r['reused_from']})" if r.get("reused_from") else "")
+        table.append([r["stage"], backend, status,
                       f"{r['wall_s']:.1f} s" if r["wall_s"] is not None else "-",
                       f"{r['examples_per_s']:.0f}" if r["examples_per_s"] is not None else "-",
                       f"{r['tokens_per_s']:.0f}" if r.get("tokens_per_s") is not None else "-",

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, provenance
 from .events import decode
 from .plan import Plan, Stage
 from .progress import PlainDisplay
@@ -30,7 +30,9 @@ from .results import ResultsStore
 from .executors import ChildProcess, SubmititExecutor
 from .slots import Slot, free_port
 from .tracking import Tracking
-from .stage_cache import discard, stage_lock, unusable_states, usable_state, verify_done
+from .stage_cache import (LAST_USED, discard, stage_lock, unusable_states, usable_state,
+                          verify_done)
+from .stage_index import read_entry
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -173,8 +175,22 @@ class Runner:
         self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
         self.store = ResultsStore(plan.output_dir, self.run_id, plan.recipe.name)
         self.started_at = time.monotonic()
+        # What made each stage's numbers: this run's code and environment, or for a stage
+        # taken from the cache what its DONE marker records.
+        self.made = {s.id: provenance.made_of(s, s.provenance, plan.made_by) for s in plan.stages}
         self.tracking = Tracking(plan.recipe.tracking, plan.recipe, plan.output_dir, self.run_id,
-                                 display.print)
+                                 display.print, provenance=provenance.of_run(plan),
+                                 stage_provenance=lambda stage: self.made[stage.id])
+
+    def _made_from_cache(self, stage: Stage) -> None:
+        entry = read_entry(self.plan.stage_dir(stage))
+        if entry is not None and entry.made_by:
+            self.made[stage.id] = provenance.made_of(stage, entry.provenance or stage.provenance,
+                                                     entry.made_by)
+        try:
+            (self.plan.stage_dir(stage) / LAST_USED).touch()
+        except OSError:
+            pass
 
     def _write_manifest(self) -> None:
         manifest = {
@@ -183,9 +199,11 @@ class Runner:
             "python": sys.version.split()[0],
             "recipe": self.plan.recipe.to_dict(),
             "slots": [slot.name for slot in self.slots],
+            "provenance": provenance.of_run(self.plan),
             "stages": [{"id": s.id, "key": s.key, "kind": s.kind, "arms": list(s.arms),
                         "seed": s.seed, "task": s.task, "deps": list(s.deps),
-                        "dir": str(self.plan.stage_dir(s)),
+                        "dir": str(self.plan.stage_dir(s)), "reused": s.reused,
+                        "provenance": self.made[s.id],
                         "command": self.plan.command(s)} for s in self.plan.stages],
         }
         path = self.plan.output_dir / "run.json"
@@ -194,7 +212,8 @@ class Runner:
         os.replace(tmp, path)
 
     def _forward(self, stage: Stage, event: dict[str, Any], cached: bool) -> dict[str, Any] | None:
-        self.store.record(event, stage_key=stage.key, arms=stage.arms, seed=stage.seed, cached=cached)
+        self.store.record(event, stage_key=stage.key, arms=stage.arms, seed=stage.seed, cached=cached,
+                          made=self.made[stage.id])
         self.tracking.event(stage, event, cached)
         kind = event["type"]
         if kind == "progress":
@@ -335,7 +354,8 @@ class Runner:
             outcome.reasons[stage.id] = reason
         self.store.stage_result(stage=stage.id, stage_key=stage.key, kind=stage.kind,
                                 arms=stage.arms, seed=stage.seed, task=stage.task, status=status,
-                                reason=reason, cached=status == "cached", finished=finished)
+                                reason=reason, cached=status == "cached", finished=finished,
+                                made=self.made[stage.id])
         self.display.stage_finished(stage.id, status, detail or reason)
         self.tracking.stage_end(stage, status)
         done = sum(1 for v in outcome.status.values() if v in ("done", "cached"))
@@ -364,8 +384,10 @@ class Runner:
         stage_dir = self.plan.stage_dir(stage)
         problem = verify_done(stage_dir)
         if problem is None:
+            self._made_from_cache(stage)
+            reused = f"; reused from {stage.reused['from']}" if stage.reused else ""
             self._conclude(outcome, stage, "cached", finished=self._replay(stage),
-                           detail=f"key {stage.key[:12]}")
+                           detail=f"key {stage.key[:12]}{reused}")
             return True
         if problem != "not done":
             if self.strict_cache:

@@ -27,6 +27,7 @@ DONE = "DONE"
 STATE = "state"
 RESUME_FILE = "resume.json"
 LOCK = ".lock"
+LAST_USED = "last-used"  # touched when a run replays the stage (``cache ls``)
 
 
 def record(path: Path) -> dict[str, Any]:
@@ -61,13 +62,25 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+# What a stage's spec says of where it came from, copied into its DONE marker.
+PROVENANCE_FIELDS = ("identity", "provenance", "made_by")
+
+
 def seal(stage_dir: Path, key: str, stage_id: str) -> None:
-    """Mark a stage done, recording its event log and checkpoint files."""
+    """Mark a stage done, recording its event log and checkpoint files, and what made it
+    (its spec's identity, key components and the version that ran it)."""
     files = {"events.jsonl": record(stage_dir / "events.jsonl")}
     for folder in ("checkpoint", "predictions"):
         if (stage_dir / folder).is_dir():
             files.update(records(stage_dir / folder, stage_dir))
-    _write_atomically(stage_dir / DONE, json.dumps({"key": key, "id": stage_id, "files": files}, indent=1))
+    marker: dict[str, Any] = {"key": key, "id": stage_id, "files": files}
+    try:
+        spec = json.loads((stage_dir / "stage.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        spec = {}
+    if isinstance(spec, dict) and spec.get("key") == key:
+        marker.update({name: spec[name] for name in PROVENANCE_FIELDS if name in spec})
+    _write_atomically(stage_dir / DONE, json.dumps(marker, indent=1))
 
 
 def verify_done(stage_dir: Path) -> str | None:

@@ -15,6 +15,9 @@ SENTENCE_CLASSIFICATION = "sentence_classification"
 PAIR_CLASSIFICATION = "pair_classification"
 MULTIPLE_CHOICE = "multiple_choice"
 TOKEN_TAGGING = "token_tagging"
+# A model configuration's positions where it names none (XLM-R's: they start after the
+# padding index).
+DEFAULT_MAX_POSITIONS = 514
 RETRIEVAL = "retrieval"  # no training: sentence vectors of the encoder, nearest neighbours
 TASK_KINDS = (EXTRACTIVE_QA, SENTENCE_CLASSIFICATION, PAIR_CLASSIFICATION, MULTIPLE_CHOICE,
               TOKEN_TAGGING, RETRIEVAL)

@@ -263,8 +263,12 @@ class Tracking:
     one warning line (``warn``) and dropped; the others go on."""
 
     def __init__(self, settings: TrackingSettings, recipe: Any, output_dir: Path, run_id: str,
-                 warn: Callable[[str], None]):
+                 warn: Callable[[str], None], provenance: dict[str, Any] | None = None,
+                 stage_provenance: Callable[[Any], dict[str, Any]] | None = None):
         self.settings = settings
+        # What the run and each stage computed with: parameters and tags of their runs.
+        self.provenance = provenance or {}
+        self.stage_provenance = stage_provenance
         self.recipe = recipe
         self.folder = Path(settings.dir) if settings.dir else output_dir / "tracking"
         self.run_id = run_id
@@ -285,10 +289,11 @@ class Tracking:
     def start(self) -> None:
         if not self.settings.use:
             return
-        params = flatten(self.recipe.to_dict())
+        params = {**flatten(self.recipe.to_dict()), **flatten(self.provenance, "provenance")}
         run_name = f"{self.recipe.name}-{self.run_id}"
         experiment = self.settings.experiment or self.recipe.name
-        tags = {"xstilts.recipe": self.recipe.name}
+        tags = {"xstilts.recipe": self.recipe.name,
+                "xstilts.version": str(self.provenance.get("version", ""))}
         for name in self.settings.use:
             try:
                 tracker = _CLASSES[name](self.settings, self.folder, experiment, run_name, params, tags)
@@ -309,7 +314,12 @@ class Tracking:
             handles = self.stages[stage.id] = {}
             params = {"stage": stage.id, "kind": stage.kind, "arms": ",".join(stage.arms),
                       "seed": str(stage.seed), "task": str(stage.task), "key": stage.key}
-            tags = {"xstilts.stage": stage.id, "xstilts.cached": str(cached).lower()}
+            made = self.stage_provenance(stage) if self.stage_provenance else {}
+            params.update(flatten(made, "provenance"))
+            tags = {"xstilts.stage": stage.id, "xstilts.cached": str(cached).lower(),
+                    "xstilts.version": str(made.get("version", ""))}
+            if made.get("reused_from"):
+                tags["xstilts.reused_from"] = str(made["reused_from"])
             for tracker in list(self.trackers):
                 try:
                     handles[tracker.name] = tracker.start_stage(stage.id, params, tags)

@@ -19,6 +19,7 @@ from textual.binding import Binding
 from textual.widgets import Footer, Input, TabbedContent, TabPane
 
 from ..plan import build_plan
+from ..provenance import Runtime, runtime_of_slots
 from ..recipe import Recipe, RecipeError
 from ..runner import Runner
 from ..executors import executor_for
@@ -165,15 +166,19 @@ class XstiltsApp(App):
             self.notify("the recipe has a problem: see the Recipes tab", severity="error")
             return
         output = (self.output_root / recipe.name) if self.output_root else None
-        plan = build_plan(recipe, output)
         options = self.run_options
         try:
-            executor = executor_for(options.get("executor") or "local", plan)
+            slurm = (options.get("executor") or "local") == "slurm"
             devices = options.get("devices")
-            chosen = devices.split(",") if devices else (list(plan.launch.devices) or None)
-            slots = ([Slot("slurm")] * len(plan.stages) if executor is not None and executor.chains_jobs
-                     else make_slots(chosen, plan.launch.stage_gpus,
-                                     options.get("parallel") or plan.launch.parallel_stages))
+            chosen = devices.split(",") if devices else (list(recipe.launch.devices) or None)
+            slots = None if slurm else make_slots(chosen, recipe.launch.stage_gpus,
+                                                  options.get("parallel") or recipe.launch.parallel_stages)
+            # The slots' device kind and threads are part of every stage's key.
+            plan = build_plan(recipe, output, runtime=Runtime(device="cuda") if slurm
+                              else runtime_of_slots(slots), online=True)
+            executor = executor_for(options.get("executor") or "local", plan)
+            if slots is None:
+                slots = [Slot("slurm")] * len(plan.stages)  # the cluster queues them
         except ValueError as exc:
             self.notify(f"launch: {exc}", severity="error", markup=False)
             return

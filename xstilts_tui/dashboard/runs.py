@@ -23,6 +23,12 @@ def bar_text(step: int, total: int, width: int = 8) -> str:
     return "█" * filled + "░" * (width - filled) + f" {step}/{total}"
 
 
+def why_word(why: str) -> str:
+    """The first reason ``plan`` gives, without its details: "code changed", "new"..."""
+    first = why.split(";")[0].strip()
+    return first.split(" (")[0] or "pending"
+
+
 class StageBar(Horizontal):
     """One running stage: its name and its own bar."""
 
@@ -89,13 +95,14 @@ class RunsView(Vertical):
         self.ended = ""
 
     def show_plan(self, plan: Plan, name: str) -> None:
-        """A run about to start: every stage, cached ones marked."""
+        """A run about to start: every stage, cached ones marked, and for each stage that
+        will run why (new, code changed, weights changed...: as ``plan`` says it)."""
         self._reset(name)
         table = self.query_one("#stages", DataTable)
-        for stage in plan.stages:
-            state = "cached" if plan.is_done(stage) else "pending"
-            self.states[stage.id] = state
-            table.add_row(stage.id, state, "", "", "", "", key=stage.id)
+        for stage_id, (state, why) in plan.states().items():
+            self.states[stage_id] = "cached" if state == "reused" else state
+            shown = "reused" if state == "reused" else (why_word(why) if state == "pending" else state)
+            table.add_row(stage_id, shown, "", "", "", "", key=stage_id)
         self.run_started = time.monotonic()
         self.query_one("#run-status", Static).update(
             f"running {name}: {len(plan.stages)} stages, results in {plan.output_dir}")
