@@ -97,15 +97,18 @@ def build_base_model(model_spec: dict[str, Any], corpus: list[Any], out_dir: Pat
             "total_params": sum(p.numel() for p in model.parameters())}
 
 
-def resolve_source(model: dict[str, Any], inputs: dict[str, str]) -> tuple[str, dict[str, Any]]:
-    """Where to load from (a hub id or a folder) and the keyword arguments to do it."""
+def resolve_source(model: dict[str, Any], inputs: dict[str, str],
+                   commit: str | None = None) -> tuple[str, dict[str, Any]]:
+    """Where to load from (a hub id or a folder) and the keyword arguments to do it. A hub
+    model loads at ``commit`` when the plan resolved one (the commit its key holds), else
+    at the recipe's revision."""
     kwargs: dict[str, Any] = {"trust_remote_code": bool(model.get("trust_remote_code", False))}
     if "stage" in model:
         return str(Path(inputs[model["stage"]]) / "checkpoint"), kwargs
     if "path" in model:
         return model["path"], kwargs
-    if model.get("revision"):
-        kwargs["revision"] = model["revision"]
+    if commit or model.get("revision"):
+        kwargs["revision"] = commit or model["revision"]
     return model["hub"], kwargs
 
 

@@ -60,3 +60,11 @@ def check_precision(spec: dict[str, Any], resolved: str) -> None:
         raise NotAsPlanned(f"precision {spec['hparams']['precision']} resolves to {resolved} on this "
                            f"device, the plan expected {runtime['precision']}: set hparams.precision "
                            "explicitly")
+
+
+def planned_commit(spec: dict[str, Any]) -> str | None:
+    """The hub commit the stage's key holds for its starting weights, if resolved."""
+    import re
+
+    commit = ((spec.get("provenance") or {}).get("weights") or {}).get("commit") or ""
+    return commit if re.fullmatch(r"[0-9a-f]{40}", commit) else None

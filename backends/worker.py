@@ -183,13 +183,13 @@ def run_training_stage(spec: dict[str, Any], stage_dir: Path, events: Events) ->
     hp = spec["hparams"]
     seed = spec["seed"]
     target = spec["kind"] == "target"
-    from .planned import apply_runtime, check_precision
+    from .planned import apply_runtime, check_precision, planned_commit
 
     backend = get_backend(spec["backend"]["kind"], spec["backend"]["options"])
     apply_runtime(spec, backend.device)
     if not (target and TASKS[spec["task"]["name"]].kind == "retrieval"):
         check_precision(spec, backend.resolve_precision(hp["precision"]))
-    source, kwargs = resolve_source(spec["model"], spec["inputs"])
+    source, kwargs = resolve_source(spec["model"], spec["inputs"], planned_commit(spec))
     world = distributed.world_size()
     tokenizer = load_tokenizer(source, kwargs)
     _seed_everything(seed)

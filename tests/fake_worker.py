@@ -27,13 +27,17 @@ def main() -> int:
     hold = float(os.environ.get("FAKE_HOLD", "0.4"))
     if stage == os.environ.get("FAKE_LONG_STAGE"):
         hold = 120.0
-    events = stage_dir / "events.jsonl"
+    # One handle for the whole stage, as the real worker keeps it.
+    handle = open(stage_dir / "events.jsonl", "a", encoding="utf-8")
 
     def emit(kind, **fields):
-        with open(events, "a", encoding="utf-8") as handle:
-            handle.write(encode(make_event(kind, stage=stage, **fields)))
+        handle.write(encode(make_event(kind, stage=stage, **fields)))
+        handle.flush()
 
     emit("stage_started", total_steps=4)
+    if spec["kind"] == "target" and os.environ.get("FAKE_EARLY_SCORE"):  # eval_before_training
+        emit("score", task=spec["task"]["name"], language="en", split="test", metric="f1",
+             value=1.5, step=0)
     time.sleep(hold)
     for step in (2, 4):
         emit("progress", step=step, total_steps=4, loss=2.0 / step, lr=1e-3, examples_per_s=50.0)
@@ -43,6 +47,7 @@ def main() -> int:
             emit("score", task=spec["task"]["name"], language=lang, split="test", metric="f1",
                  value=value, step=4)
     emit("stage_finished", status="ok", wall_s=hold, examples_per_s=100.0)
+    handle.close()
     seal(stage_dir, spec["key"], stage)
     note(event="end", stage=stage, t=time.monotonic())
     return 0

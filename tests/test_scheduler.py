@@ -278,6 +278,41 @@ def test_a_rerun_follows_a_job_still_running_instead_of_submitting_it_again(tmp_
     assert sorted(starts) == sorted(s.id for s in plan.stages)
 
 
+def test_a_rerun_after_the_controller_died_keeps_everything_the_followed_job_wrote(
+        tmp_path, fake, monkeypatch):
+    """The controller is gone while a target stage's job runs and has scored (its score
+    before training); the rerun follows the job without cutting its event log, so the
+    table has every score the job wrote and the job seals its stage."""
+    from xstilts_tui.executors import SubmititExecutor
+    from xstilts_tui.runner import worker_env
+    from xstilts_tui.stage_cache import verify_done
+
+    plan = plan_of(tmp_path, text=SMALL_DEMO)
+    executor = SubmititExecutor("local", tmp_path / "jobs")
+    slots = make_slots(None, 1, 2, cores=2)
+    display = PlainDisplay(open(os.devnull, "w"))
+    target = plan.by_id["target/baseline/demo-qa/seed1"]
+    # what the earlier run finished: every stage but this target
+    for stage in plan.stages:
+        if stage.id != target.id:
+            plan.write_spec(stage)
+            subprocess.run(plan.command(stage), env=worker_env(), check=True)
+    plan.write_spec(target)
+    monkeypatch.setenv("FAKE_HOLD", "3")
+    monkeypatch.setenv("FAKE_EARLY_SCORE", "1")
+    executor.submit(plan.stage_dir(target), target.id, plan.command(target), worker_env(), [])
+    events = plan.stage_dir(target) / "events.jsonl"
+    wait_until(lambda: events.exists() and '"step":0' in events.read_text(), 60, "the early score")
+    outcome = Runner(plan, display, poll_s=0.05, slots=slots, executor=executor).run()
+    assert outcome.ok, outcome.reasons
+    assert verify_done(plan.stage_dir(target)) is None
+    rows = pl.read_parquet(plan.output_dir / "results.parquet").filter(
+        pl.col("stage") == target.id)
+    assert sorted(rows["step"].to_list()) == [0] + [4] * 5  # the score before training is kept
+    starts = [n["stage"] for n in notes(fake) if n["event"] == "start"]
+    assert starts.count(target.id) == 1
+
+
 def test_slurm_jobs_ask_for_what_the_recipe_says_and_wait_for_their_inputs(tmp_path):
     from submitit.slurm.slurm import _make_sbatch_string
 

@@ -747,6 +747,11 @@ def cmd_report(runs: list[str], fmt: str, out: str | None, plots: str | None,
             run.name = f"{run.name} ({run.folder.name})"
     for run in loaded:
         add_significance(run, resamples)
+    from .report_provenance import completeness
+
+    for run in loaded:
+        if completeness(run):
+            print(f"warning: {run.folder}: {completeness(run)}", file=sys.stderr)
     text = render(loaded, fmt)
     if out:
         path = Path(out)

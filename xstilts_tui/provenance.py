@@ -313,7 +313,12 @@ def default_runtime() -> Runtime:
 
 
 def runtime_as_dict(runtime: Runtime) -> dict[str, Any]:
-    return asdict(runtime)
+    """The runtime for people and manifests: a CPU's without the GPU fields."""
+    out = asdict(runtime)
+    if runtime.device == "cpu":
+        out.pop("gpu")
+        out.pop("bf16")
+    return out
 
 
 # --- weights and data ----------------------------------------------------------------------

@@ -66,6 +66,25 @@ def _lines(values: dict[str, list[str]]) -> list[str]:
     return lines
 
 
+def completeness(run) -> str | None:
+    """"N of M stages done (k cancelled...)" when a run did not finish every stage, with
+    where the earlier runs' tables are; None for a complete run."""
+    stages = run.stages
+    if stages is None or stages.is_empty():
+        return None
+    status = stages["status"].to_list()
+    done = sum(1 for s in status if s in ("done", "cached"))
+    if done == len(status):
+        return None
+    others = {s: status.count(s) for s in sorted(set(status)) if s not in ("done", "cached")}
+    text = (f"incomplete: {done} of {len(status)} stages done ("
+            + ", ".join(f"{n} {s}" for s, n in others.items()) + ")")
+    history = run.folder / "history"
+    if history.is_dir() and any(history.iterdir()):
+        text += f"; earlier runs' tables are in {history}"
+    return text
+
+
 def differences(runs) -> list[str]:
     """The compared fields in which the runs differ."""
     seen = [made_by(run.results) for run in runs]
@@ -74,7 +93,9 @@ def differences(runs) -> list[str]:
 
 def section(runs, fmt: str) -> str:
     """The provenance section in a report format (empty for CSV)."""
-    blocks = [(f"{run.name} (run {run.run_id})", _lines(made_by(run.results))) for run in runs]
+    blocks = [(f"{run.name} (run {run.run_id})",
+               [line for line in [completeness(run)] if line] + _lines(made_by(run.results)))
+              for run in runs]
     differ = differences(runs) if len(runs) > 1 else []
     warning = f"warning: the runs differ in what made them: {', '.join(differ)}" if differ else ""
     if fmt == "md":

@@ -6,6 +6,8 @@ Under the output folder:
 * ``results.parquet``: the tidy table of the latest run, one row per run, arm, seed,
   stage, task, language, split, metric, step (and its value).
 * ``stages.parquet``: one row per stage of the latest run: status, wall time and cost.
+* ``history/<run id>/``: the tables and ``run.json`` of each earlier run in this folder,
+  moved there when the next run starts (nothing a run finished is overwritten).
 """
 
 from __future__ import annotations
@@ -47,6 +49,29 @@ def _made_columns(made: dict[str, Any] | None) -> dict[str, Any]:
     made = made or {}
     return {"version": made.get("version"), "reused_from": made.get("reused_from"),
             "provenance": json.dumps(made, sort_keys=True) if made else None}
+
+
+HISTORY = "history"
+# What a run writes at the top of its output folder (run.json last: it names the run).
+RUN_FILES = ("results.parquet", "stages.parquet", "run.json")
+
+
+def archive_previous(output_dir: Path, run_id: str) -> Path | None:
+    """Before a run writes its tables: move the previous run's (``run.json``, its tables)
+    to ``history/<its run id>/``, so that a new run, even one cancelled at once, never
+    truncates what an earlier run finished. Returns where they went (None: nothing)."""
+    try:
+        previous = json.loads((output_dir / "run.json").read_text(encoding="utf-8"))["run"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(previous, str) or previous == run_id or "/" in previous or previous.startswith("."):
+        return None
+    dest = output_dir / HISTORY / previous
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES:
+        if (output_dir / name).exists():
+            os.replace(output_dir / name, dest / name)
+    return dest
 
 
 def write_parquet_atomically(frame: pl.DataFrame, path: Path) -> None:

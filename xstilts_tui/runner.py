@@ -26,7 +26,7 @@ from . import __version__, provenance
 from .events import decode
 from .plan import Plan, Stage
 from .progress import PlainDisplay
-from .results import ResultsStore
+from .results import ResultsStore, archive_previous
 from .executors import ChildProcess, SubmititExecutor
 from .slots import Slot, free_port
 from .tracking import Tracking
@@ -235,9 +235,10 @@ class Runner:
 
     # -- starting and following workers --
 
-    def _start(self, stage: Stage, slot: Slot, lock: Any) -> Worker:
+    def _prepare(self, stage: Stage) -> None:
+        """Before a worker starts on a stage: drop its marker, keep the events up to its
+        resume state (or none), write its spec."""
         stage_dir = self.plan.stage_dir(stage)
-        stage_dir.mkdir(parents=True, exist_ok=True)
         (stage_dir / "DONE").unlink(missing_ok=True)
         damaged = unusable_states(stage_dir)
         resume_at = keep_events_until(stage_dir)
@@ -249,13 +250,23 @@ class Runner:
         elif resume_at:
             self.display.message(stage.id, f"resuming from the state saved at step {resume_at}")
         self.plan.write_spec(stage)
+
+    def _start(self, stage: Stage, slot: Slot, lock: Any) -> Worker:
+        stage_dir = self.plan.stage_dir(stage)
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        # A job an earlier run submitted that still runs is followed as it is: its event
+        # log, marker and spec are its own (cutting the log under it loses what it wrote).
+        followed = self.executor.find_active(stage_dir) if self.executor is not None else None
+        if followed is None:
+            self._prepare(stage)
         log_path = stage_dir / "worker.log"
         log_tail = LineTail(log_path)
         log = open(log_path, "a", encoding="utf-8")
         where = f" on {slot.name}" if len(self.slots) > 1 or slot.env else ""
-        log.write(f"--- {stage.id}: worker started by run {self.run_id}{where} at "
-                  f"{time.strftime('%Y-%m-%d %H:%M:%S')} ---\n")
-        log.flush()
+        if followed is None:
+            log.write(f"--- {stage.id}: worker started by run {self.run_id}{where} at "
+                      f"{time.strftime('%Y-%m-%d %H:%M:%S')} ---\n")
+            log.flush()
         log_tail.offset = log.tell()
         port = free_port()
         env = {**worker_env(), **slot.env, "MASTER_PORT": str(port)}
@@ -263,16 +274,15 @@ class Runner:
         try:
             if self.executor is None:
                 process: Any = ChildProcess(command, env, log)
+            elif followed is not None:
+                process = followed
+                self.display.message(stage.id, f"following job {process.job_id}, submitted "
+                                               "by an earlier run")
             else:
-                process = self.executor.find_active(stage_dir)
-                if process is not None:
-                    self.display.message(stage.id, f"following job {process.job_id}, submitted "
-                                                   "by an earlier run")
-                else:
-                    after = [self.workers[d].process.job_id for d in stage.deps if d in self.workers]
-                    process = self.executor.submit(stage_dir, stage.id, command, env, after)
-                    self.display.message(stage.id, f"submitted as job {process.job_id}"
-                                         + (f" after {', '.join(after)}" if after else ""))
+                after = [self.workers[d].process.job_id for d in stage.deps if d in self.workers]
+                process = self.executor.submit(stage_dir, stage.id, command, env, after)
+                self.display.message(stage.id, f"submitted as job {process.job_id}"
+                                     + (f" after {', '.join(after)}" if after else ""))
         except OSError:
             log.close()
             raise
@@ -401,6 +411,9 @@ class Runner:
 
     def run(self) -> RunOutcome:
         outcome = RunOutcome()
+        kept = archive_previous(self.plan.output_dir, self.run_id)
+        if kept is not None:
+            self.display.print(f"the previous run's tables are kept in {kept}")
         self._write_manifest()
         self.tracking.start()
         self.started_at = time.monotonic()

@@ -19,7 +19,7 @@ from textual.binding import Binding
 from textual.widgets import Footer, Input, TabbedContent, TabPane
 
 from ..plan import build_plan
-from ..provenance import Runtime, runtime_of_slots
+from ..provenance import Runtime, digest, runtime_of_slots
 from ..recipe import Recipe, RecipeError
 from ..runner import Runner
 from ..executors import executor_for
@@ -166,6 +166,14 @@ class XstiltsApp(App):
             self.notify("the recipe has a problem: see the Recipes tab", severity="error")
             return
         output = (self.output_root / recipe.name) if self.output_root else None
+        if self.recipes.has_unsaved_edits(recipe):
+            # Never over the saved recipe's results: an edited recipe runs in its own folder,
+            # the same one for the same edits (so that a rerun resumes there).
+            saved = Path(output or recipe.output_dir or Path("runs") / recipe.name).resolve()
+            output = saved.with_name(f"{saved.name}.edited-{digest(recipe.to_dict())[:8]}")
+            self.notify(f"the form has unsaved edits: this run writes to {output}, not over "
+                        f"{saved.name}'s results (save the recipe to run it in its own folder)",
+                        markup=False, timeout=8)
         options = self.run_options
         try:
             slurm = (options.get("executor") or "local") == "slurm"

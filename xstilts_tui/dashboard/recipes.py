@@ -313,6 +313,16 @@ class RecipesView(Horizontal):
                              f"{len(recipe.targets)} target tasks, {len(recipe.seeds)} seeds)", ok=True)
         return recipe
 
+    def has_unsaved_edits(self, recipe: Recipe) -> bool:
+        """Whether the form's recipe differs from the file's (as it was loaded)."""
+        if self.recipe_path is None:
+            return False
+        try:
+            saved = parse_recipe(self.text, str(self.recipe_path), self.recipe_path.parent)
+        except RecipeError:
+            return True
+        return saved.to_dict() != recipe.to_dict()
+
     def show_validation(self, text: str, ok: bool) -> None:
         widget = self.query_one("#validation", Static)
         widget.update(text)
