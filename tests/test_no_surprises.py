@@ -65,3 +65,57 @@ async def test_a_run_of_unsaved_edits_never_writes_over_the_saved_recipe_s_resul
     assert pl.read_parquet(saved / "results.parquet").equals(finished)
     edited = [p for p in (tmp_path / "runs").iterdir() if p.name.startswith("small-demo.edited-")]
     assert len(edited) == 1 and (edited[0] / "run.json").is_file()
+
+
+def _finished_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_PREDICTIONS", "1")
+    plan = build_plan(parse_recipe(SMALL_DEMO, "r.toml", tmp_path), tmp_path / "out", tmp_path / "cache")
+    assert Runner(plan, quiet()).run().ok
+    return plan
+
+
+def _report(folder, capsys):
+    code, out, err = run_cli(["report", folder, "--resamples", "200"], capsys)
+    assert code == 0, err
+    return out, err
+
+
+def test_report_uses_only_the_predictions_done_vouches_for(tmp_path, fake, monkeypatch, capsys):
+    plan = _finished_run(tmp_path, monkeypatch)
+    clean, err = _report(plan.output_dir, capsys)
+    assert "[" in clean and "warning" not in err  # intervals, nothing to say
+    jobs = plan.stage_dir(plan.by_id["target/jobs/demo-qa/seed1"]) / "predictions"
+    # a stray file beside the recorded ones changes nothing
+    (jobs / "demo-qa.es.extra.parquet").write_bytes((jobs / "demo-qa.es.parquet").read_bytes())
+    assert _report(plan.output_dir, capsys)[0] == clean
+    # the same size and the old modification time, other bytes: refused and said
+    baseline = plan.stage_dir(plan.by_id["target/baseline/demo-qa/seed1"]) / "predictions" / "demo-qa.de.parquet"
+    stat = baseline.stat()
+    data = bytearray(baseline.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    baseline.write_bytes(bytes(data))
+    os.utime(baseline, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    out, err = _report(plan.output_dir, capsys)
+    assert "target/baseline/demo-qa/seed1: predictions not used (predictions/demo-qa.de.parquet has " \
+           "changed" in err
+    table = out.split("**demo-qa (f1")[1].split("**cost")[0]
+    assert "[" not in table.split("| jobs")[1]  # no interval rests on it
+    assert "predictions not used" in out  # the report itself says so
+    # a deleted file is said, not skipped
+    baseline.unlink()
+    out, err = _report(plan.output_dir, capsys)
+    assert "predictions/demo-qa.de.parquet is missing" in err
+
+
+def test_strict_cache_refuses_a_same_size_change_with_the_old_modification_time(
+        tmp_path, fake, monkeypatch):
+    plan = _finished_run(tmp_path, monkeypatch)
+    events = plan.stage_dir(plan.by_id["target/jobs/demo-qa/seed1"]) / "events.jsonl"
+    stat = events.stat()
+    events.write_text(events.read_text().replace("f1", "F1", 1))
+    os.utime(events, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert events.stat().st_size == stat.st_size
+    again = build_plan(parse_recipe(SMALL_DEMO, "r.toml", tmp_path), tmp_path / "out", tmp_path / "cache")
+    outcome = Runner(again, quiet(), strict_cache=True).run()
+    assert outcome.status["target/jobs/demo-qa/seed1"] == "failed"
+    assert "events.jsonl has changed" in outcome.reasons["target/jobs/demo-qa/seed1"]

@@ -750,8 +750,8 @@ def cmd_report(runs: list[str], fmt: str, out: str | None, plots: str | None,
     from .report_provenance import completeness
 
     for run in loaded:
-        if completeness(run):
-            print(f"warning: {run.folder}: {completeness(run)}", file=sys.stderr)
+        for problem in ([completeness(run)] if completeness(run) else []) + run.problems:
+            print(f"warning: {run.folder}: {problem}", file=sys.stderr)
     text = render(loaded, fmt)
     if out:
         path = Path(out)

@@ -43,6 +43,7 @@ class Run:
     stages: pl.DataFrame | None
     stage_dirs: dict[str, str]
     deltas: dict[str, dict[tuple[str, str], Delta]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # inputs of the report that were not used
 
 
 def load_run(folder: Path) -> Run:
@@ -72,8 +73,13 @@ def main_metric(task: str) -> str:
 
 
 def add_significance(run: Run, resamples: int = RESAMPLES) -> None:
-    """Each target's deltas with intervals, where the stages kept their predictions."""
-    predictions = run_predictions(run.folder)
+    """Each target's deltas with intervals, where the stages kept their predictions; a
+    finished stage whose predictions are missing or changed is named in ``run.problems``."""
+    found: list[tuple[str, str]] = []
+    predictions = run_predictions(run.folder, found)
+    finished = set(run.stages.filter(pl.col("status").is_in(["done", "cached"]))["stage"].to_list()) \
+        if run.stages is not None and "status" in run.stages.columns else {s for s, _ in found}
+    run.problems = [text for stage, text in found if stage in finished]
     if predictions.is_empty():
         return
     for task in run.targets:

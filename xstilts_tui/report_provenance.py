@@ -94,7 +94,9 @@ def differences(runs) -> list[str]:
 def section(runs, fmt: str) -> str:
     """The provenance section in a report format (empty for CSV)."""
     blocks = [(f"{run.name} (run {run.run_id})",
-               [line for line in [completeness(run)] if line] + _lines(made_by(run.results)))
+               [line for line in [completeness(run)] if line]
+               + [f"warning: {problem}" for problem in getattr(run, "problems", [])]
+               + _lines(made_by(run.results)))
               for run in runs]
     differ = differences(runs) if len(runs) > 1 else []
     warning = f"warning: the runs differ in what made them: {', '.join(differ)}" if differ else ""

@@ -167,15 +167,26 @@ def deltas(predictions: pl.DataFrame, task: str, metric: str, languages: list[st
     return found
 
 
-def run_predictions(folder: Path) -> pl.DataFrame:
+def run_predictions(folder: Path, problems: list[tuple[str, str]] | None = None) -> pl.DataFrame:
     """Every per-example prediction of a run's target stages (the last evaluation of each
-    language), with the arm of each row, read from the stage folders run.json names."""
+    language), with the arm of each row, read from the stage folders run.json names: only
+    the files each stage's DONE marker records, verified against their recorded hashes. A
+    stage whose predictions cannot be used adds a line to ``problems`` (its deltas then
+    have no interval)."""
+    from .stage_cache import recorded_predictions
+
     manifest = json.loads((folder / "run.json").read_text(encoding="utf-8"))
     frames = []
     for stage in manifest.get("stages", []):
         if stage.get("kind") != "target" or not stage.get("dir"):
             continue
-        for path in sorted((Path(stage["dir"]) / "predictions").glob("*.parquet")):
+        paths, problem = recorded_predictions(Path(stage["dir"]))
+        if problem is not None:
+            if problems is not None:
+                problems.append((stage["id"], f"{stage['id']}: predictions not used ({problem}); "
+                                              "its deltas have no interval"))
+            continue
+        for path in paths:
             frame = pl.read_parquet(path)
             if frame.is_empty():
                 continue

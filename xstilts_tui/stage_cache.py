@@ -32,7 +32,8 @@ LAST_USED = "last-used"  # touched when a run replays the stage (``cache ls``)
 
 def record(path: Path) -> dict[str, Any]:
     stat = path.stat()
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256_of(path)}
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ctime_ns": stat.st_ctime_ns,
+            "inode": stat.st_ino, "sha256": sha256_of(path)}
 
 
 def records(folder: Path, base: Path, skip: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
@@ -41,8 +42,16 @@ def records(folder: Path, base: Path, skip: tuple[str, ...] = ()) -> dict[str, d
             if p.is_file() and p.name not in skip}
 
 
+def _untouched(stat, want: dict[str, Any]) -> bool:
+    """The file is the one recorded: same size, modification and change time, inode. A
+    write that restores the modification time still moves the change time."""
+    return (stat.st_mtime_ns == want.get("mtime_ns") and stat.st_ctime_ns == want.get("ctime_ns")
+            and stat.st_ino == want.get("inode"))
+
+
 def check(base: Path, files: dict[str, dict[str, Any]]) -> str | None:
-    """Why the recorded files under ``base`` are not as recorded, or None."""
+    """Why the recorded files under ``base`` are not as recorded, or None. A file not
+    provably untouched since it was recorded is hashed again."""
     for name, want in files.items():
         path = base / name
         try:
@@ -51,9 +60,21 @@ def check(base: Path, files: dict[str, dict[str, Any]]) -> str | None:
             return f"{name} is missing"
         if stat.st_size != want["size"]:
             return f"{name} is {stat.st_size} bytes, {want['size']} were recorded"
-        if stat.st_mtime_ns != want.get("mtime_ns") and sha256_of(path) != want["sha256"]:
+        if not _untouched(stat, want) and sha256_of(path) != want["sha256"]:
             return f"{name} has changed (its sha256 differs from the recorded one)"
     return None
+
+
+def recorded_predictions(stage_dir: Path) -> tuple[list[Path], str | None]:
+    """The prediction files a stage's DONE marker vouches for, verified; or why none can
+    be used (not done, a file missing or changed)."""
+    try:
+        done = json.loads((stage_dir / DONE).read_text(encoding="utf-8"))
+        files = {k: v for k, v in done["files"].items() if k.startswith("predictions/")}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return [], "its DONE marker is missing or damaged"
+    problem = check(stage_dir, files)
+    return ([], problem) if problem else ([stage_dir / name for name in sorted(files)], None)
 
 
 def _write_atomically(path: Path, text: str) -> None:
