@@ -2,6 +2,7 @@
 the dashboard's form does (fake workers: no torch)."""
 
 import os
+from pathlib import Path
 
 import polars as pl
 from textual.widgets import Input
@@ -119,3 +120,24 @@ def test_strict_cache_refuses_a_same_size_change_with_the_old_modification_time(
     outcome = Runner(again, quiet(), strict_cache=True).run()
     assert outcome.status["target/jobs/demo-qa/seed1"] == "failed"
     assert "events.jsonl has changed" in outcome.reasons["target/jobs/demo-qa/seed1"]
+
+
+def test_report_out_refuses_what_is_not_a_regular_file_or_a_new_path(tmp_path, fake, monkeypatch, capsys):
+    plan = _finished_run(tmp_path, monkeypatch)
+    target = tmp_path / "kept.txt"
+    target.write_text("mine")
+    link = tmp_path / "link.md"
+    link.symlink_to(target)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for out, kind in ((link, "a symbolic link"), (fifo, "a FIFO"), (folder, "a folder"),
+                      (Path("/dev/null"), "a device")):
+        code, _, err = run_cli(["report", plan.output_dir, "--resamples", "200", "--out", out], capsys)
+        assert code == 2 and err.count("\n") == 1 and f"--out {out}: {kind}" in err, err
+    assert link.is_symlink() and target.read_text() == "mine" and fifo.is_fifo()
+    assert list(folder.iterdir()) == [] and not list(tmp_path.glob("*.tmp"))
+    code, out, err = run_cli(["report", plan.output_dir, "--resamples", "200", "--out",
+                              tmp_path / "report.md"], capsys)
+    assert code == 0 and (tmp_path / "report.md").read_text().startswith("**demo-qa")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -731,6 +732,30 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _check_out(out: str) -> None:
+    """``--out`` is a new path in a writable folder, or a regular file to replace; never a
+    link, a folder, a FIFO or a device (replacing one would destroy what it is)."""
+    import stat
+
+    path = Path(out)
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise UsageError(f"--out {out}: {exc.strerror or exc}") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        kind = ("a symbolic link" if stat.S_ISLNK(mode) else "a folder" if stat.S_ISDIR(mode)
+                else "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "not a regular file")
+        raise UsageError(f"--out {out}: {kind}; give a new file name or a regular file to replace")
+    folder = path.parent
+    if not folder.is_dir():
+        raise UsageError(f"--out {out}: no folder {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: the folder {folder} is not writable")
+
+
 def cmd_report(runs: list[str], fmt: str, out: str | None, plots: str | None,
                resamples: int) -> int:
     from .report import ReportError, add_significance, load_run, plot_deltas, plot_learning_curves, render
@@ -752,10 +777,12 @@ def cmd_report(runs: list[str], fmt: str, out: str | None, plots: str | None,
     for run in loaded:
         for problem in ([completeness(run)] if completeness(run) else []) + run.problems:
             print(f"warning: {run.folder}: {problem}", file=sys.stderr)
+    if out:
+        _check_out(out)
     text = render(loaded, fmt)
     if out:
         path = Path(out)
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
         print(f"wrote {path}")

@@ -107,8 +107,28 @@ class RecipeDocument:
             key = "precision"
         self._set(table, key, value)
 
+    def drop_task_settings(self, keep: set[str]) -> list[str]:
+        """Remove ``[tasks.X]`` tables of tasks not in ``keep`` (no arm or target uses them
+        any more); the names removed."""
+        tasks = self._table("tasks", create=False)
+        if tasks is None:
+            return []
+        dropped = [name for name in list(tasks) if name not in keep]
+        for name in dropped:
+            del tasks[name]
+        if dropped:
+            self._prune("tasks")
+        return dropped
+
     def set_arms(self, arms: list[dict[str, Any]]) -> None:
-        """Replace the arms: an arm's table is edited in place where its keys changed."""
+        """Replace the arms: unchanged arms are left as written (an inline ``arms = [...]``
+        stays inline, with its comment); an arm's table is edited in place where its keys
+        changed."""
+        if "arms" in self.doc and _plain(self.doc["arms"]) == arms:
+            return
+        if "arms" in self.doc and not isinstance(self.doc["arms"], AoT):
+            self._set(self.doc, "arms", arms)  # inline it was, inline it stays
+            return
         if "arms" not in self.doc or not isinstance(self.doc["arms"], AoT):
             self.doc["arms"] = tomlkit.aot()
         aot = self.doc["arms"]

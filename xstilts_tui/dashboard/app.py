@@ -298,6 +298,16 @@ class XstiltsApp(App):
 
     async def action_quit_app(self) -> None:
         if not self.worker_alive:
+            if self.recipes.form_is_edited():
+                name = self.recipes.recipe_path.name if self.recipes.recipe_path else "the recipe"
+
+                def quit_anyway(yes: bool | None) -> None:
+                    if yes:
+                        self.exit()
+
+                self.push_screen(Confirm(f"The form has edits not saved to {name}. Quit and lose "
+                                         "them? (no: ctrl+s saves as, ctrl+o overwrites)"), quit_anyway)
+                return
             self.exit()
             return
 

@@ -72,13 +72,14 @@ xstilts-tui - keys
  escape     leave a field (then r, c and the tab keys work)
  ctrl+s     save the recipe under a new name
  ctrl+o     overwrite the recipe file (asks first)
+ ctrl+n     a new recipe beside the open one
  a / d      scores: absolute values / delta to the baseline
  f          scores: F1 or exact match
  m          scores: show or hide std over seeds
  s          scores: sort by the next column (or click a header)
  enter      past runs: open the run; x: add it to Compare
  ?          this help
- q          quit (asks first while a run is going)
+ q          quit (asks first while a run is going or the form has edits)
 
 Escape closes this help."""
 

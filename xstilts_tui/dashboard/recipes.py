@@ -24,6 +24,7 @@ from textual.widgets import (Button, DataTable, Input, Label, ListItem, ListView
 
 from ..recipe import _NAME, BACKENDS, HParams, Recipe, RecipeError, normalise_hparams, parse_recipe
 from ..recipe_doc import PHASES, RecipeDocument
+from .saving import SaveError, changed_on_disk, read_recipe_text, write_recipe
 from ..tasks import TASKS
 from .context import backend_label
 from .dialogs import AskName, Confirm
@@ -53,6 +54,30 @@ def _name_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+NEW_RECIPE = """# A new recipe: every setting is in the README (Recipes) and recipes/demo.toml.
+name = "{name}"
+seeds = [1]
+targets = ["xquad"]
+
+[model]
+hub = "FacebookAI/xlm-roberta-large"
+
+[[arms]]
+name = "baseline"
+"""
+
+
+def recipe_name(path: Path) -> str:
+    """A recipe file's ``name`` (its stem where it names none or cannot be read)."""
+    import tomllib
+
+    try:
+        name = tomllib.loads(path.read_text(encoding="utf-8")).get("name")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return path.stem
+    return name if isinstance(name, str) and name else path.stem
+
+
 def recipe_files(folders: list[Path]) -> list[Path]:
     """The recipes in the folders, each file once (a folder given twice lists once)."""
     seen: set[Path] = set()
@@ -72,7 +97,8 @@ class RecipesView(Horizontal):
     """The recipe list and the form. Posts ``RunRequested`` when its Run button is pressed."""
 
     BINDINGS = [Binding("ctrl+s", "save_as", "Save as", show=False),
-                Binding("ctrl+o", "overwrite", "Overwrite", show=False)]
+                Binding("ctrl+o", "overwrite", "Overwrite", show=False),
+                Binding("ctrl+n", "new_recipe", "New recipe", show=False)]
 
     class RunRequested(Message):
         pass
@@ -85,7 +111,9 @@ class RecipesView(Horizontal):
         self.edit = edit
         self.files: list[Path] = []
         self.recipe_path: Path | None = None
-        self.text = ""  # the opened file's text
+        self.text = ""  # the opened file's text (LF line endings)
+        self.crlf = False  # whether the file has CRLF line endings (kept on save)
+        self.dropped: list[str] = []  # task settings the last form document left out
         self.raw: dict[str, Any] = {}
         self.recipe: Recipe | None = None
         self.arms_raw: list[dict[str, Any]] = []
@@ -169,7 +197,7 @@ class RecipesView(Horizontal):
         """Open a recipe file into the form."""
         self.recipe_path = path
         try:
-            self.text = path.read_text(encoding="utf-8")
+            self.text, self.crlf = read_recipe_text(path)
             document = RecipeDocument(self.text)
         except (OSError, UnicodeDecodeError, tomlkit.exceptions.TOMLKitError) as exc:
             self.text, self.raw, self.recipe = "", {}, None
@@ -276,8 +304,11 @@ class RecipesView(Horizontal):
         seeds = _number_list(self.query_one("#f-seeds", Input).value)
         if "seeds" in self.raw or seeds != [0]:  # [0]: what a recipe without seeds runs
             document.set("seeds", seeds)
-        document.set("targets", _name_list(self.query_one("#f-targets", Input).value))
+        targets = _name_list(self.query_one("#f-targets", Input).value)
+        document.set("targets", targets)
         document.set_arms(self.arms_raw)
+        used = set(targets) | {t for arm in self.arms_raw for t in arm.get("intermediate", [])}
+        self.dropped = document.drop_task_settings(keep=used)
         tasks = self.raw.get("tasks", {}) if isinstance(self.raw.get("tasks"), dict) else {}
         for picker in self.query(".langs").results(SelectionList):
             target = picker.name
@@ -309,9 +340,21 @@ class RecipesView(Horizontal):
             self.show_validation(str(exc), ok=False)
             return None
         self.recipe = recipe
+        dropped = (f"; the settings of {', '.join(f'tasks.{t}' for t in self.dropped)} are left out "
+                   "(no arm or target uses them)") if self.dropped else ""
         self.show_validation(f"{self.recipe_path.name}: ok ({len(recipe.arms)} arms, "
-                             f"{len(recipe.targets)} target tasks, {len(recipe.seeds)} seeds)", ok=True)
+                             f"{len(recipe.targets)} target tasks, {len(recipe.seeds)} seeds){dropped}",
+                             ok=True)
         return recipe
+
+    def form_is_edited(self) -> bool:
+        """Whether the form holds edits not in the file (what a quit would lose)."""
+        if self.recipe_path is None or not self.text or self._loading:
+            return False
+        try:
+            return self.form_text() != self.text
+        except Exception:  # a form the document cannot take: edited, surely
+            return True
 
     def has_unsaved_edits(self, recipe: Recipe) -> bool:
         """Whether the form's recipe differs from the file's (as it was loaded)."""
@@ -391,11 +434,15 @@ class RecipesView(Horizontal):
 
     # -- saving --
 
-    def _write(self, path: Path, document: RecipeDocument) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(document.dumps(), encoding="utf-8")
-        os.replace(tmp, path)
-        self.notify(f"saved {path}", markup=False)
+    def _write(self, path: Path, document: RecipeDocument) -> bool:
+        try:
+            written = write_recipe(path, document.dumps(), self.crlf)
+        except SaveError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+            return False
+        self.notify(f"saved {path}" + (f" (its target {written})" if written != path.resolve() else ""),
+                    markup=False)
+        return True
 
     def name_problem(self, name: str) -> str:
         """What is wrong with a new recipe name ("" when nothing)."""
@@ -404,8 +451,11 @@ class RecipesView(Horizontal):
             return "a name: letters, digits, '.', '_' and '-', starting with a letter or digit"
         if (self.recipe_path.parent / f"{name}.toml").exists():
             return f"{name}.toml already exists in {self.recipe_path.parent}; choose another name"
-        if name in {p.stem for p in self.files} or (self.recipe and name == self.recipe.name):
-            return f"a recipe called {name!r} is listed already: both would write to one output folder"
+        if self.recipe and name == self.recipe.name:
+            return f"the open recipe is called {name!r}: both would write to one output folder"
+        listed = next((p for p in self.files if recipe_name(p) == name), None)
+        if listed is not None:
+            return f"{listed.name} is called {name!r}: both would write to one output folder"
         return ""
 
     @on(Button.Pressed, "#save")
@@ -426,13 +476,34 @@ class RecipesView(Horizontal):
             document = self.form_document()
             document.set("name", name)
             path = folder / f"{name}.toml"
-            self._write(path, document)
-            await self.refresh_list(path)
-            self.load(path)
+            if self._write(path, document):
+                await self.refresh_list(path)
+                self.load(path)
 
         self.app.push_screen(AskName(f"Save as a new recipe in {folder}; its name (also its "
                                      "file's and its output folder's):", suggestion,
                                      self.name_problem), save)
+
+    def action_new_recipe(self) -> None:
+        """Ask a name, write a small recipe of that name beside the open one, open it."""
+        folder = self.recipe_path.parent if self.recipe_path else (self.recipes_dirs or [Path(".")])[0]
+
+        async def create(name: str | None) -> None:
+            if not name:
+                return
+            path = folder / f"{name}.toml"
+            try:
+                write_recipe(path, NEW_RECIPE.format(name=name))
+            except SaveError as exc:
+                self.notify(str(exc), severity="error", markup=False)
+                return
+            self.notify(f"created {path}", markup=False)
+            await self.refresh_list(path)
+            self.load(path)
+
+        problem = (lambda name: self.name_problem(name)) if self.recipe_path else (lambda name: "")
+        self.app.push_screen(AskName(f"A new recipe in {folder}; its name (also its file's and its "
+                                     "output folder's):", "my-study", problem), create)
 
     @on(Button.Pressed, "#overwrite")
     def action_overwrite(self) -> None:
@@ -440,10 +511,21 @@ class RecipesView(Horizontal):
             self.notify("fix the recipe before saving", severity="error")
             return
         path = self.recipe_path
+        if changed_on_disk(path, self.text):
+            def reload(yes: bool | None) -> None:
+                if yes:
+                    self.load(path)
+                else:
+                    self.notify(f"not saved: {path.name} changed on disk; Save as (ctrl+s) writes "
+                                "the form to a new file", severity="warning", markup=False)
+
+            self.app.push_screen(Confirm(f"{path.name} changed on disk since it was opened. Reload "
+                                         "it? (the form's edits are dropped; no: nothing is saved)"),
+                                 reload)
+            return
 
         def done(yes: bool | None) -> None:
-            if yes:
-                self._write(path, self.form_document())
+            if yes and self._write(path, self.form_document()):
                 self.load(path)
 
         self.app.push_screen(Confirm(f"Overwrite {path.name}? (its comments are kept)"), done)
