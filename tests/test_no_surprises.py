@@ -141,3 +141,67 @@ def test_report_out_refuses_what_is_not_a_regular_file_or_a_new_path(tmp_path, f
     code, out, err = run_cli(["report", plan.output_dir, "--resamples", "200", "--out",
                               tmp_path / "report.md"], capsys)
     assert code == 0 and (tmp_path / "report.md").read_text().startswith("**demo-qa")
+
+
+async def test_sorting_the_scores_cycles_every_column_and_says_which(tmp_path, recipes_dir):
+    from dashboard_fixtures import built_results
+
+    folder = built_results(tmp_path / "results")
+    for size in ((80, 24), (100, 30)):
+        app = XstiltsApp([recipes_dir], results=folder, output_root=tmp_path / "runs")
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause()
+            seen = []
+            for _ in range(8):  # past the arm column, twice round
+                await pilot.press("s")
+                await pilot.pause()
+                seen.append(str(app.query_one("#scores-mode").render()).split("sorted by ")[1].split(" ")[0])
+            assert app.is_running
+            assert seen == ["en", "es", "de", "ru", "zh", "avg", "avg-en", "arm"], seen
+
+
+DAMAGES = {
+    "truncated": lambda data: data[: len(data) // 2],
+    "garbage": lambda data: b"\x00garbage" * 50,
+    "empty": lambda data: b"",
+}
+
+
+def _damage(path, kind):
+    import polars as pl
+
+    if kind in DAMAGES:
+        path.write_bytes(DAMAGES[kind](path.read_bytes()))
+    elif kind == "columns":
+        pl.DataFrame({"what": [1, 2]}).write_parquet(path)
+    elif kind == "types":
+        frame = pl.read_parquet(path)
+        first = "value" if "value" in frame.columns else "wall_s"
+        frame.with_columns(pl.lit("high").alias(first)).write_parquet(path)
+
+
+def test_a_damaged_table_is_one_line_in_report_and_the_dashboard(tmp_path, capsys):
+    import asyncio
+    import shutil
+
+    from dashboard_fixtures import built_results
+
+    good = built_results(tmp_path / "good")
+    for table in ("results.parquet", "stages.parquet"):
+        for kind in ("truncated", "garbage", "empty", "columns", "types"):
+            folder = tmp_path / f"{table}-{kind}"
+            shutil.copytree(good, folder)
+            _damage(folder / table, kind)
+            for fmt in ("md", "html"):
+                code, out, err = run_cli(["report", folder, "--format", fmt, "--resamples", "200"], capsys)
+                assert code == 2 and err.count("\n") == 1 and str(folder / table) in err, (table, kind, err)
+                assert "Traceback" not in err
+
+            async def open_it():
+                app = XstiltsApp([tmp_path], results=folder, output_root=tmp_path / "runs")
+                async with app.run_test(size=(80, 24)) as pilot:
+                    await pilot.pause()
+                    assert app.is_running
+                    assert any(str(folder / table) in str(n.message) for n in app._notifications)
+
+            asyncio.run(open_it())

@@ -18,8 +18,9 @@ from typing import Any
 import polars as pl
 
 from .recipe import RecipeError
-from .results import (AVG, RESULT_COLUMNS, cost_rows, final_scores, score_cells, xtreme_rows)
-from .run_manifest import read_manifest
+from .results import (AVG, RESULT_COLUMNS, STAGE_COLUMNS, cost_rows, final_scores, score_cells,
+                      xtreme_rows)
+from .run_manifest import read_manifest, read_table
 from .significance import RESAMPLES, Delta, deltas, format_delta, run_predictions
 from .tasks import TASKS
 
@@ -51,9 +52,12 @@ def load_run(folder: Path) -> Run:
         manifest = read_manifest(folder)
     except RecipeError as exc:
         raise ReportError(str(exc)) from None
-    results = (pl.read_parquet(folder / "results.parquet") if (folder / "results.parquet").is_file()
-               else pl.DataFrame(schema=RESULT_COLUMNS))
-    stages = pl.read_parquet(folder / "stages.parquet") if (folder / "stages.parquet").is_file() else None
+    try:
+        results = read_table(folder, "results.parquet", RESULT_COLUMNS)
+        stages = read_table(folder, "stages.parquet", STAGE_COLUMNS)
+    except RecipeError as exc:
+        raise ReportError(str(exc)) from None
+    results = results if results is not None else pl.DataFrame(schema=RESULT_COLUMNS)
     return Run(folder, manifest.name, manifest.run_id, manifest.arm_names, manifest.baseline,
                manifest.targets, manifest.languages, results, stages,
                {s["id"]: s.get("dir", "") for s in manifest.stages})

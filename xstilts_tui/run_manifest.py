@@ -10,6 +10,11 @@ from typing import Any
 
 from .recipe import RecipeError
 
+# The columns a run's table must have to be read (later columns may be missing in the
+# tables of older versions: they read as null).
+REQUIRED = {"results.parquet": ("arm", "seed", "task", "language", "split", "metric", "value", "step"),
+            "stages.parquet": ("stage", "status")}
+
 
 @dataclass
 class RunManifest:
@@ -43,3 +48,33 @@ def read_manifest(folder: Path) -> RunManifest:
                            stages=list(manifest.get("stages", [])))
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise RecipeError(f"{path}: not a run manifest of xstilts-tui ({exc!r})") from None
+
+
+def read_table(folder: Path, name: str, schema: dict[str, Any]):
+    """One of a run's tables (``results.parquet``, ``stages.parquet``) with ``schema``'s
+    columns and types (absent ones null), None when the file is not there; a RecipeError
+    naming the file when it cannot be read, lacks a column or holds the wrong types."""
+    import polars as pl
+
+    path = folder / name
+    if not path.is_file():
+        return None
+    try:
+        frame = pl.read_parquet(path)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # polars raises, or panics, on a damaged file
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise RecipeError(f"{path}: not a readable table ({text}); the run's events.jsonl still "
+                          "holds every event") from None
+    missing = [c for c in REQUIRED.get(name, ()) if c not in frame.columns]
+    if missing:
+        raise RecipeError(f"{path}: no column {', '.join(missing)}; not a table this tool wrote")
+    try:
+        return frame.select([pl.col(c).cast(t, strict=True) if c in frame.columns
+                             else pl.lit(None, dtype=t).alias(c) for c, t in schema.items()])
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise RecipeError(f"{path}: a column holds the wrong type ({text})") from None

@@ -10,8 +10,8 @@ from typing import Any
 import polars as pl
 
 from ..recipe import Recipe, RecipeError
-from ..results import AVG, AVG_NO_EN, RESULT_COLUMNS, score_cells
-from ..run_manifest import read_manifest
+from ..results import AVG, AVG_NO_EN, RESULT_COLUMNS, STAGE_COLUMNS, score_cells
+from ..run_manifest import read_manifest, read_table
 from ..tasks import TASKS
 
 DONE = ("done", "cached")
@@ -72,10 +72,10 @@ class RunContext:
                       baseline=manifest.baseline, targets=manifest.targets,
                       languages=manifest.languages, results_dir=folder, run_id=manifest.run_id,
                       stage_ids=[s["id"] for s in manifest.stages])
-        if (folder / "results.parquet").is_file():
-            context.rows = pl.read_parquet(folder / "results.parquet").to_dicts()
-        if (folder / "stages.parquet").is_file():
-            context.stages = pl.read_parquet(folder / "stages.parquet").to_dicts()
+        results = read_table(folder, "results.parquet", RESULT_COLUMNS)
+        stages = read_table(folder, "stages.parquet", STAGE_COLUMNS)
+        context.rows = results.to_dicts() if results is not None else []
+        context.stages = stages.to_dicts() if stages is not None else []
         return context
 
     def add_rows(self, rows: list[dict[str, Any]]) -> None:

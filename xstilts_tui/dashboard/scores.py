@@ -39,6 +39,7 @@ class ScoresView(Vertical):
         # Per task, what its chart shows: the columns and each arm's deltas (None: no score).
         self.chart_data: dict[str, tuple[list[str], dict[str, list[float | None]]]] = {}
         self.sort_column: dict[str, int] = {}
+        self.sorted_by = ""  # the label of the column the tables are sorted by
         self.cell_text: dict[tuple[str, str, str], str] = {}
         # Per task, the deltas' intervals (``significance.deltas``) of the run shown.
         self.significance: dict[str, dict] = {}
@@ -60,6 +61,7 @@ class ScoresView(Vertical):
         self.significance, self.significance_of = {}, None
         self.cell_text.clear()
         self.sort_column.clear()
+        self.sorted_by = ""
         blocks = self.query_one("#score-blocks", Vertical)
         await blocks.remove_children()
         self.tables, self.charts, self.chart_data = {}, {}, {}
@@ -171,8 +173,9 @@ class ScoresView(Vertical):
             mode += f" (* 95% interval excludes 0; {seeds} seed{'s' if seeds != 1 else ''})"
         metric = "F1" if self.metric == "f1" else "exact match"
         std = "±std shown" if self.show_std else "±std hidden"
+        order = f", sorted by {self.sorted_by}" if self.sorted_by else ""
         self.query_one("#scores-mode", Static).update(
-            f"{metric}, {mode}, {std}  (a/d mode, f metric, m std, s sort)")
+            f"{metric}, {mode}, {std}{order}  (a/d mode, f metric, m std, s sort)")
 
     def action_mode(self, mode: str) -> None:
         self.mode = mode
@@ -229,6 +232,7 @@ class ScoresView(Vertical):
 
     @staticmethod
     def sort_table(table: DataTable, column_index: int) -> None:
+        """Sort rows by a column: the arm's name ascending, a score descending."""
         def value(cell: Any) -> float:
             text = str(cell).split("±")[0].split(" ")[0]
             try:
@@ -238,17 +242,23 @@ class ScoresView(Vertical):
 
         key = list(table.columns)[column_index]
         if column_index == 0:
-            table.sort(key)
+            table.sort(key, key=lambda cell: str(cell))  # the cells are Text: compare their words
         else:
             table.sort(key, key=value, reverse=True)
 
+    def sort_by(self, task: str, table: DataTable, column_index: int) -> None:
+        """Sort a task's table by a column and say which in the mode line."""
+        self.sort_table(table, column_index)
+        self.sort_column[task] = column_index
+        self.sorted_by = str(table.columns[list(table.columns)[column_index]].label)
+        self.update_mode_line()
+
     def action_sort(self) -> None:
         for task, table in self.tables.items():
-            index = (self.sort_column.get(task, 0) + 1) % len(table.columns)
-            self.sort_column[task] = index
-            self.sort_table(table, index)
+            self.sort_by(task, table, (self.sort_column.get(task, 0) + 1) % len(table.columns))
 
     @on(DataTable.HeaderSelected)
     def _header_selected(self, event: DataTable.HeaderSelected) -> None:
-        if event.data_table in self.tables.values():
-            self.sort_table(event.data_table, event.column_index)
+        for task, table in self.tables.items():
+            if table is event.data_table:
+                self.sort_by(task, table, event.column_index)
