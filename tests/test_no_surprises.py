@@ -205,3 +205,42 @@ def test_a_damaged_table_is_one_line_in_report_and_the_dashboard(tmp_path, capsy
                     assert any(str(folder / table) in str(n.message) for n in app._notifications)
 
             asyncio.run(open_it())
+
+
+HOSTILE = SMALL_DEMO + '''
+[[arms]]
+name = "<img src=x onerror=alert(1)>"
+intermediate = ["demo-jobs"]
+
+[[arms]]
+name = "a|b"
+intermediate = ["demo-jobs"]
+
+[[arms]]
+name = '$\\foo$'
+intermediate = ["demo-jobs"]
+
+[[arms]]
+name = "two\\n\\nlines"
+intermediate = ["demo-jobs"]
+'''
+
+
+def test_arm_names_are_text_in_every_report_format_and_plot(tmp_path, fake, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_PREDICTIONS", "1")
+    plan = build_plan(parse_recipe(HOSTILE, "r.toml", tmp_path), tmp_path / "out", tmp_path / "cache")
+    assert Runner(plan, quiet()).run().ok
+    code, html, err = run_cli(["report", plan.output_dir, "--format", "html", "--resamples", "200"], capsys)
+    assert code == 0, err
+    assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    code, md, err = run_cli(["report", plan.output_dir, "--resamples", "200"], capsys)
+    assert code == 0, err
+    table = md.split("**demo-qa (f1")[1].split("\n\n")[1]
+    lines = table.splitlines()
+    assert len(lines) == 2 + 6  # header, rule, six arms: no name ends the table early
+    assert {line.replace("\\|", "").count("|") for line in lines} == {8}  # arm, 5 languages, avg
+    assert "a\\|b" in table and "two lines" in table
+    code, out, err = run_cli(["report", plan.output_dir, "--resamples", "200", "--plots",
+                              tmp_path / "plots"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "plots" / "deltas.png").stat().st_size > 1000

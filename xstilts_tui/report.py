@@ -200,11 +200,12 @@ def render(runs: list[Run], fmt: str) -> str:
     if fmt == "md":
         blocks = []
         for title, rows in parts:
-            frame = pl.DataFrame(rows[1:], schema=rows[0], orient="row")
+            rows = [[_md_cell(c) for c in row] for row in rows]
+            frame = pl.DataFrame(rows[1:], schema=_unique(rows[0]), orient="row")
             with pl.Config(tbl_formatting="MARKDOWN", tbl_hide_column_data_types=True,
                            tbl_hide_dataframe_shape=True, tbl_rows=-1, tbl_cols=-1,
                            fmt_str_lengths=200, tbl_width_chars=1000):
-                blocks.append(f"**{title}**\n\n{frame}")
+                blocks.append(f"**{_md_cell(title)}**\n\n{frame}")
         return "\n\n".join(blocks) + "\n" + made
     if fmt == "latex":
         blocks = []
@@ -218,11 +219,30 @@ def render(runs: list[Run], fmt: str) -> str:
     if fmt == "html":
         import html
 
-        blocks = [f"<h2>{html.escape(title)}</h2>\n" + _frame(rows).style.hide(axis="index").to_html()
+        # every cell and header escaped: an arm's name is text, never markup
+        blocks = [f"<h2>{html.escape(title)}</h2>\n" + _frame(rows).style.hide(axis="index")
+                  .format(escape="html").format_index(escape="html", axis=1).to_html()
                   for title, rows in parts]
         return ("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>xstilts-tui report"
                 "</title></head><body>\n" + "\n".join(blocks) + made + "</body></html>\n")
     raise ReportError(f"unknown format {fmt!r}; expected one of: {', '.join(FORMATS)}")
+
+
+def _md_cell(text: str) -> str:
+    """A table cell of Markdown: one line, a ``|`` escaped (else it starts a column)."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _unique(names: list[str]) -> list[str]:
+    out: list[str] = []
+    for name in names:
+        out.append(name if name not in out else f"{name} ({len(out)})")
+    return out
+
+
+def _plain_label(text: str) -> str:
+    """A label for matplotlib drawn as written: ``$`` would start its math mode."""
+    return str(text).replace("$", r"\$")
 
 
 def _latex_escape(text: str) -> str:
@@ -263,7 +283,8 @@ def plot_deltas(runs: list[Run], folder: Path) -> list[Path]:
                 ys.append(value)
                 lows.append(value - d.low if d else 0.0)
                 highs.append(d.high - value if d else 0.0)
-            ax.bar(xs, ys, width=width, label=record["label"], yerr=[lows, highs], capsize=2)
+            ax.bar(xs, ys, width=width, label=_plain_label(record["label"]), yerr=[lows, highs],
+                   capsize=2)
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xticks(range(len(columns)), columns)
         ax.set_ylabel(f"Δ {main_metric(task)}")
@@ -305,7 +326,7 @@ def plot_learning_curves(run: Run, folder: Path) -> list[Path]:
         ax.plot(*zip(*loss), label="training loss", color="tab:blue")
         ax.set_xlabel("step")
         ax.set_ylabel("loss")
-        ax.set_title(stage_id, fontsize="small")
+        ax.set_title(_plain_label(stage_id), fontsize="small")
         if validation:
             twin = ax.twinx()
             metrics = sorted({m for _, _, m in validation})
