@@ -244,3 +244,55 @@ def test_arm_names_are_text_in_every_report_format_and_plot(tmp_path, fake, monk
                               tmp_path / "plots"], capsys)
     assert code == 0, err
     assert (tmp_path / "plots" / "deltas.png").stat().st_size > 1000
+
+
+def _pred_file(path, **columns):
+    import polars as pl
+
+    pl.DataFrame(columns).write_parquet(path)
+    return path
+
+
+def test_score_refuses_predictions_files_it_cannot_read_in_one_line(tmp_path, capsys):
+    from conftest import SHARED_DATA, XQUAD_DIR
+
+    gold = XQUAD_DIR / "xquad.en.json"
+    conllu = SHARED_DATA / "udpos" / "en_ewt-ud-test.conllu"
+    cases = [
+        ("xquad", gold, _pred_file(tmp_path / "cols.parquet", id=["a"], answer=["x"]),
+         "no column example_id, prediction"),
+        ("xquad", gold, _pred_file(tmp_path / "binary.parquet", example_id=["a"], prediction=[b"\x00x"]),
+         "column prediction holds Binary, expected text"),
+        ("xquad", gold, _pred_file(tmp_path / "float.parquet", example_id=["a"], prediction=[1.5]),
+         "column prediction holds Float64, expected text"),
+        ("xquad", gold, _pred_file(tmp_path / "other.parquet", example_id=["a"], prediction=["x"],
+                                   task=["mlqa"]), "the predictions of task mlqa, not xquad"),
+        ("udpos", conllu, _pred_file(tmp_path / "nested.parquet", example_id=["a"],
+                                     prediction=['[["NOUN"]]']), "row 0: expected the sentence's tags"),
+        ("udpos", conllu, _pred_file(tmp_path / "ints.parquet", example_id=["a"], prediction=["[1, 2]"]),
+         "row 0: expected the sentence's tags"),
+        ("udpos", conllu, _pred_file(tmp_path / "text.parquet", example_id=["a"], prediction=["NOUN"]),
+         "row 0: expected the sentence's tags"),
+    ]
+    (tmp_path / "garbage.parquet").write_bytes(b"not parquet at all" * 10)
+    cases.append(("xquad", gold, tmp_path / "garbage.parquet", "not a readable parquet file"))
+    for task, gold_file, pred, words in cases:
+        code, out, err = run_cli(["score", "--task", task, "--gold", gold_file, "--pred", pred], capsys)
+        assert code == 2 and err.count("\n") == 1 and words in err, (pred.name, err)
+        assert "Traceback" not in err and out == ""
+
+
+def test_more_stages_at_once_than_cores_is_one_line_before_anything_is_allocated(tmp_path, capsys):
+    from xstilts_tui.slots import cpu_count
+
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(SMALL_DEMO, encoding="utf-8")
+    for command in (["plan", recipe, "--parallel", "10000000"],
+                    ["--recipe", recipe, "--parallel", "10000000", "--output", tmp_path / "out"]):
+        code, out, err = run_cli(command, capsys)
+        assert code == 2 and err == (f"error: --parallel 10000000: more stages at once than this "
+                                     f"machine's {cpu_count()} cores share; at most {cpu_count()}\n")
+    assert not (tmp_path / "out").exists()
+    recipe.write_text(SMALL_DEMO + "\n[launch]\nparallel_stages = 100000000\n", encoding="utf-8")
+    code, out, err = run_cli(["validate", recipe], capsys)
+    assert code == 2 and "launch.parallel_stages: must be at most 1024" in err

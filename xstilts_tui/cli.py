@@ -362,30 +362,65 @@ def _file_lines(path: str, flag: str) -> list[str]:
         raise UsageError(f"score: {flag} {path}: not UTF-8 text") from None
 
 
-def _native_predictions(path: str, kind: str) -> str:
+def _stage_predictions(path: str, task: str):
+    """A stage's predictions table (example id and prediction as text), checked: a
+    UsageError in one line for a file that is not one, or is another task's."""
+    import polars as pl
+
+    if not Path(path).is_file():
+        raise UsageError(f"score: --pred {path}: no such file")
+    try:
+        frame = pl.read_parquet(path)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # polars raises, or panics, on what is not parquet
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise UsageError(f"score: --pred {path}: not a readable parquet file ({text})") from None
+    missing = [c for c in ("example_id", "prediction") if c not in frame.columns]
+    if missing:
+        raise UsageError(f"score: --pred {path}: no column {', '.join(missing)}; expected a stage's "
+                         "predictions/<task>.<language>.parquet")
+    for column in ("example_id", "prediction"):
+        if frame.schema[column] not in (pl.String, pl.Int64, pl.Int32):
+            raise UsageError(f"score: --pred {path}: column {column} holds {frame.schema[column]}, "
+                             "expected text")
+    recorded = frame["task"].drop_nulls().unique().to_list() if "task" in frame.columns else []
+    if recorded and recorded != [task]:
+        raise UsageError(f"score: --pred {path}: the predictions of task {', '.join(map(str, recorded))}, "
+                         f"not {task}; give --task {recorded[0]}")
+    return frame.select(pl.col("example_id").cast(pl.String), pl.col("prediction").cast(pl.String))
+
+
+def _tag_lists(path: str, values) -> list[list[str]]:
+    """Each sentence's predicted tags from their JSON text: a list of tag strings."""
+    out = []
+    for i, text in enumerate(values):
+        try:
+            tags = json.loads(text) if text is not None else None
+        except (ValueError, RecursionError):
+            tags = None
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise UsageError(f"score: --pred {path}: row {i}: expected the sentence's tags as a JSON "
+                             "list of strings")
+        out.append(tags)
+    return out
+
+
+def _native_predictions(path: str, kind: str, task: str) -> str:
     """A stage's predictions file (``predictions/<task>.<lang>.parquet``) written out in the
     task's native predictions format, to a temporary file scored like any other."""
+    import atexit
     import tempfile
-
-    import polars as pl
 
     from .tasks import TOKEN_TAGGING
 
-    try:
-        frame = pl.read_parquet(path, columns=["example_id", "prediction"])
-    except FileNotFoundError:
-        raise UsageError(f"score: --pred {path}: no such file") from None
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise UsageError(f"score: --pred {path}: not a predictions file of a stage ({exc})") from None
+    frame = _stage_predictions(path, task)
     if kind == EXTRACTIVE_QA:
         text = json.dumps(dict(zip(frame["example_id"], frame["prediction"])), ensure_ascii=False)
     elif kind == TOKEN_TAGGING:
-        text = "".join("\n".join(json.loads(tags)) + "\n\n" for tags in frame["prediction"])
+        text = "".join("\n".join(tags) + "\n\n" for tags in _tag_lists(path, frame["prediction"]))
     else:
         text = "".join(f"{label}\n" for label in frame["prediction"])
-    import atexit
-    import os
-
     handle = tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8")
     with handle:
         handle.write(text)
@@ -486,7 +521,7 @@ def cmd_score(task: str, gold_path: str, pred_path: str, lang: str | None) -> in
                          f"{', '.join(spec.all_languages)}")
     result: dict[str, object] = {"task": task, "language": lang}
     if pred_path.endswith(".parquet"):
-        pred_path = _native_predictions(pred_path, spec.kind)
+        pred_path = _native_predictions(pred_path, spec.kind, task)
     if spec.kind == EXTRACTIVE_QA:
         if spec.metric == "mlqa" and lang is None:
             raise UsageError(f"score: {task} normalises answers per language; give --lang, one of: "
@@ -600,6 +635,12 @@ def _check_writable(folder: Path, what: str) -> None:
         raise UsageError(f"{what} {folder}: {probe} is not writable")
 
 
+def visible_gpus_here() -> bool:
+    from .slots import visible_gpus
+
+    return bool(visible_gpus())
+
+
 def run_slots(launch, devices: str | None = None, parallel: int | None = None):
     """The slots stages run on: --devices / --parallel over the recipe's [launch]."""
     from .slots import make_slots
@@ -611,8 +652,15 @@ def run_slots(launch, devices: str | None = None, parallel: int | None = None):
             raise UsageError(f"--devices {devices}: expected GPU indices, e.g. 0,1,2,3")
     elif launch.devices:
         chosen = list(launch.devices)
+    from .slots import cpu_count
+
     if parallel is not None and parallel < 1:
         raise UsageError(f"--parallel {parallel}: expected 1 or more")
+    wanted = parallel or launch.parallel_stages
+    if wanted > max(1, cpu_count()) and not chosen and not visible_gpus_here():
+        what = f"--parallel {parallel}" if parallel else f"[launch] parallel_stages = {wanted}"
+        raise UsageError(f"{what}: more stages at once than this machine's {cpu_count()} cores "
+                         f"share; at most {cpu_count()}")
     try:
         return make_slots(chosen, launch.stage_gpus, parallel or launch.parallel_stages)
     except ValueError as exc:

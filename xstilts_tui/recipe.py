@@ -145,6 +145,9 @@ class BackendProfile:
     options: dict[str, Any]
 
 
+MAX_SLOTS = 1024  # stages at once, or GPUs a stage: more is a typo, not a machine
+
+
 @dataclass(frozen=True)
 class Launch:
     """How each stage's worker is started: one process, torchrun, or the deepspeed launcher."""
@@ -717,6 +720,8 @@ def _launch(file: str, base: Path, data: Any) -> Launch:
             if value < (0 if key == "gpus_per_stage" else 1):
                 table.fail(key, f"must be {'0 or more' if key == 'gpus_per_stage' else 'at least 1'}, "
                                 f"got {value}")
+            if value > MAX_SLOTS:
+                table.fail(key, f"must be at most {MAX_SLOTS}, got {value}")
             values[key] = value
     table.finish([f.name for f in fields(Launch)])
     only = {"torchrun": ("nproc_per_node", "nnodes", "rdzv_endpoint"),
