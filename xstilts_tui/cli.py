@@ -189,6 +189,9 @@ def check_inputs(file: str, recipe, plan=None, fetch: bool = False) -> bool:
         raise RecipeError(missing_line(file, statuses, needs))
     if not fetch:
         return False
+    from .datasources import bound_hub_timeouts
+
+    bound_hub_timeouts()
     print(f"fetching {len(missing)} input(s) of {file} that are not on this machine", file=sys.stderr)
     failed = _fetch_needs(missing, data_root(), None, out=sys.stderr)
     if failed:
@@ -220,6 +223,10 @@ def _fetch_needs(needs, root: Path, cache_dir: str | None, out=None) -> int:
             failed += 1
             manual = TASKS[need.label.split()[0]].manual if need.kind == "data" else ""
             print(f"error: {need.label}: {exc}{'; ' + manual if manual else ''}", file=sys.stderr)
+        except Exception as exc:  # the network, a proxy, a server's answer: one line, go on
+            failed += 1
+            text = (str(exc).strip().splitlines() or [""])[0][:160]
+            print(f"error: {need.label}: {type(exc).__name__} {text}".rstrip(), file=sys.stderr)
     return failed
 
 
@@ -285,7 +292,7 @@ def cmd_data_status(file: str, as_json: bool) -> int:
 def cmd_data_fetch(file: str, to: str | None) -> int:
     import os
 
-    from .datasources import DATA_ROOT_ENV, data_root, hub_offline
+    from .datasources import DATA_ROOT_ENV, bound_hub_timeouts, data_root, hub_offline, hub_problem
 
     recipe = load_recipe(file)
     if hub_offline():
@@ -295,8 +302,15 @@ def cmd_data_fetch(file: str, to: str | None) -> int:
         target = Path(to).resolve()
         if target.exists() and not target.is_dir():
             raise UsageError(f"data fetch: --to {to}: not a folder")
+        _check_writable(target, "data fetch: --to")
         os.environ[DATA_ROOT_ENV] = str(target / "data")
         cache_dir = str(target / "hub")
+    problem = hub_problem()
+    if problem is not None:
+        print(f"error: data fetch: the hub at {problem}; check the network, a proxy or HF_ENDPOINT, "
+              "or fetch where the hub answers and copy the folder (--to)", file=sys.stderr)
+        return 1
+    bound_hub_timeouts()
     _, needs, _ = _inputs(recipe)
     root = data_root()
     failed = _fetch_needs(needs, root, cache_dir)
@@ -768,6 +782,9 @@ def main(argv: list[str] | None = None) -> int:
     except (RecipeError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # the reader (head, less) went away: not an error of ours
         import os
 

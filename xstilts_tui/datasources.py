@@ -62,24 +62,48 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
 
 
-_probe: dict[str, bool] = {}
+def hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+_problem: dict[str, str | None] = {}
+
+
+def hub_problem(timeout: float = 3.0) -> str | None:
+    """Why the hub cannot be used now (offline mode, no answer to one short request within
+    ``timeout``: refused, unknown host, silent), or None (memoised per endpoint)."""
+    if hub_offline():
+        return "HF_HUB_OFFLINE is set"
+    endpoint = hub_endpoint()
+    if endpoint not in _problem:
+        try:
+            urllib.request.urlopen(urllib.request.Request(endpoint + "/api/whoami-v2", method="HEAD"),
+                                   timeout=timeout).close()
+            _problem[endpoint] = None
+        except urllib.error.HTTPError:  # an answer, even a refusal, means it is there
+            _problem[endpoint] = None
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            text = "no answer within {:g} s".format(timeout) if "timed out" in str(reason) else str(reason)
+            _problem[endpoint] = f"{endpoint} does not answer ({text})"
+    return _problem[endpoint]
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
     """Offline mode is off and the hub answers one short request (memoised)."""
-    if hub_offline():
-        return False
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-    if endpoint not in _probe:
-        try:
-            urllib.request.urlopen(urllib.request.Request(endpoint + "/api/whoami-v2", method="HEAD"),
-                                   timeout=timeout).close()
-            _probe[endpoint] = True
-        except urllib.error.HTTPError:  # an answer, even a refusal, means it is there
-            _probe[endpoint] = True
-        except (OSError, ValueError):
-            _probe[endpoint] = False
-    return _probe[endpoint]
+    return hub_problem(timeout) is None
+
+
+HUB_TIMEOUT_S = (10.0, 30.0)  # connect, and each read: a silent server is an error, not a wait
+
+
+def bound_hub_timeouts() -> None:
+    """huggingface_hub's shared client waits without limit by default: give it bounded
+    connect and read timeouts (its own retries then end too)."""
+    from huggingface_hub.utils import get_session
+
+    session = get_session()
+    session.timeout = type(session.timeout)(HUB_TIMEOUT_S[1], connect=HUB_TIMEOUT_S[0])
 
 
 def unset_variable(path: str) -> str | None:
