@@ -355,27 +355,29 @@ def test_hub_checksum_mismatch_is_refused_by_fetch(stub, tmp_path):
     assert not list((tmp_path / "data").rglob("manifests/parquet-export/google--xtreme/udpos.German/*"))
 
 
-def test_validate_refuses_a_hub_model_while_offline(tmp_path, monkeypatch, capsys):
+def test_validate_warns_of_a_hub_model_missing_while_offline_and_run_refuses(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("XSTILTS_DATA_ROOT", str(tmp_path / "data"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     recipe = tmp_path / "r.toml"
     recipe.write_text('name = "r"\ntargets = ["demo-qa"]\n[model]\nhub = "org/absent"\n'
                       '[[arms]]\nname = "baseline"\n')
     code, out, err = run_cli(["validate", recipe], capsys)
-    assert code == 2 and err.count("\n") == 1
+    # a recipe written on a laptop for a cluster is valid: a warning, exit 0
+    assert code == 0 and err.count("\n") == 1 and err.startswith("warning: ") and "ok (" in out
+    assert "data status" in err
     assert "[model] hub: org/absent is not on this machine and HF_HUB_OFFLINE is set" in err
     assert "data fetch" in err
     code, _, err = run_cli(["--recipe", recipe, "--output", tmp_path / "o"], capsys)
     assert code == 2 and "data fetch" in err and not (tmp_path / "o").exists()
 
 
-def test_validate_refuses_hub_data_while_offline(tmp_path, monkeypatch, capsys, tiny_model_dir):
+def test_validate_warns_of_hub_data_missing_while_offline(tmp_path, monkeypatch, capsys, tiny_model_dir):
     monkeypatch.setenv("XSTILTS_DATA_ROOT", str(tmp_path / "data"))
     recipe = tmp_path / "r.toml"
     recipe.write_text(f'name = "r"\ntargets = ["xquad"]\n[model]\npath = "{tiny_model_dir}"\n'
                       '[[arms]]\nname = "baseline"\n[tasks.xquad]\nlanguages = ["de"]\n')
     code, _, err = run_cli(["validate", recipe], capsys)
-    assert code == 2 and err.count("\n") == 1
+    assert code == 0 and err.count("\n") == 1 and err.startswith("warning: ")
     assert "tasks.xquad.train_file: xquad train (en) is not on this machine" in err
     assert "(and 2 more)" in err and "data fetch" in err
     code, out, _ = run_cli(["data", "status", recipe], capsys)

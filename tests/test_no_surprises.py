@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import polars as pl
+import pytest
 from textual.widgets import Input
 
 from conftest import SMALL_DEMO, run_cli
@@ -296,3 +297,60 @@ def test_more_stages_at_once_than_cores_is_one_line_before_anything_is_allocated
     recipe.write_text(SMALL_DEMO + "\n[launch]\nparallel_stages = 100000000\n", encoding="utf-8")
     code, out, err = run_cli(["validate", recipe], capsys)
     assert code == 2 and "launch.parallel_stages: must be at most 1024" in err
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)])
+async def test_the_dashboard_refuses_a_recipe_whose_inputs_are_not_here_before_it_starts(
+        tmp_path, monkeypatch, size):
+    from textual.widgets import Static
+
+    monkeypatch.setenv("XSTILTS_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    (folder / "away.toml").write_text('name = "away"\ntargets = ["udpos"]\n[model]\nhub = "org/model"\n'
+                                      '[[arms]]\nname = "baseline"\n[tasks.udpos]\nlanguages = ["de"]\n')
+    app = XstiltsApp([folder], output_root=tmp_path / "runs")
+    async with app.run_test(size=size) as pilot:
+        await wait_for(pilot, lambda: app.recipe is not None, 10, "the recipe")
+        app.query_one("#recipe-list").focus()
+        await pilot.press("r")
+        await pilot.pause()
+        assert not app.running
+        line = str(app.query_one("#validation", Static).render())
+        assert "org/model is not on this machine and HF_HUB_OFFLINE is set" in line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_data_status_lists_local_inputs_and_fits_100_columns(tmp_path, monkeypatch, capsys):
+    from conftest import XQUAD_DIR
+
+    monkeypatch.setenv("XSTILTS_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.delenv("XS_BUCC_DIR", raising=False)
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'''name = "r"
+targets = ["xquad", "bucc2018"]
+[model]
+config = {{ hidden_size = 32, num_hidden_layers = 1, num_attention_heads = 2, intermediate_size = 64 }}
+tokenizer = {{ vocab_size = 1000, corpus = ["demo"] }}
+[[arms]]
+name = "baseline"
+[tasks.xquad]
+languages = ["en", "de"]
+train_file = "{XQUAD_DIR / 'xquad.en.json'}"
+eval_files = "{XQUAD_DIR / 'xquad.{lang}.json'}"
+[tasks.bucc2018]
+data_dir = "${{XS_BUCC_DIR}}"
+''')
+    code, out, err = run_cli(["data", "status", recipe], capsys)
+    assert code == 1, err
+    lines = out.splitlines()
+    rows = lines[lines.index(next(l for l in lines if l.startswith("state"))):]
+    assert max(len(line) for line in rows) <= 100, max(rows, key=len)
+    row = next(line for line in lines if "tasks.bucc2018.data_dir" in line)
+    assert row.startswith("UNSET") and "${XS_BUCC_DIR}" in row
+    assert next(line for line in lines if "tasks.xquad.eval_files" in line).startswith("here")
+    monkeypatch.setenv("XS_BUCC_DIR", str(tmp_path / "bucc"))
+    (tmp_path / "bucc").mkdir()
+    code, out, err = run_cli(["data", "status", recipe], capsys)
+    assert next(line for line in out.splitlines() if "bucc2018.data_dir" in line).startswith("here")

@@ -245,11 +245,17 @@ def cmd_validate(files: list[str]) -> int:
     for file in files:
         try:
             recipe = load_recipe(file)
-            check_inputs(file, recipe)
         except RecipeError as exc:
             print(f"error: {exc}", file=sys.stderr)
             status = 2
             continue
+        # A recipe written here for a cluster is valid: inputs not on this machine are a
+        # warning (--recipe refuses to start without them).
+        from .datasources import inputs_missing
+
+        missing, line = inputs_missing(file, build_plan(recipe))
+        if line:
+            print(f"warning: {line}; `xstilts-tui data status {file}` lists them", file=sys.stderr)
         for line in _unset_warnings(file, recipe):
             print(line, file=sys.stderr)
         print(f"{file}: ok ({len(recipe.arms)} arms, {len(recipe.targets)} target tasks, "
@@ -268,24 +274,41 @@ def _size(value: int | None) -> str:
 
 
 def cmd_data_status(file: str, as_json: bool) -> int:
-    from .datasources import data_root
+    """Every input the recipe reads, from the hub and from local paths, and whether it is
+    here: exit 0 means the recipe can run on this machine."""
+    from .datasources import data_root, local_inputs
 
     recipe = load_recipe(file)
     _, needs, statuses = _inputs(recipe)
+    statuses += local_inputs(recipe)
     missing = sum(not s["present"] for s in statuses)
+    here = sum(s["bytes"] or 0 for s in statuses if s["present"])
     if as_json:
         print(json.dumps({"recipe": recipe.name, "data_root": str(data_root()),
-                          "inputs": statuses, "missing": missing}, indent=1))
+                          "inputs": statuses, "missing": missing, "bytes_here": here}, indent=1))
         return 1 if missing else 0
     from .results import text_table
 
-    rows = [["here" if s["present"] else "MISSING", s["kind"], s["need"], _size(s["bytes"]),
-             s["source"] if s["present"] else "not fetched: " + s["source"],
-             str(len(s["stages"]))] for s in statuses]
-    print(f"recipe {recipe.name}: {len(statuses)} inputs from the hub, {missing} missing "
-          f"(data root {data_root()})")
+    rows = [[s.get("state") or ("here" if s["present"] else "MISSING"), s["kind"], s["need"],
+             _size(s["bytes"]), s["source"] if s["present"] or s["kind"] == "local"
+             else "not fetched: " + s["source"], str(len(s["stages"])) if s["kind"] != "local" else "-"]
+            for s in statuses]
+    # the source column takes what 100 columns leave
+    others = sum(max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in
+                 enumerate(["state", "kind", "input", "size", "", "stages"]) if i != 4) + 2 * 5
+    room = max(16, 100 - others)
+    for row in rows:  # a path keeps its end, a hub source its start
+        if len(row[4]) > room:
+            row[4] = "..." + row[4][3 - room:] if row[1] == "local" else row[4][:room - 3] + "..."
+    hub = len(statuses) - sum(1 for s in statuses if s["kind"] == "local")
+    print(f"recipe {recipe.name}: {hub} inputs from the hub, {len(statuses) - hub} local; "
+          f"{missing} missing, {_size(here)} here")
+    print(f"data root: {data_root()}")
     if rows:
         print(text_table([["state", "kind", "input", "size", "source", "stages"]] + rows, left=3))
+    if missing:
+        print("missing: `xstilts-tui data fetch` gets the hub inputs (sizes known once listed);")
+        print("set or copy the local paths named above")
     return 1 if missing else 0
 
 

@@ -503,3 +503,46 @@ def missing_line(file: str, statuses: list[dict], needs: list[Need]) -> str | No
                else f"set {need.field}")
     return (f"{file}: {need.field}: {need.label} is not on this machine and {why}{more}; run "
             f"`xstilts-tui data fetch {file}` where the hub is reachable, or {instead}")
+
+
+def inputs_missing(file: str, plan) -> tuple[list[Need], str | None]:
+    """The hub inputs of a plan not on this machine, and, when the hub cannot be used
+    either, the one line that says so and what to do (None while it can)."""
+    needs = recipe_needs(plan)
+    statuses = [need_status(n) for n in needs]
+    missing = [need for need, status in zip(needs, statuses) if not status["present"]]
+    if not missing or hub_reachable():
+        return missing, None
+    return missing, missing_line(file, statuses, needs)
+
+
+LOCAL_KEYS = ("train_file", "validation_file", "eval_files", "data_dir")
+
+
+def local_inputs(recipe) -> list[dict[str, Any]]:
+    """Every local file or folder a recipe's tasks name (``train_file``, ``eval_files``,
+    ``data_dir``...), each with whether it is here: present, missing, or under an
+    environment variable that is unset."""
+    out = []
+    used = set(recipe.targets) | {t for arm in recipe.arms for t in arm.intermediate}
+    for name in sorted(used):
+        settings = recipe.tasks[name]
+        for key in LOCAL_KEYS:
+            value = getattr(settings, key, None)
+            if not value:
+                continue
+            languages = settings.languages if key == "eval_files" else (
+                settings.train_languages or ("en",)) if "{lang}" in value else ("",)
+            paths = [value.replace("{lang}", lang) for lang in languages]
+            variable = unset_variable(value)
+            if variable:
+                state, size = "UNSET", None
+            else:
+                found = [Path(p) for p in paths if Path(p).exists()]
+                state = "here" if len(found) == len(paths) else "MISSING"
+                size = sum(f.stat().st_size if f.is_file() else
+                           sum(x.stat().st_size for x in f.rglob("*") if x.is_file()) for f in found)
+            out.append({"kind": "local", "need": f"tasks.{name}.{key}", "present": state == "here",
+                        "state": state, "source": value + (f" (${variable} is unset)" if variable else ""),
+                        "where": value, "bytes": size, "stages": []})
+    return out

@@ -190,6 +190,17 @@ class XstiltsApp(App):
         except ValueError as exc:
             self.notify(f"launch: {exc}", severity="error", markup=False)
             return
+        from ..datasources import inputs_missing
+
+        missing, line = inputs_missing(str(self.recipe_path or recipe.name), plan)
+        if missing:  # the same check as --recipe, before anything starts
+            line = line or (f"{len(missing)} input(s) of this recipe are not on this machine "
+                            f"({missing[0].label}{', ...' if len(missing) > 1 else ''}): run "
+                            f"`xstilts-tui data fetch {self.recipe_path}` first (a stage's key holds "
+                            "the hashes of what it reads)")
+            self.recipes.show_validation(line, ok=False)
+            self.notify(line, severity="error", markup=False, timeout=10)
+            return
         display = AppDisplay(self, plan)
         runner = Runner(plan, display, slots=slots, executor=executor)
         display.runner = runner
