@@ -315,7 +315,8 @@ def cmd_data_status(file: str, as_json: bool) -> int:
 def cmd_data_fetch(file: str, to: str | None) -> int:
     import os
 
-    from .datasources import DATA_ROOT_ENV, bound_hub_timeouts, data_root, hub_offline, hub_problem
+    from .datasources import (DATA_ROOT_ENV, bound_hub_timeouts, data_root, hub_offline, hub_problem,
+                              need_status)
 
     recipe = load_recipe(file)
     if hub_offline():
@@ -328,14 +329,16 @@ def cmd_data_fetch(file: str, to: str | None) -> int:
         _check_writable(target, "data fetch: --to")
         os.environ[DATA_ROOT_ENV] = str(target / "data")
         cache_dir = str(target / "hub")
-    problem = hub_problem()
-    if problem is not None:
-        print(f"error: data fetch: the hub at {problem}; check the network, a proxy or HF_ENDPOINT, "
-              "or fetch where the hub answers and copy the folder (--to)", file=sys.stderr)
-        return 1
-    bound_hub_timeouts()
     _, needs, _ = _inputs(recipe)
     root = data_root()
+    if not all(need_status(n, root, cache_dir)["present"] for n in needs):  # else: no network
+        problem = hub_problem()
+        if problem is not None:
+            print(f"error: data fetch: the hub at {problem}; check the network, a proxy or "
+                  "HF_ENDPOINT, or fetch where the hub answers and copy the folder (--to)",
+                  file=sys.stderr)
+            return 1
+        bound_hub_timeouts()
     failed = _fetch_needs(needs, root, cache_dir)
     settings = [f"{DATA_ROOT_ENV}={root}"] + ([f"HF_HUB_CACHE={cache_dir}"] if cache_dir else [])
     print("\nto run this recipe from this copy on a machine without network, set:")
