@@ -201,3 +201,46 @@ def test_flat_keys():
     metrics, _ = metrics_of({"type": "score", "task": "xquad", "language": "en",
                              "split": "validation", "metric": "em", "value": 50, "step": 3})
     assert metrics == {"validation/xquad/en/em": 50.0}
+
+
+def test_an_mlflow_server_that_refuses_or_keeps_silent_costs_one_warning_and_no_time(tmp_path, fake):
+    """A refused port and a server that accepts and never answers: the tracker does not
+    start (one warning naming the server) and the run takes no longer than without it."""
+    import socket
+    import threading
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        silent.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(silent.accept()[0])
+            except OSError:
+                continue
+
+    threading.Thread(target=accept, daemon=True).start()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        refused = probe.getsockname()[1]
+    try:
+        for port, words in ((refused, "Connection refused"), (silent.getsockname()[1], "no answer within 3 s")):
+            folder = tmp_path / str(port)
+            folder.mkdir()
+            started = time.monotonic()
+            plan, outcome, printed = run_with(folder, f'use = ["mlflow"]\nmlflow_uri = "http://127.0.0.1:{port}"\n')
+            took = time.monotonic() - started
+            assert outcome.ok and took < 30, took
+            warnings = [line for line in printed.splitlines() if "mlflow" in line]
+            assert len(warnings) == 1, warnings
+            assert f"the server at http://127.0.0.1:{port} does not answer" in warnings[0]
+            assert words in warnings[0] and "the run goes on without it" in warnings[0]
+    finally:
+        stop.set()
+        for conn in held:
+            conn.close()
+        silent.close()

@@ -76,6 +76,22 @@ def _finite(metrics: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if math.isfinite(v)}
 
 
+def _answers(uri: str, timeout_s: float = 3.0) -> None:
+    """Raise ConnectionError unless the server at ``uri`` answers one short request (any
+    HTTP status counts as an answer)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s).close()
+    except urllib.error.HTTPError:
+        return
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        text = f"no answer within {timeout_s:g} s" if "timed out" in str(reason) else str(reason)
+        raise ConnectionError(f"the server at {uri} does not answer ({text})") from None
+
+
 class _MLflow:
     name = "mlflow"
 
@@ -91,6 +107,11 @@ class _MLflow:
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
             uri = (folder / "mlruns").resolve().as_uri()
         self.uri = uri
+        if uri.startswith(("http://", "https://")):
+            _answers(uri)  # a server that refuses or keeps silent: no tracker, one warning
+            # MLflow's own default is 120 s a request and 7 retries: minutes a call.
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
         self.client = MlflowClient(tracking_uri=uri)
         found = self.client.get_experiment_by_name(experiment)
         self.experiment_id = (found.experiment_id if found is not None
