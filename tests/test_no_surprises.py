@@ -354,3 +354,17 @@ data_dir = "${{XS_BUCC_DIR}}"
     (tmp_path / "bucc").mkdir()
     code, out, err = run_cli(["data", "status", recipe], capsys)
     assert next(line for line in out.splitlines() if "bucc2018.data_dir" in line).startswith("here")
+
+
+def test_devices_that_do_not_exist_are_refused(tmp_path, monkeypatch, capsys):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(SMALL_DEMO, encoding="utf-8")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi: no GPU at all
+    code, out, err = run_cli(["--recipe", recipe, "--devices", "7", "--output", tmp_path / "out"], capsys)
+    assert code == 2 and err == ("error: --devices 7: no GPU 7 on this machine (nvidia-smi and "
+                                 "CUDA_VISIBLE_DEVICES show none)\n")
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    code, out, err = run_cli(["plan", recipe, "--devices", "1,7"], capsys)
+    assert code == 2 and err == "error: --devices 1,7: no GPU 7 on this machine (it has 0, 1)\n"

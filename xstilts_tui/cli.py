@@ -692,6 +692,16 @@ def run_slots(launch, devices: str | None = None, parallel: int | None = None):
             raise UsageError(f"--devices {devices}: expected GPU indices, e.g. 0,1,2,3")
     elif launch.devices:
         chosen = list(launch.devices)
+    if chosen:  # GPUs named by hand must exist here: else the stages would run on the CPU
+        from .slots import visible_gpus
+
+        here = visible_gpus()
+        absent = [d for d in chosen if d not in here]
+        if absent:
+            what = f"--devices {devices}" if devices is not None else "[launch] devices"
+            raise UsageError(f"{what}: no GPU {', '.join(absent)} on this machine ("
+                             + (f"it has {', '.join(here)})" if here else
+                                "nvidia-smi and CUDA_VISIBLE_DEVICES show none)"))
     from .slots import cpu_count
 
     if parallel is not None and parallel < 1:
