@@ -8,7 +8,8 @@ import pytest
 
 from conftest import ROOT
 from xstilts_tui.events import EventError, decode, encode, make_event
-from xstilts_tui.results import RESULT_COLUMNS, final_scores, summary_tables
+from xstilts_tui.results import RESULT_COLUMNS, final_scores
+from xstilts_tui.summary import summary_tables
 from xstilts_tui.runner import EventTail
 
 
@@ -69,9 +70,11 @@ def test_summary_table_by_hand():
     ])
     text = summary_tables(results, ["baseline", "squad"], "baseline", ["xquad"], {"xquad": ["en", "de"]})
     lines = text.splitlines()
-    assert lines[0].split() == ["xquad", "f1", "en", "de", "avg"]
-    assert lines[2].split() == ["baseline", "(baseline)", "80.0", "70.0", "75.0"]
-    assert lines[3].split() == ["squad", "84.0", "(+4.0)", "71.0", "(+1.0)", "77.5", "(+2.5)"]
+    assert lines[0] == "xquad f1: 1 seed; trained on en, zero-shot in the other languages; Δ to baseline"
+    assert lines[1].split() == ["arm", "en", "de", "avg"]
+    assert lines[3].split() == ["baseline", "80.0", "70.0", "75.0"]
+    assert lines[4].split() == ["squad", "84.0", "71.0", "77.5"]
+    assert lines[5].split() == ["Δ", "+4.0", "+1.0", "+2.5"]
 
 
 def test_summary_table_mean_and_std_over_seeds():
@@ -80,9 +83,11 @@ def test_summary_table_mean_and_std_over_seeds():
         ("squad", 1, "en", 83.0), ("squad", 2, "en", 87.0),
     ])
     text = summary_tables(results, ["baseline", "squad"], "baseline", ["xquad"], {"xquad": ["en"]})
-    squad = next(line for line in text.splitlines() if line.startswith("squad"))
+    lines = text.splitlines()
+    squad = next(i for i, line in enumerate(lines) if line.startswith("squad"))
     # mean 85, sample std of (83, 87) = 2.83; delta 85 - 81 = +4
-    assert squad.split()[1:3] == ["85.0±2.8", "(+4.0)"]
+    assert lines[squad].split()[1] == "85.0±2.8" and lines[squad + 1].split()[1] == "+4.0"
+    assert lines[0].startswith("xquad f1: 2 seeds, mean±std; trained on en")
 
 
 def test_final_scores_take_the_last_step():
@@ -95,7 +100,26 @@ def test_final_scores_take_the_last_step():
 def test_average_needs_every_language():
     results = _results([("baseline", 1, "en", 80.0)])
     text = summary_tables(results, ["baseline"], "baseline", ["xquad"], {"xquad": ["en", "de"]})
-    assert text.splitlines()[2].split() == ["baseline", "(baseline)", "80.0", "-", "-"]
+    assert text.splitlines()[3].split() == ["baseline", "80.0", "-", "-"]
+
+
+def test_summary_tables_fit_100_columns_in_groups_of_languages():
+    from xstilts_tui.tasks import TASKS
+    from xstilts_tui.significance import Delta
+
+    langs = list(TASKS["xnli"].languages)
+    rows = [(arm, 1, lang, 50.0 + i + (3.0 if arm == "mnli" else 0.0))
+            for arm in ("baseline", "mnli") for i, lang in enumerate(langs)]
+    results = _results(rows).with_columns(pl.lit("xnli").alias("task"), pl.lit("accuracy").alias("metric"))
+    found = {("mnli", c): Delta(3.0, 1.25, 4.75, 0.01, 1, 100) for c in langs + ["avg"]}
+    text = summary_tables(results, ["baseline", "mnli"], "baseline", ["xnli"], {"xnli": langs},
+                          {"xnli": found})
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    headers = [line.split() for line in lines if line.startswith("arm ")]
+    assert len(headers) >= 2 and sum(len(h) - 1 for h in headers) == len(langs) + 1  # every column once
+    assert sum(line.count("+3.0*") for line in lines) == len(langs) + 1
+    assert "(1 seed)" not in text and "(baseline)" not in text
 
 
 def test_every_help_page_prints():

@@ -723,7 +723,8 @@ def cmd_run(file: str, output: str | None, cache: str | None, launch: str | None
             seeds: tuple[int, ...] | None = None, track: tuple[str, ...] | None = None,
             reuse: frozenset[str] = frozenset()) -> int:
     from .progress import make_display
-    from .results import cost_table, summary_tables, xtreme_table
+    from .results import cost_table, xtreme_table
+    from .summary import summary_tables, what_the_model_is
     from .runner import Runner
 
     recipe = _with_overrides(load_recipe(file), seeds, track)  # validated before anything is written
@@ -772,8 +773,12 @@ def cmd_run(file: str, output: str | None, cache: str | None, launch: str | None
         add_significance(run, resamples=2000)
         significance = run.deltas
     print()
+    note = what_the_model_is(recipe)
+    if note:
+        print(note + "\n")
     print(summary_tables(runner.store.results_frame(), [a.name for a in recipe.arms],
-                         recipe.baseline.name, list(recipe.targets), languages, significance))
+                         recipe.baseline.name, list(recipe.targets), languages, significance,
+                         {t: list(recipe.tasks[t].train_languages or ("en",)) for t in recipe.targets}))
     xtreme = xtreme_table(runner.store.results_frame(), [a.name for a in recipe.arms],
                           list(recipe.targets), languages)
     if xtreme:

@@ -219,46 +219,6 @@ def text_table(rows: list[list[str]], left: int = 1) -> str:
     return "\n".join(lines)
 
 
-def summary_tables(results: pl.DataFrame, arms: list[str], baseline: str,
-                   tasks: list[str], languages: dict[str, list[str]],
-                   significance: dict[str, dict] | None = None) -> str:
-    """Per target task and metric: arms as rows, languages and their average as columns,
-    each cell the mean (± std over seeds) and, for other arms, the delta to the baseline;
-    with ``significance`` (per task, ``significance.deltas`` of its main metric) the
-    delta's 95% interval, ``*`` where it excludes zero, and the number of seeds."""
-    from .significance import format_delta
-
-    blocks = []
-    for task in tasks:
-        columns = languages[task] + [AVG]
-        names = TASKS[task].metric_names if task in TASKS else ("f1", "exact_match")
-        shown = names[:2] if "exact_match" in names else names[:1]
-        for metric in shown:
-            cells = score_cells(results, task, metric, languages[task], baseline)
-            if not cells:
-                continue
-            header = [f"{task} {metric}", *columns]
-            table = [header]
-            found = (significance or {}).get(task, {}) if metric == shown[0] else {}
-            for arm in arms:
-                if any((arm, c) in cells for c in columns):
-                    row = [arm + (" (baseline)" if arm == baseline else "")]
-                    for c in columns:
-                        cell = cells.get((arm, c))
-                        if found.get((arm, c)) is not None and cell is not None:
-                            row.append(format_cell(cell, delta=False) + " ("
-                                       + format_delta(found[(arm, c)]) + ")")
-                        else:
-                            row.append(format_cell(cell))
-                    table.append(row)
-            blocks.append(text_table(table))
-            if found:
-                seeds = max(d.n_seeds for d in found.values())
-                blocks[-1] += (f"\n(delta [95% interval] from the paired bootstrap over the test "
-                               f"examples, {seeds} seed(s) pooled; * the interval excludes zero)")
-    return "\n\n".join(blocks) if blocks else "no scores were recorded"
-
-
 def human_bytes(n: Any) -> str:
     """1536 -> "1.5 KiB"; None -> "-"."""
     if n is None:
