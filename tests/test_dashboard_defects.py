@@ -53,7 +53,7 @@ async def test_a_second_run_after_a_finish_and_after_a_cancel(recipes_dir, tmp_p
         app.query_one("#recipe-list").focus()
         await pilot.press("r")
         await wait_for(pilot, lambda: "running" in app.stage_states().values(), 120, "a stage")
-        await pilot.press("c")
+        await pilot.press("c", "y")  # cancelling asks first
         await wait_for(pilot, lambda: not app.running, 120, "the cancel")
         assert "cancelled" in app.stage_states().values()
         assert "cancelled" in status_text(app)
@@ -157,7 +157,7 @@ async def test_escape_leaves_a_field_then_r_starts_a_run(recipes_dir, tmp_path):
         await pilot.press("r")
         await wait_for(pilot, lambda: app.running, 10, "the run")
         assert seeds.value == "1"  # the r went to the app, not into the field
-        await pilot.press("c")
+        await pilot.press("c", "y")  # cancelling asks first
         await wait_for(pilot, lambda: not app.running, 120, "the cancel")
 
 

@@ -62,7 +62,7 @@ async def test_a_run_of_unsaved_edits_never_writes_over_the_saved_recipe_s_resul
         app.query_one("#recipe-list").focus()
         await pilot.press("r")
         await wait_for(pilot, lambda: app.running, 10, "the edited run to start")
-        await pilot.press("c")
+        await pilot.press("c", "y")  # cancelling asks first
         await wait_for(pilot, lambda: not app.running, 120, "the cancel")
     assert pl.read_parquet(saved / "results.parquet").equals(finished)
     edited = [p for p in (tmp_path / "runs").iterdir() if p.name.startswith("small-demo.edited-")]

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .stage_cache import LAST_USED, LOCK, stage_lock, verify_done
+from .stage_cache import LAST_USED, LOCK, lock_held, stage_lock, verify_done
 from .stage_index import read_entry
 
 NOT_STAGES = ("features", "jobs")  # folders of the cache that hold no stage
@@ -56,19 +56,6 @@ def _last_used(path: Path) -> float:
     return max(times, default=path.stat().st_mtime)
 
 
-def _locked(path: Path) -> bool:
-    """Whether a process holds the stage's lock now."""
-    if not (path / LOCK).exists():
-        return False
-    lock = stage_lock(path)
-    try:
-        lock.acquire(timeout=0)
-    except TimeoutError:
-        return True
-    lock.release()
-    return False
-
-
 def users(roots: list[Path]) -> dict[str, list[str]]:
     """{stage folder: ["recipe (run folder)", ...]} from the run manifests under the roots."""
     found: dict[str, list[str]] = {}
@@ -96,7 +83,7 @@ def scan(cache_dir: Path, roots: list[Path]) -> list[CachedStage]:
         return out
     for folder in sorted(p for p in cache_dir.iterdir() if p.is_dir() and p.name not in NOT_STAGES):
         entry = read_entry(folder)
-        if _locked(folder):
+        if lock_held(folder):
             state = "running"
         elif entry is not None and entry.done:
             state = "done" if verify_done(folder) is None else "damaged"

@@ -28,9 +28,19 @@ class PlainDisplay:
         self.every_s = every_s
         self._last: dict[str, tuple[float, int]] = {}
         self._started: dict[str, float] = {}
+        self._rates: dict[str, tuple[float, float, float]] = {}  # first, last, examples
 
     def print(self, text: str) -> None:
         print(text, file=self.out, flush=True)
+
+    def average_rate(self, event: dict[str, Any]) -> float:
+        """A stage's examples/s since its first progress event (each event's rate is over
+        its last logging interval only): what the cost table will say for its training."""
+        now = time.monotonic()
+        first, last, examples = self._rates.get(event["stage"], (now, now, 0.0))
+        examples += event["examples_per_s"] * (now - last)
+        self._rates[event["stage"]] = (first, now, examples)
+        return examples / (now - first) if now > first else event["examples_per_s"]
 
     def stage_started(self, stage: str, total_steps: int) -> None:
         self._started[stage] = time.monotonic()
@@ -57,10 +67,11 @@ class PlainDisplay:
     def stage_finished(self, stage: str, status: str, detail: str = "") -> None:
         self.print(f"[{stage}] {status}" + (f": {detail}" if detail else ""))
 
-    def run_progress(self, done: int, total: int, running: int, elapsed_s: float) -> None:
+    def run_progress(self, done: int, total: int, running: int, elapsed_s: float,
+                     left_s: float | None = None) -> None:
         """The overall line: stages done (or cached) of all, after each stage ends."""
         self.print(f"[run] {done}/{total} stages done, {running} running, "
-                   f"{clock(elapsed_s)} elapsed")
+                   f"{clock(elapsed_s)} elapsed" + (f", ~{clock(left_s)} left" if left_s is not None else ""))
 
     def log_line(self, stage: str, line: str) -> None:
         """A line of the worker's own output; kept in its log file, not shown headless."""
@@ -97,13 +108,17 @@ class LiveDisplay(PlainDisplay):
         if task is None:
             return
         self.bars.update(task, completed=event["step"], total=event["total_steps"],
-                         stats=f"loss {event['loss']:.4f}  {event['examples_per_s']:.1f} ex/s")
+                         stats=f"loss {event['loss']:.4f}  {self.average_rate(event):.1f} ex/s")
 
-    def run_progress(self, done: int, total: int, running: int, elapsed_s: float) -> None:
-        """The overall bar: stages done of all, with rich's estimate of the time left."""
+    def run_progress(self, done: int, total: int, running: int, elapsed_s: float,
+                     left_s: float | None = None) -> None:
+        """The overall bar: stages done of all, those running, the runner's estimate of the
+        time left."""
         if self._overall is None:
             self._overall = self.bars.add_task("all stages", total=total, stats="")
-        self.bars.update(self._overall, completed=done, stats=f"{running} running")
+        self.bars.update(self._overall, completed=done,
+                         stats=f"{running} running, " + (f"~{clock(left_s)} left" if left_s is not None
+                                                         else "time left: after a stage trains"))
 
     def stage_finished(self, stage: str, status: str, detail: str = "") -> None:
         task = self._tasks.get(stage)

@@ -171,6 +171,7 @@ class Runner:
         self.poll_s = poll_s
         self.slots = slots or [Slot("cpu")]
         self.workers: dict[str, Worker] = {}
+        self.walls: list[float] = []  # wall times of the stages this run trained
         self.cancelled = threading.Event()
         self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
         self.store = ResultsStore(plan.output_dir, self.run_id, plan.recipe.name)
@@ -368,9 +369,19 @@ class Runner:
                                 made=self.made[stage.id])
         self.display.stage_finished(stage.id, status, detail or reason)
         self.tracking.stage_end(stage, status)
+        if status == "done" and finished and finished.get("wall_s"):
+            self.walls.append(float(finished["wall_s"]))
+        self._overall(outcome)
+
+    def _overall(self, outcome: RunOutcome) -> None:
+        """The overall progress: stages done of all, those running, and the time left at
+        the mean wall time of the stages this run trained (None before the first)."""
         done = sum(1 for v in outcome.status.values() if v in ("done", "cached"))
+        left = len(self.plan.stages) - len(outcome.status) - len(self.workers)
+        estimate = (sum(self.walls) / len(self.walls) * (left + len(self.workers) / 2)
+                    / max(1, len(self.slots))) if self.walls else None
         self.display.run_progress(done, len(self.plan.stages), len(self.workers),
-                                  time.monotonic() - self.started_at)
+                                  time.monotonic() - self.started_at, estimate)
 
     def _try_lock(self, stage: Stage, told: set[str]):
         """The stage's lock if it is free now; None while another run holds it (a run on
@@ -472,6 +483,7 @@ class Runner:
                     except BaseException:
                         lock.release()
                         raise
+                    self._overall(outcome)
                     moved = True
                 for stage_id, worker in list(self.workers.items()):
                     code = self._follow(worker)

@@ -174,3 +174,16 @@ def stage_lock(stage_dir: Path):
 
     stage_dir.mkdir(parents=True, exist_ok=True)
     return FileLock(str(stage_dir / LOCK))
+
+
+def lock_held(stage_dir: Path) -> bool:
+    """Whether a process holds a stage folder's lock now (a run is writing the stage)."""
+    if not (stage_dir / LOCK).exists():
+        return False
+    lock = stage_lock(stage_dir)
+    try:
+        lock.acquire(timeout=0)
+    except TimeoutError:
+        return True
+    lock.release()
+    return False

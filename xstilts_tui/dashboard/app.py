@@ -158,6 +158,10 @@ class XstiltsApp(App):
         await self.action_start_run()
 
     async def action_start_run(self) -> None:
+        if self.results_path is not None:
+            self.notify("opened with --results: this dashboard shows results and runs nothing "
+                        "(start it without --results to run recipes)", severity="warning")
+            return
         if self.running:
             self.notify("a run is already going", severity="warning")
             return
@@ -224,10 +228,18 @@ class XstiltsApp(App):
         self.run_thread.start()
 
     def action_cancel_run(self) -> None:
-        if self.runner is not None and self.worker_alive:
-            self.cancel_requested = True
-            self.runner.cancel()
-            self.notify("cancelling the run: the running stage stops, what was scored is kept")
+        if self.runner is None or not self.worker_alive:
+            return
+
+        def cancel(yes: bool | None) -> None:
+            if yes and self.runner is not None and self.worker_alive:
+                self.cancel_requested = True
+                self.runner.cancel()
+                self.notify("cancelling the run: the running stages stop, what was scored is kept")
+
+        self.push_screen(Confirm("Cancel the run? Its running stages stop (saving a resume state "
+                                 "where they keep one); what was scored is kept; r runs the rest."),
+                         cancel)
 
     # -- the run thread's messages, routed to the screens --
 
@@ -325,6 +337,10 @@ class XstiltsApp(App):
         async def stop_and_quit(yes: bool | None) -> None:
             if not yes:
                 return
+            self.notify("stopping the workers (each saves a resume state first), then quitting...",
+                        timeout=30)
+            self.query_one(RunsView).query_one("#run-status").update(
+                "stopping the workers, then quitting...")
             await self.stop_run()
             self.exit()
 

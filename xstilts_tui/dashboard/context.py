@@ -43,6 +43,7 @@ class RunContext:
     results_dir: Path | None = None
     run_id: str = ""
     stage_ids: list[str] = field(default_factory=list)  # every stage of the run, in plan order
+    stage_dirs: dict[str, str] = field(default_factory=dict)  # stage id -> its cache folder
     rows: list[dict[str, Any]] = field(default_factory=list)
     stages: list[dict[str, Any]] = field(default_factory=list)
     _frame: pl.DataFrame | None = field(default=None, repr=False, compare=False)
@@ -71,7 +72,8 @@ class RunContext:
                                 for a in manifest.arms},
                       baseline=manifest.baseline, targets=manifest.targets,
                       languages=manifest.languages, results_dir=folder, run_id=manifest.run_id,
-                      stage_ids=[s["id"] for s in manifest.stages])
+                      stage_ids=[s["id"] for s in manifest.stages],
+                      stage_dirs={s["id"]: s.get("dir", "") for s in manifest.stages})
         results = read_table(folder, "results.parquet", RESULT_COLUMNS)
         stages = read_table(folder, "stages.parquet", STAGE_COLUMNS)
         context.rows = results.to_dicts() if results is not None else []

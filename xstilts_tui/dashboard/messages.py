@@ -109,7 +109,8 @@ class AppDisplay(PlainDisplay):
     def log_line(self, stage: str, line: str) -> None:
         self.app.post_message(LogLine(f"  {line}"))
 
-    def run_progress(self, done: int, total: int, running: int, elapsed_s: float) -> None:
+    def run_progress(self, done: int, total: int, running: int, elapsed_s: float,
+                     left_s: float | None = None) -> None:
         """The Runs screen keeps its own overall line."""
 
     def stage_finished(self, stage: str, status: str, detail: str = "") -> None:

@@ -5,6 +5,7 @@ time elapsed, an estimate of the time left) and the log."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from textual.app import ComposeResult
@@ -12,6 +13,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Label, ProgressBar, RichLog, Static
 
 from ..plan import Plan
+from ..stage_cache import lock_held
 from ..progress import clock
 from .context import DONE, NOT_DONE, RunContext
 
@@ -21,6 +23,15 @@ def bar_text(step: int, total: int, width: int = 8) -> str:
         return ""
     filled = int(width * min(step, total) / total)
     return "█" * filled + "░" * (width - filled) + f" {step}/{total}"
+
+
+COLUMNS = (("state", "state"), ("left", "left"), ("progress", "progress"), ("loss", "loss"),
+           ("ex/s", "rate"), ("stage", "stage"))
+
+
+def row(**cells: str) -> list[str]:
+    """A stage's row in the columns' order (cells not given are empty)."""
+    return [cells.get(key, "") for _, key in COLUMNS]
 
 
 def why_word(why: str) -> str:
@@ -74,9 +85,9 @@ class RunsView(Vertical):
 
     def on_mount(self) -> None:
         table = self.query_one("#stages", DataTable)
-        # "left" before the wide columns, so that it is in sight at 80 columns.
-        for label, key in (("stage", "stage"), ("state", "state"), ("left", "left"),
-                           ("progress", "progress"), ("loss", "loss"), ("ex/s", "rate")):
+        # The numbers first and the stage (up to 60 characters) last, so that every number
+        # is in sight at 80 columns.
+        for label, key in COLUMNS:
             table.add_column(label, key=key)
         self.set_interval(1.0, self.update_overall)
 
@@ -102,7 +113,7 @@ class RunsView(Vertical):
         for stage_id, (state, why) in plan.states().items():
             self.states[stage_id] = "cached" if state == "reused" else state
             shown = "reused" if state == "reused" else (why_word(why) if state == "pending" else state)
-            table.add_row(stage_id, shown, "", "", "", "", key=stage_id)
+            table.add_row(*row(stage=stage_id, state=shown), key=stage_id)
         self.run_started = time.monotonic()
         self.query_one("#run-status", Static).update(
             f"running {name}: {len(plan.stages)} stages, results in {plan.output_dir}")
@@ -116,17 +127,22 @@ class RunsView(Vertical):
         table = self.query_one("#stages", DataTable)
         rows = {r["stage"]: r for r in context.stages}
         for stage in context.stage_ids or list(rows):
-            row = rows.get(stage, {})
-            state = row.get("status") or "not run"
+            found = rows.get(stage, {})
+            folder = context.stage_dirs.get(stage)
+            state = found.get("status") or ("running elsewhere" if folder and lock_held(Path(folder))
+                                            else "not run")
             self.states[stage] = state
-            rate = row.get("examples_per_s")
-            wall = row.get("wall_s")
-            table.add_row(stage, state, "", f"took {clock(wall)}" if wall else "",
-                          "", f"{rate:.0f}" if rate else "", key=stage)
+            rate = found.get("examples_per_s")
+            wall = found.get("wall_s")
+            table.add_row(*row(stage=stage, state=state, progress=f"took {clock(wall)}" if wall else "",
+                               rate=f"{rate:.0f}" if rate else ""), key=stage)
         folder = context.results_dir.name if context.results_dir else "?"
         date = f" of {context.label.removeprefix(context.name).strip()}" if context.run_id else ""
+        elsewhere = sum(1 for s in self.states.values() if s == "running elsewhere")
         self.query_one("#run-status", Static).update(
-            f"results of {context.name}{date} (folder {folder}; nothing running)")
+            f"results of {context.name}{date} (folder {folder}; "
+            + (f"a run in another process is writing {elsewhere} stage(s))" if elsewhere
+               else "nothing running)"))
         status, done, total = context.status()
         self.ended = status
         self.query_one("#overall", Static).update(f"{status}: {done}/{total} stages done")
