@@ -368,3 +368,17 @@ def test_devices_that_do_not_exist_are_refused(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     code, out, err = run_cli(["plan", recipe, "--devices", "1,7"], capsys)
     assert code == 2 and err == "error: --devices 1,7: no GPU 7 on this machine (it has 0, 1)\n"
+
+
+def test_a_short_max_length_fits_the_qa_defaults_and_a_given_stride_is_still_checked(tmp_path):
+    from xstilts_tui.recipe import RecipeError
+
+    base = SMALL_DEMO.replace("doc_stride = 48\nmax_query_length = 24\n", "")
+    recipe = parse_recipe(base.replace("max_length = 96", "max_length = 128"), "r.toml", tmp_path)
+    assert (recipe.hparams_target.doc_stride, recipe.hparams_target.max_query_length) == (64, 64)
+    recipe = parse_recipe(base.replace("max_length = 96", "max_length = 64"), "r.toml", tmp_path)
+    assert (recipe.hparams_target.doc_stride, recipe.hparams_target.max_query_length) == (32, 16)
+    assert parse_recipe(base.replace("max_length = 96", "max_length = 384"), "r.toml",
+                        tmp_path).hparams_target.doc_stride == 128  # the default where it fits
+    with pytest.raises(RecipeError, match=r"doc_stride: must be below max_length \(128\), got 128"):
+        parse_recipe(base.replace("max_length = 96", "max_length = 128\ndoc_stride = 128"), "r.toml", tmp_path)

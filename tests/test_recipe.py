@@ -66,13 +66,14 @@ def test_shipped_recipes_validate_and_plan_offline(tmp_path, capsys):
     files = sorted((ROOT / "recipes").glob("*.toml"))
     assert {f.name for f in files} >= {"demo.toml", "full-vs-lora.toml", "xstilts-paper.toml",
                                        "multilingual-vs-english.toml"}
-    # The structure of each is valid; offline, validate refuses the ones whose hub model and
-    # data are not on this machine, naming `data fetch` (the demo needs none).
+    # Each is valid; offline, validate warns of the ones whose hub model and data are not on
+    # this machine, naming `data fetch` (the demo needs none), and exits 0.
     for file in files:
         load_recipe(file)
     code, out, err = run_cli(["validate", *files], capsys)
-    assert code == 2 and out.count(": ok") == 1 and "demo.toml: ok" in out
-    assert err.count("\n") == len(files) - 1 and err.count("data fetch") == len(files) - 1
+    assert code == 0 and out.count(": ok") == len(files) and "demo.toml: ok" in out
+    assert err.count("\nwarning: ") + err.startswith("warning: ") == len(files) - 1
+    assert err.count("data fetch") == len(files) - 1
     for file in files:
         code, out, err = run_cli(["plan", file, "--output", tmp_path / file.stem], capsys)
         assert code == 0, err

@@ -403,11 +403,27 @@ def _hparam_values(table: _Table) -> dict[str, Any]:
     return values
 
 
+def _fit_qa_defaults(merged: HParams, given: dict[str, Any]) -> HParams:
+    """QA windows' stride and query length left at their defaults (128 and 64, for
+    XLM-R's 384 tokens) that do not fit a shorter ``max_length``: half and a quarter of it
+    instead (a value the user gave is checked as given)."""
+    defaults = HParams()
+    changes: dict[str, int] = {}
+    if "doc_stride" not in given and merged.doc_stride == defaults.doc_stride \
+            and merged.doc_stride >= merged.max_length:
+        changes["doc_stride"] = max(1, merged.max_length // 2)
+    if "max_query_length" not in given and merged.max_query_length == defaults.max_query_length \
+            and merged.max_query_length >= merged.max_length - 3:
+        changes["max_query_length"] = max(1, merged.max_length // 4)
+    return HParams(**{**asdict(merged), **changes}) if changes else merged
+
+
 def _hparams(file: str, where: str, data: dict, base: HParams) -> HParams:
     table = _Table(file, where, data)
     values = _hparam_values(table)
     table.finish([*_HPARAM_FIELDS, *HF_HPARAM_NAMES, *HF_PRECISION_FLAGS])
     merged = HParams(**{**asdict(base), **values})
+    merged = _fit_qa_defaults(merged, values)
     if merged.precision not in PRECISIONS:
         table.fail("precision", _choice_error("precision", merged.precision, list(PRECISIONS)))
     if merged.mlm_probability >= 1:
