@@ -26,8 +26,8 @@ def predictions(stage_dir: Path, spec: dict, lang: str, value: float, n: int = 4
     hits = round(value / 100 * n)
     folder = stage_dir / "predictions"
     folder.mkdir(exist_ok=True)
-    pl.DataFrame({"example_id": [f"q{i}" for i in range(n)], "prediction": ["a"] * n,
-                  "gold": ["a" if i < hits else "b" for i in range(n)],
+    pl.DataFrame({"example_id": [f"q{i}" for i in range(n)], "prediction": ["yes"] * n,
+                  "gold": [json.dumps(["yes"] if i < hits else ["no"]) for i in range(n)],
                   "f1": [100.0 if i < hits else 0.0 for i in range(n)]}).with_columns(
         stage_key=pl.lit(spec["key"]), seed=pl.lit(spec["seed"]), task=pl.lit(spec["task"]["name"]),
         language=pl.lit(lang), step=pl.lit(4)).write_parquet(folder / f"{spec['task']['name']}.{lang}.parquet")

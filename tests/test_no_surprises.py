@@ -382,3 +382,43 @@ def test_a_short_max_length_fits_the_qa_defaults_and_a_given_stride_is_still_che
                         tmp_path).hparams_target.doc_stride == 128  # the default where it fits
     with pytest.raises(RecipeError, match=r"doc_stride: must be below max_length \(128\), got 128"):
         parse_recipe(base.replace("max_length = 96", "max_length = 128\ndoc_stride = 128"), "r.toml", tmp_path)
+
+
+def test_score_reads_index_predictions_of_a_label_file_and_scores_a_stage_s_own_gold(
+        tmp_path, fake, monkeypatch, capsys):
+    import json
+
+    gold = tmp_path / "xnli-test-de.tsv"
+    gold.write_text("entailment\nneutral\ncontradiction\nneutral\n")
+    pred = tmp_path / "pred.txt"
+    pred.write_text("0\n1\n2\n0\n")  # indices in the task's label order
+    code, out, err = run_cli(["score", "--task", "xnli", "--gold", gold, "--pred", pred], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["accuracy"] == 75.0
+    assert result["predictions_read_as"] == "indices into entailment, neutral, contradiction"
+    pred.write_text("0\n1\n7\n0\n")
+    code, out, err = run_cli(["score", "--task", "xnli", "--gold", gold, "--pred", pred], capsys)
+    assert code == 2 and "index 7 is not a label of xnli" in err
+    # a demo task's kept predictions, scored against the gold they record
+    plan = _finished_run(tmp_path, monkeypatch)
+    kept = plan.stage_dir(plan.by_id["target/jobs/demo-qa/seed1"]) / "predictions" / "demo-qa.de.parquet"
+    code, out, err = run_cli(["score", "--task", "demo-qa", "--pred", kept], capsys)
+    assert code == 0, err
+    import polars as pl
+
+    assert json.loads(out)["f1"] == pytest.approx(pl.read_parquet(kept)["f1"].mean())
+    code, out, err = run_cli(["score", "--task", "xquad", "--pred", kept], capsys)
+    assert code == 2 and "the predictions of task demo-qa, not xquad; give --task demo-qa" in err
+
+
+def test_score_help_lists_the_tasks_and_the_formats(capsys):
+    import pytest as _pytest
+
+    with _pytest.raises(SystemExit):
+        run_cli(["score", "--help"], capsys)
+    out = capsys.readouterr().out
+    assert "score --help" not in out
+    for task in ("xquad", "xnli", "udpos", "tatoeba", "bucc2018", "demo-qa"):
+        assert task in out
+    assert "SQuAD JSON" in out and "CoNLL-U" in out

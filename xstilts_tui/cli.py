@@ -9,13 +9,11 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__, cache_command
+from . import __version__, cache_command, score_command
 from .errors import UsageError
-from .metrics import score_qa
 from .plan import build_plan, describe, plan_data
 from .recipe import RecipeError, load_launch, load_recipe
-from .squad_format import DataFileError, gold_answers, read_squad_json
-from .tasks import EXTRACTIVE_QA, TASKS
+from .tasks import TASKS
 
 
 class Terminated(Exception):
@@ -154,14 +152,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--resamples", type=int, default=9999, metavar="N",
                    help="bootstrap and permutation resamples (default 9999)")
 
-    p = sub.add_parser("score", help="score a predictions file against a task's gold file")
-    p.add_argument("--task", required=True, help="a task name (xstilts-tui score --help for formats)")
-    p.add_argument("--gold", required=True, metavar="FILE", help="the task's native gold file (or folder)")
-    p.add_argument("--pred", required=True, metavar="FILE",
-                   help="QA: JSON {question id: answer}; classification: a label a line; tagging: "
-                        "a tag a line, blank line between sentences; tatoeba: a line number a line; "
-                        "bucc2018: source-id<TAB>english-id a line")
-    p.add_argument("--lang", help="language of the answers (needed for mlqa)")
+    score_command.add_parser(sub)
     return parser
 
 
@@ -384,283 +375,6 @@ def cmd_plan(file: str, output: str | None, cache: str | None, launch: str | Non
     return 0
 
 
-def _read_pred_lines(path: str) -> list[str]:
-    return _file_lines(path, "--pred")
-
-
-def _file_lines(path: str, flag: str) -> list[str]:
-    """A file's lines as ``for line in open(path)`` gives them (evaluate.py's reading),
-    without their line ends."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return [line.rstrip("\n") for line in handle]
-    except FileNotFoundError:
-        raise UsageError(f"score: {flag} {path}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"score: {flag} {path}: a folder, not a file") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"score: {flag} {path}: not UTF-8 text") from None
-
-
-def _stage_predictions(path: str, task: str):
-    """A stage's predictions table (example id and prediction as text), checked: a
-    UsageError in one line for a file that is not one, or is another task's."""
-    import polars as pl
-
-    if not Path(path).is_file():
-        raise UsageError(f"score: --pred {path}: no such file")
-    try:
-        frame = pl.read_parquet(path)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:  # polars raises, or panics, on what is not parquet
-        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
-        raise UsageError(f"score: --pred {path}: not a readable parquet file ({text})") from None
-    missing = [c for c in ("example_id", "prediction") if c not in frame.columns]
-    if missing:
-        raise UsageError(f"score: --pred {path}: no column {', '.join(missing)}; expected a stage's "
-                         "predictions/<task>.<language>.parquet")
-    for column in ("example_id", "prediction"):
-        if frame.schema[column] not in (pl.String, pl.Int64, pl.Int32):
-            raise UsageError(f"score: --pred {path}: column {column} holds {frame.schema[column]}, "
-                             "expected text")
-    recorded = frame["task"].drop_nulls().unique().to_list() if "task" in frame.columns else []
-    if recorded and recorded != [task]:
-        raise UsageError(f"score: --pred {path}: the predictions of task {', '.join(map(str, recorded))}, "
-                         f"not {task}; give --task {recorded[0]}")
-    return frame.select(pl.col("example_id").cast(pl.String), pl.col("prediction").cast(pl.String))
-
-
-def _tag_lists(path: str, values) -> list[list[str]]:
-    """Each sentence's predicted tags from their JSON text: a list of tag strings."""
-    out = []
-    for i, text in enumerate(values):
-        try:
-            tags = json.loads(text) if text is not None else None
-        except (ValueError, RecursionError):
-            tags = None
-        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-            raise UsageError(f"score: --pred {path}: row {i}: expected the sentence's tags as a JSON "
-                             "list of strings")
-        out.append(tags)
-    return out
-
-
-def _native_predictions(path: str, kind: str, task: str) -> str:
-    """A stage's predictions file (``predictions/<task>.<lang>.parquet``) written out in the
-    task's native predictions format, to a temporary file scored like any other."""
-    import atexit
-    import tempfile
-
-    from .tasks import TOKEN_TAGGING
-
-    frame = _stage_predictions(path, task)
-    if kind == EXTRACTIVE_QA:
-        text = json.dumps(dict(zip(frame["example_id"], frame["prediction"])), ensure_ascii=False)
-    elif kind == TOKEN_TAGGING:
-        text = "".join("\n".join(tags) + "\n\n" for tags in _tag_lists(path, frame["prediction"]))
-    else:
-        text = "".join(f"{label}\n" for label in frame["prediction"])
-    handle = tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8")
-    with handle:
-        handle.write(text)
-    atexit.register(os.unlink, handle.name)
-    return handle.name
-
-
-def _is_label_file(path: str) -> bool:
-    """XTREME's label file for a classification task: .tsv or .txt without a tab."""
-    if Path(path).suffix.lower() not in (".tsv", ".txt") or not Path(path).is_file():
-        return False
-    return not any("\t" in line for line in _file_lines(path, "--gold"))
-
-
-def _gold_table(spec, path: str) -> list[dict]:
-    """A classification or multiple-choice gold file, read with polars (no compute stack)."""
-    import polars as pl
-
-    from .rows import normalize_row
-
-    suffix = Path(path).suffix.lower()
-    try:
-        if suffix in (".jsonl", ".json"):
-            try:
-                frame = pl.read_ndjson(path)
-            except Exception:
-                frame = pl.read_json(path)
-        elif suffix in (".csv", ".tsv"):
-            frame = pl.read_csv(path, separator="\t" if suffix == ".tsv" else ",", quote_char=None
-                                if suffix == ".tsv" else '"', infer_schema_length=0)
-        elif suffix == ".parquet":
-            frame = pl.read_parquet(path)
-        else:
-            raise UsageError(f"score: --gold {path}: unknown file form; {spec.name} reads {spec.local_files}")
-    except FileNotFoundError:
-        raise UsageError(f"score: --gold {path}: no such file") from None
-    except UsageError:
-        raise
-    except Exception as exc:
-        raise UsageError(f"score: --gold {path}: cannot read it ({str(exc).splitlines()[0][:120]})") from None
-    rows = []
-    for i, raw in enumerate(frame.iter_rows(named=True)):
-        try:
-            row = normalize_row(spec, raw, i)
-        except (KeyError, ValueError, TypeError) as exc:
-            raise UsageError(f"score: --gold {path}: row {i}: {exc}") from None
-        if row is not None:
-            rows.append(row)
-    return rows
-
-
-def _gold_tags(spec, path: str) -> list[dict]:
-    """Gold tags from CoNLL-U, PAN-X text (word<TAB>tag), or XTREME's label files (a tag a
-    line, a blank line after each sentence; evaluate.py's ``read_tag``)."""
-    from .native_formats import read_conllu, read_panx
-
-    suffix = Path(path).suffix.lower()
-    if suffix == ".conllu":
-        return read_conllu(path)
-    lines = _file_lines(path, "--gold")
-    if any("\t" in line for line in lines):
-        return read_panx(path)
-    return [{"tags": tags} for tags in _predicted_sentences(lines)]
-
-
-def _predicted_sentences(lines: list[str]) -> list[list[str]]:
-    """evaluate.py's read_tag: one tag a line, a blank line after each sentence."""
-    sentences, current = [], []
-    for line in lines:
-        if line.strip():
-            current.append(line.strip())
-        else:
-            sentences.append(current)
-            current = []
-    if current:
-        sentences.append(current)
-    return sentences
-
-
-def cmd_score(task: str, gold_path: str, pred_path: str, lang: str | None) -> int:
-    """Score a predictions file against a task's gold file. Formats, per kind:
-    QA - gold SQuAD JSON, predictions ``{"question id": "answer text"}``;
-    classification and multiple choice - gold in a local form of the task, predictions one
-    label (name or index) a line in gold order; tagging - gold CoNLL-U (udpos), PAN-X text
-    (panx) or tab-separated word and tag lines, predictions one tag a line with a blank
-    line after each sentence; tatoeba - gold the folder of LASER's files (with --lang),
-    predictions the 0-based English line each source line retrieves, one a line; bucc2018 -
-    gold the .gold file, predictions the mined pairs, ``source-id<TAB>english-id`` a line."""
-    from .metrics import accuracy, tagging_f1
-    from .tasks import MULTIPLE_CHOICE, PAIR_CLASSIFICATION, RETRIEVAL, SENTENCE_CLASSIFICATION, TOKEN_TAGGING
-
-    if task not in TASKS or TASKS[task].generated:
-        known = sorted(n for n, t in TASKS.items() if not t.generated)
-        raise UsageError(f"score: unknown task {task!r}; expected one of: {', '.join(known)}")
-    spec = TASKS[task]
-    if lang is not None and lang not in spec.all_languages:
-        raise UsageError(f"score: {task} has no language {lang!r}; expected one of: "
-                         f"{', '.join(spec.all_languages)}")
-    result: dict[str, object] = {"task": task, "language": lang}
-    if pred_path.endswith(".parquet"):
-        pred_path = _native_predictions(pred_path, spec.kind, task)
-    if spec.kind == EXTRACTIVE_QA:
-        if spec.metric == "mlqa" and lang is None:
-            raise UsageError(f"score: {task} normalises answers per language; give --lang, one of: "
-                             f"{', '.join(spec.languages)}")
-        try:
-            gold = gold_answers(read_squad_json(gold_path))
-        except DataFileError as exc:
-            raise UsageError(f"score: --gold {exc}") from None
-        if not gold:
-            raise UsageError(f"score: --gold {gold_path}: no questions")
-        empty = next((qid for qid, answers in gold if not answers), None)
-        if empty is not None:
-            raise UsageError(f"score: --gold {gold_path}: question {empty} has no answers")
-        try:
-            predictions = json.loads("\n".join(_file_lines(pred_path, "--pred")))
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"score: --pred {pred_path}: not JSON ({exc})") from None
-        except RecursionError:
-            raise UsageError(f"score: --pred {pred_path}: JSON nested too deeply") from None
-        if not isinstance(predictions, dict) or not all(isinstance(v, str) for v in predictions.values()):
-            raise UsageError(f"score: --pred {pred_path}: expected a JSON object "
-                             "{question id: answer text}")
-        scores = score_qa(gold, predictions, spec.metric, lang)
-        result.update(exact_match=scores["exact_match"], f1=scores["f1"], questions=scores["count"],
-                      predicted=sum(1 for q, _ in gold if q in predictions))
-    elif spec.kind in (SENTENCE_CLASSIFICATION, PAIR_CLASSIFICATION, MULTIPLE_CHOICE) \
-            and _is_label_file(gold_path):
-        # XTREME's label files (a label a line): compared as text, as evaluate.py does.
-        gold_lines = [line.strip() for line in _file_lines(gold_path, "--gold")]
-        lines = [line.strip() for line in _file_lines(pred_path, "--pred")]
-        if len(lines) != len(gold_lines):
-            raise UsageError(f"score: --pred {pred_path}: {len(lines)} lines for {len(gold_lines)} gold labels")
-        result.update(accuracy=accuracy(gold_lines, lines), examples=len(gold_lines))
-    elif spec.kind in (SENTENCE_CLASSIFICATION, PAIR_CLASSIFICATION, MULTIPLE_CHOICE):
-        rows = _gold_table(spec, gold_path)
-        if not rows:
-            raise UsageError(f"score: --gold {gold_path}: no examples")
-        lines = [line.strip() for line in _file_lines(pred_path, "--pred")]
-        if len(lines) != len(rows):
-            raise UsageError(f"score: --pred {pred_path}: {len(lines)} lines for {len(rows)} gold examples")
-        labels = list(spec.labels or ())
-        # A label name or an index in the task's order; anything else (a capitalised name,
-        # a blank line) is a wrong answer, as evaluate.py's string comparison makes it.
-        predicted = [labels.index(x) if x in labels else int(x) if x.isdigit() and x.isascii() else None
-                     for x in lines]
-        result.update(accuracy=accuracy([r["label"] for r in rows], predicted), examples=len(rows))
-        if labels:
-            result["index_order"] = labels
-    elif spec.kind == TOKEN_TAGGING:
-        try:
-            gold = _gold_tags(spec, gold_path)
-        except DataFileError as exc:
-            raise UsageError(f"score: --gold {exc}") from None
-        if not gold:
-            raise UsageError(f"score: --gold {gold_path}: no sentences")
-        predicted = _predicted_sentences(_read_pred_lines(pred_path))
-        lengths = [len(r["tags"]) for r in gold]
-        if [len(p) for p in predicted] != lengths:
-            raise UsageError(f"score: --pred {pred_path}: {len(predicted)} sentences of "
-                             f"{sum(len(p) for p in predicted)} tags for {len(gold)} gold sentences of "
-                             f"{sum(lengths)} words")
-        tags = [r["tags"] for r in gold]
-        if spec.metric == "seqeval":
-            result.update(tagging_f1(tags, predicted))
-        else:
-            result["accuracy"] = accuracy([t for s in tags for t in s], [t for s in predicted for t in s])
-        result["sentences"] = len(gold)
-    elif spec.kind == RETRIEVAL and task == "tatoeba":
-        from .native_formats import read_tatoeba
-
-        if lang is None:
-            raise UsageError("score: tatoeba scores one language; give --lang")
-        if Path(gold_path).is_dir():  # LASER's files: English line i translates source line i
-            try:
-                count = len(read_tatoeba(gold_path, lang)["english"])
-            except DataFileError as exc:
-                raise UsageError(f"score: --gold {exc}") from None
-            gold_lines = [str(i) for i in range(count)]
-        else:  # XTREME's label file: the right line number a line
-            gold_lines = [line.strip() for line in _file_lines(gold_path, "--gold")]
-        lines = [line.strip() for line in _file_lines(pred_path, "--pred")]
-        if len(lines) != len(gold_lines):
-            raise UsageError(f"score: --pred {pred_path}: {len(lines)} lines for {len(gold_lines)} "
-                             "English sentences (0-based line numbers, one a line)")
-        # Compared as text, as evaluate.py does: "007" is not "7".
-        result.update(accuracy=accuracy(gold_lines, lines), sentences=len(lines))
-    else:
-        from .retrieval_metrics import f1_of
-
-        # evaluate.py's bucc_f1: each line stripped and split at tabs; a blank or odd line
-        # is a pair that matches nothing.
-        gold = {tuple(line.strip().split("\t")) for line in _file_lines(gold_path, "--gold")}
-        predicted = {tuple(line.strip().split("\t")) for line in _file_lines(pred_path, "--pred")}
-        precision, recall, f1 = f1_of(predicted, gold)
-        result.update(f1=f1, precision=precision, recall=recall, pairs=len(predicted), gold_pairs=len(gold))
-    print(json.dumps(result))
-    return 0
-
-
 def _check_writable(folder: Path, what: str) -> None:
     """A folder a run will write into, or the nearest existing one above it, is a folder
     it can write to; else one line, before anything is written."""
@@ -811,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "cache":
             return cache_command.run(args)
         if args.command == "score":
-            return cmd_score(args.task, args.gold, args.pred, args.lang)
+            return score_command.cmd_score(args.task, args.gold, args.pred, args.lang)
         if args.command == "report":
             return cmd_report(args.runs, args.format, args.out, args.plots, args.resamples)
         if args.recipe:

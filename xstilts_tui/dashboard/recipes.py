@@ -9,7 +9,6 @@ sets over it; an empty phase field shows, greyed, the value the phase inherits.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
