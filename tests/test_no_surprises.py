@@ -422,3 +422,20 @@ def test_score_help_lists_the_tasks_and_the_formats(capsys):
     for task in ("xquad", "xnli", "udpos", "tatoeba", "bucc2018", "demo-qa"):
         assert task in out
     assert "SQuAD JSON" in out and "CoNLL-U" in out
+
+
+def test_the_headless_table_and_the_report_give_one_interval(tmp_path, fake, monkeypatch, capsys):
+    import re
+
+    monkeypatch.setenv("FAKE_PREDICTIONS", "1")
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(SMALL_DEMO, encoding="utf-8")
+    code, out, err = run_cli(["--recipe", recipe, "--output", tmp_path / "out"], capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    jobs = next(i for i, line in enumerate(lines) if line.startswith("jobs "))
+    headless = re.findall(r"\[([+-][\d.]+),([+-][\d.]+)\]", lines[jobs + 2])
+    code, report, err = run_cli(["report", tmp_path / "out"], capsys)
+    row = next(line for line in report.splitlines() if line.startswith("| jobs"))
+    reported = re.findall(r"\[([+-][\d.]+), ([+-][\d.]+)\]", row)
+    assert len(headless) == 6 and headless == reported

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from . import __version__, cache_command, score_command
 from .errors import UsageError
+from .significance import RESAMPLES
 from .plan import build_plan, describe, plan_data
 from .recipe import RecipeError, load_launch, load_recipe
 from .tasks import TASKS
@@ -149,8 +150,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--format", choices=("md", "latex", "csv", "html"), default="md")
     r.add_argument("--out", metavar="FILE", help="write the report here (default: print it)")
     r.add_argument("--plots", metavar="DIR", help="also write PNG and SVG plots into DIR")
-    r.add_argument("--resamples", type=int, default=9999, metavar="N",
-                   help="bootstrap and permutation resamples (default 9999)")
+    r.add_argument("--resamples", type=int, default=RESAMPLES, metavar="N",
+                   help=f"bootstrap and permutation resamples (default {RESAMPLES}, as the run's own "
+                        "table and the dashboard)")
 
     score_command.add_parser(sub)
     return parser
@@ -484,7 +486,7 @@ def cmd_run(file: str, output: str | None, cache: str | None, launch: str | None
     significance = {}
     if len(recipe.arms) > 1:
         run = load_run(plan.output_dir)
-        add_significance(run, resamples=2000)
+        add_significance(run)  # the resamples report uses: one run, one interval
         significance = run.deltas
     print()
     note = what_the_model_is(recipe)

@@ -352,7 +352,7 @@ def _save(fig, stem: Path, dpi: int) -> list[Path]:
     return written
 
 
-def write_report(run_folder: Path, folder: Path, resamples: int = 2000) -> list[Path]:
+def write_report(run_folder: Path, folder: Path, resamples: int = RESAMPLES) -> list[Path]:
     """A finished run's report as files in ``folder``: ``report.md``, ``report.csv`` and
     the plots (what trackers keep as artifacts)."""
     run = load_run(run_folder)

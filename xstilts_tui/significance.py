@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-RESAMPLES = 9999
+RESAMPLES = 9999  # bootstrap and permutation resamples: the headless table, the dashboard and report alike
 CONFIDENCE = 0.95
 
 

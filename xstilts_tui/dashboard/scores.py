@@ -197,14 +197,14 @@ class ScoresView(Vertical):
         wanted = self.metric
 
         def work() -> None:
-            from ..significance import deltas, run_predictions
+            from ..significance import RESAMPLES, deltas, run_predictions
             from .context import metric_for
 
             try:
                 predictions = run_predictions(context.results_dir)
                 found = {} if predictions.is_empty() else {
                     task: deltas(predictions, task, metric_for(task, wanted), context.languages[task],
-                                 context.arms, context.baseline, resamples=2000)
+                                 context.arms, context.baseline, resamples=RESAMPLES)
                     for task in context.targets}
             except Exception as exc:  # no predictions kept, a file half written: no marks
                 self.app.call_from_thread(self.notify, f"no intervals: {exc}", severity="warning")
