@@ -439,3 +439,19 @@ def test_the_headless_table_and_the_report_give_one_interval(tmp_path, fake, mon
     row = next(line for line in report.splitlines() if line.startswith("| jobs"))
     reported = re.findall(r"\[([+-][\d.]+), ([+-][\d.]+)\]", row)
     assert len(headless) == 6 and headless == reported
+
+
+def test_plan_writes_nothing_and_names_what_it_cannot_estimate(tmp_path, capsys):
+    from conftest import ROOT
+
+    code, out, err = run_cli(["plan", ROOT / "recipes" / "xstilts-paper.toml", "--output",
+                              tmp_path / "runs" / "paper"], capsys)
+    assert code == 0, err
+    assert not (tmp_path / "runs").exists()  # no stage folder, no output folder
+    estimate = next(line for line in out.splitlines() if line.startswith("estimate:"))
+    assert "66 with nothing to train" in estimate and " none" not in estimate
+    assert "6 unknown (their data's size is not known)" in estimate
+    assert "--write-specs" in out
+    code, out, err = run_cli(["plan", ROOT / "recipes" / "demo.toml", "--output", tmp_path / "runs" / "demo",
+                              "--write-specs"], capsys)
+    assert code == 0 and (tmp_path / "runs" / "stage-cache").is_dir()

@@ -207,7 +207,8 @@ def test_makespan_schedules_like_the_runner():
 def test_a_printed_stage_command_runs_by_hand(tmp_path, capsys):
     recipe = tmp_path / "r.toml"
     recipe.write_text(SMALL_DEMO, encoding="utf-8")
-    code, out, err = run_cli(["plan", str(recipe), "--output", str(tmp_path / "out")], capsys)
+    code, out, err = run_cli(["plan", str(recipe), "--output", str(tmp_path / "out"),
+                              "--write-specs"], capsys)
     assert code == 0, err
     lines = out.splitlines()
     command = next(lines[i + 1] for i, line in enumerate(lines) if line.startswith("base  key"))

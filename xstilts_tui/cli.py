@@ -128,6 +128,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--parallel", metavar="N", type=int,
                    help="the makespan with N stages at once (no GPUs)")
     p.add_argument("--reuse", metavar="KINDS", type=_reuse_list, default=frozenset(), help=REUSE_HELP)
+    p.add_argument("--write-specs", action="store_true", help="write each stage's stage.json into "
+                   "the stage cache, so that the printed commands run by hand (else nothing is written)")
 
     p = sub.add_parser("data", help="the models and data a recipe reads from the hub: check, fetch")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
@@ -359,21 +361,24 @@ def _planned(recipe, output: str | None, cache: str | None, launch: str | None,
 
 def cmd_plan(file: str, output: str | None, cache: str | None, launch: str | None = None,
              as_json: bool = False, devices: str | None = None, parallel: int | None = None,
-             seeds: tuple[int, ...] | None = None, reuse: frozenset[str] = frozenset()) -> int:
+             seeds: tuple[int, ...] | None = None, reuse: frozenset[str] = frozenset(),
+             write_specs: bool = False) -> int:
     plan, slots = _planned(_with_overrides(load_recipe(file), seeds), output, cache, launch, devices,
                            parallel, reuse)
-    # Each stage's worker spec, so that the printed commands run by hand as printed.
-    try:
-        for stage in plan.stages:
-            plan.write_spec(stage)
-    except OSError as exc:
-        raise UsageError(f"cannot write the stage specs in {plan.cache_dir}: "
-                         f"{exc.strerror or exc}") from None
+    if write_specs:  # each stage's worker spec, so that the printed commands run by hand
+        try:
+            for stage in plan.stages:
+                plan.write_spec(stage)
+        except OSError as exc:
+            raise UsageError(f"cannot write the stage specs in {plan.cache_dir}: "
+                             f"{exc.strerror or exc}") from None
     if as_json:
         print(json.dumps(plan_data(plan, len(slots)), indent=2, default=str))
     else:
         print(describe(plan, len(slots)))
-        print("(each stage's stage.json is written in its folder: the commands run as printed)")
+        print("(each stage's stage.json is written in its folder: the commands run as printed)"
+              if write_specs else "(nothing was written; --write-specs writes each stage's "
+                                  "stage.json, so that the commands run by hand)")
     return 0
 
 
@@ -519,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_validate(args.files)
         if args.command == "plan":
             return cmd_plan(args.file, args.output, args.cache, args.launch, args.json,
-                            args.devices, args.parallel, args.seeds, args.reuse)
+                            args.devices, args.parallel, args.seeds, args.reuse, args.write_specs)
         if args.command == "data":
             if args.data_command == "status":
                 return cmd_data_status(args.file, args.json)

@@ -182,6 +182,7 @@ class _Components:
         self.code = provenance.code_fingerprint()
         self._data: dict[str, Any] = {}
         self._weights: dict[str, Any] = {}
+        self._libraries: dict[tuple, dict[str, Any]] = {}
 
     def data(self, task: dict[str, Any], kind: str, hparams: dict[str, Any]) -> dict[str, Any]:
         key = digest([task, kind, _selects(hparams)])
@@ -207,14 +208,21 @@ class _Components:
         # A retrieval stage trains nothing: it encodes in fp32 whatever the recipe asks.
         runtime = self.runtime.of_stage("fp32" if retrieval else spec["hparams"]["precision"])
         return {"code": self.code,
-                "libraries": provenance.library_versions(spec["backend"]["kind"],
-                                                         tuple(t["kind"] for t in tasks)),
+                "libraries": self.libraries(spec["backend"]["kind"], tuple(t["kind"] for t in tasks)),
                 "weights": self.weights(spec["model"]) if not parents else {},
                 "data": data, "runtime": runtime, "parents": parents}
 
+    def libraries(self, backend_kind: str = "torch", task_kinds: tuple[str, ...] = ()) -> dict[str, Any]:
+        """``provenance.library_versions``, read once per plan (reading a version parses
+        the package's metadata)."""
+        key = (backend_kind, task_kinds)
+        if key not in self._libraries:
+            self._libraries[key] = provenance.library_versions(backend_kind, task_kinds)
+        return self._libraries[key]
+
     def of_base(self, corpus: list[str]) -> dict[str, Any]:
         return {"code": self.code,
-                "libraries": provenance.library_versions(),
+                "libraries": self.libraries(),
                 "data": {"tokenizer corpus": corpus_identity(corpus)}}
 
 
@@ -241,6 +249,8 @@ class _Builder:
         self.recipe, self.launch, self.components = recipe, launch, components
         self.cache_dir, self.reuse = cache_dir, reuse
         self.stages: list[Stage] = []
+        self._ids: set[str] = set()
+        self._by_identity: dict[str, Stage] = {}  # one stage a computation: arms share it
         self._index = None
 
     def add(self, stage: Stage) -> Stage:
@@ -253,6 +263,8 @@ class _Builder:
             if found is not None:
                 stage.key, stage.reused = found
         self.stages.append(stage)
+        self._ids.add(stage.id)
+        self._by_identity.setdefault(stage.identity, stage)
         return stage
 
     def model_spec(self) -> tuple[dict[str, Any], tuple[str, ...]]:
@@ -285,15 +297,14 @@ class _Builder:
             parents = {d: model_spec["key"] for d in base_deps}
             stage = _keyed("", "intermediate", spec, self.components.of(spec, parents),
                            deps=base_deps, arms=(arm.name,), seed=seed)
-            existing = next((s for s in self.stages if s.identity == stage.identity
-                             and s.spec == spec), None)
+            existing = self._by_identity.get(stage.identity)
             if existing is not None:
                 existing.arms += (arm.name,)
                 of_arm[arm.name] = existing
                 continue
             what = "+".join(arm.intermediate) + (f"+mlm{arm.mlm.ratio:g}" if arm.mlm else "")
             stage.id = f"intermediate/{what}/{arm.backend}/seed{seed}"
-            if stage.id in {s.id for s in self.stages}:  # same tasks, other settings (another corpus)
+            if stage.id in self._ids:  # same tasks, other settings (another corpus)
                 stage.id = f"intermediate/{what}-{stage.key[:8]}/{arm.backend}/seed{seed}"
             stage.task = what
             of_arm[arm.name] = self.add(stage)
@@ -411,7 +422,9 @@ def describe(plan: Plan, slots: int = 1) -> str:
                  f"{summary['train_tokens_at_most']:,} tokens (examples x max_length)"
                  + (f"; unknown for {len(unknown)} stage(s)" if unknown else ""))
     sources = summary["estimate_sources"]
-    how = ", ".join(f"{n} {what}" for what, n in sources.items())
+    words = {"none": "with nothing to train", "flops": "from FLOPs", "measured": "measured here",
+             "cached": "cached", "unknown": "unknown (their data's size is not known)"}
+    how = ", ".join(f"{n} {words.get(what, what)}" for what, n in sources.items())
     lines.append(f"estimate: {summary['device_hours']:.2f} device-hours ({how}"
                  + (f"; flops: {summary['flop_rule']}" if "flops" in sources else "")
                  + ("; incomplete: some stages have no estimate" if not summary["estimate_complete"] else "")
