@@ -455,3 +455,37 @@ def test_plan_writes_nothing_and_names_what_it_cannot_estimate(tmp_path, capsys)
     code, out, err = run_cli(["plan", ROOT / "recipes" / "demo.toml", "--output", tmp_path / "runs" / "demo",
                               "--write-specs"], capsys)
     assert code == 0 and (tmp_path / "runs" / "stage-cache").is_dir()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)])
+async def test_compare_averages_over_the_languages_both_runs_have_and_says_so(tmp_path, recipes_dir, size):
+    import json
+
+    from textual.widgets import Static
+
+    from test_app import two_runs
+
+    first, second = two_runs(tmp_path / "runs")
+    manifest = json.loads((second / "run.json").read_text())
+    manifest["recipe"]["tasks"]["demo-qa"]["languages"] = ["en", "es", "de"]
+    (second / "run.json").write_text(json.dumps(manifest))
+    results = pl.read_parquet(second / "results.parquet")
+    results.filter(pl.col("language").is_in(["en", "es", "de"])).write_parquet(second / "results.parquet")
+    app = XstiltsApp([recipes_dir], results=first, output_root=tmp_path / "runs")
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        await pilot.press("5")
+        table = app.query_one("#past-runs")
+        await wait_for(pilot, lambda: table.row_count == 2, 10, "two runs")
+        table.move_cursor(row=0)
+        await pilot.press("x")
+        await wait_for(pilot, lambda: app.query_one("#tabs").active == "compare", 10, "compare")
+        await pilot.pause()
+        scores = app.query_one("#cmp-scores")
+        rows = {str(scores.get_row_at(i)[0]): [str(c) for c in scores.get_row_at(i)][1:]
+                for i in range(scores.row_count)}
+        assert set(rows) == {"en", "es", "de", "avg", "avg-en"}
+        # A's average over en, es, de (seed 1: 30.7, seed 2: 32.0), not over its five (22.1)
+        assert rows["avg"][0] == "31.3±0.9"
+        assert "compared on the 3 languages both have (left out: A ru zh)" in \
+            str(app.query_one("#cmp-help", Static).render())

@@ -12,8 +12,10 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Select, Static
 
-from ..results import format_cell, human_bytes
+from ..results import AVG, AVG_NO_EN, format_cell, human_bytes
 from .context import RunContext
+
+HELP = "A and B: an arm of this run, or of a run added from Past runs (x)"
 
 SEP = "\x1f"  # between a run's key and an arm's name in a Select's value
 
@@ -39,8 +41,7 @@ class CompareView(Vertical):
         self.metric = "f1"
 
     def compose(self) -> ComposeResult:
-        yield Static("A and B: an arm of this run, or of a run added from Past runs (x)",
-                     id="cmp-help", markup=False)
+        yield Static(HELP, id="cmp-help", markup=False)
         with Horizontal(id="cmp-select"):
             yield Select([], prompt="A", id="cmp-a", compact=True)
             yield Select([], prompt="B", id="cmp-b", compact=True)
@@ -137,9 +138,19 @@ class CompareView(Vertical):
         ctx_a, ctx_b = self.runs[a[0]], self.runs[b[0]]
         name_a, name_b = (f"A {a[1]}", f"B {b[1]}")
         scores.add_columns("language", name_a, name_b, "B - A")
-        cells_a, cells_b = ctx_a.cells(task, self.metric), ctx_b.cells(task, self.metric)
-        columns = ctx_a.score_columns(task)
-        columns += [c for c in ctx_b.score_columns(task) if c not in columns]
+        # Averages are compared over the languages both runs have, and the line says so.
+        shared = [lang for lang in ctx_a.languages[task] if lang in ctx_b.languages[task]]
+        cells_a = ctx_a.cells(task, self.metric, shared)
+        cells_b = ctx_b.cells(task, self.metric, shared)
+        extra = [AVG_NO_EN] if "en" in shared and len(shared) > 1 else []
+        columns = [*shared, AVG, *extra]
+        only_a = [lang for lang in ctx_a.languages[task] if lang not in shared]
+        only_b = [lang for lang in ctx_b.languages[task] if lang not in shared]
+        self.query_one("#cmp-help", Static).update(
+            HELP if not (only_a or only_b) else
+            f"compared on the {len(shared)} languages both have (left out: "
+            + "; ".join(part for part in (f"A {' '.join(only_a)}" if only_a else "",
+                                          f"B {' '.join(only_b)}" if only_b else "") if part) + ")")
         for column in columns:
             ca, cb = cells_a.get((a[1], column)), cells_b.get((b[1], column))
             diff = f"{cb['mean'] - ca['mean']:+.1f}" if ca and cb else "-"

@@ -96,8 +96,11 @@ class RunContext:
         extra = [AVG_NO_EN] if "en" in languages and len(languages) > 1 else []
         return [*languages, AVG, *extra]
 
-    def cells(self, task: str, metric: str) -> dict[tuple[str, str], dict[str, Any]]:
-        return score_cells(self.frame(), task, metric_for(task, metric), self.languages[task],
+    def cells(self, task: str, metric: str,
+              languages: list[str] | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+        """The task's cells over its languages (or ``languages``: the averages over those)."""
+        return score_cells(self.frame(), task, metric_for(task, metric),
+                           languages if languages is not None else self.languages[task],
                            self.baseline, without_english=True)
 
     def status(self) -> tuple[str, int, int]:
