@@ -489,3 +489,21 @@ async def test_compare_averages_over_the_languages_both_runs_have_and_says_so(tm
         assert rows["avg"][0] == "31.3±0.9"
         assert "compared on the 3 languages both have (left out: A ru zh)" in \
             str(app.query_one("#cmp-help", Static).render())
+
+
+def test_latex_html_and_curves_read_as_a_paper_needs(tmp_path, fake, monkeypatch, capsys):
+    from xstilts_tui.report import validation_lines
+
+    plan = _finished_run(tmp_path, monkeypatch)
+    code, latex, err = run_cli(["report", plan.output_dir, "--format", "latex", "--resamples", "200"], capsys)
+    assert code == 0, err
+    jobs = latex.splitlines().index(next(l for l in latex.splitlines() if l.startswith("jobs &")))
+    first, second = latex.splitlines()[jobs], latex.splitlines()[jobs + 1]
+    assert "[" not in first and "seed" not in first and second.startswith(" & [")  # interval below
+    code, html, err = run_cli(["report", plan.output_dir, "--format", "html", "--resamples", "200"], capsys)
+    assert "<style>" in html and "<figure><svg" in html
+    # a multi-task stage's validation scores: a line per task, never one zig-zag
+    lines = validation_lines([(10, 50.0, "demo-jobs accuracy"), (10, 80.0, "demo-nli accuracy"),
+                              (20, 55.0, "demo-jobs accuracy"), (20, 82.0, "demo-nli accuracy")])
+    assert lines == {"demo-jobs accuracy": [(10, 50.0), (20, 55.0)],
+                     "demo-nli accuracy": [(10, 80.0), (20, 82.0)]}

@@ -136,8 +136,24 @@ def cell_text(entry: dict[str, Any], baseline: bool) -> str:
     return text
 
 
-def tables(runs: list[Run]) -> list[tuple[str, list[list[str]]]]:
-    """The report's tables as (title, rows with the header first)."""
+def _split_cells(entry: dict[str, Any], baseline: bool) -> tuple[str, str]:
+    """A cell in two lines for a narrow paper column: the mean (± std) with the delta and
+    its ``*``, then the interval."""
+    cell, d = entry["cell"], entry["delta"]
+    if cell is None:
+        return "-", ""
+    text = f"{cell['mean']:.1f}" + (f"±{cell['std']:.1f}" if cell["n"] > 1 and cell["std"] is not None else "")
+    if baseline:
+        return text, ""
+    delta = d.delta if d is not None else cell["delta"]
+    if delta is not None:
+        text += f" ({delta:+.1f}{'*' if d is not None and d.significant else ''})"
+    return text, f"[{d.low:+.1f}, {d.high:+.1f}]" if d is not None else ""
+
+
+def tables(runs: list[Run], split: bool = False) -> list[tuple[str, list[list[str]]]]:
+    """The report's tables as (title, rows with the header first); ``split``: each arm's
+    intervals in a row of their own under its scores (a paper's narrow columns)."""
     out = []
     targets = all_targets(runs)
     for task in targets:
@@ -148,8 +164,14 @@ def tables(runs: list[Run]) -> list[tuple[str, list[list[str]]]]:
                  + ", ".join(f"{n} {name}" if len(seeds) > 1 else str(n) for name, n in seeds.items()) + ")")
         body = [["arm", *columns]]
         for record in rows:
-            body.append([record["label"] + (" (baseline)" if record["baseline"] else ""),
-                         *(cell_text(record["cells"][c], record["baseline"]) for c in columns)])
+            label = record["label"] + (" (baseline)" if record["baseline"] else "")
+            if not split:
+                body.append([label, *(cell_text(record["cells"][c], record["baseline"]) for c in columns)])
+                continue
+            parts = [_split_cells(record["cells"][c], record["baseline"]) for c in columns]
+            body.append([label, *(p[0] for p in parts)])
+            if any(p[1] for p in parts):
+                body.append(["", *(p[1] for p in parts)])
         out.append((title, body))
     for run in runs:
         xtreme = xtreme_rows(run.results, run.arms, run.targets, run.languages)
@@ -209,7 +231,7 @@ def render(runs: list[Run], fmt: str) -> str:
         return "\n\n".join(blocks) + "\n" + made
     if fmt == "latex":
         blocks = []
-        for title, rows in parts:
+        for title, rows in tables(runs, split=True):
             frame = _frame([[_latex_escape(c) for c in row] for row in rows])
             styler = frame.style.hide(axis="index")
             blocks.append(styler.to_latex(hrules=True, caption=_latex_escape(title),
@@ -224,8 +246,32 @@ def render(runs: list[Run], fmt: str) -> str:
                   .format(escape="html").format_index(escape="html", axis=1).to_html()
                   for title, rows in parts]
         return ("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>xstilts-tui report"
-                "</title></head><body>\n" + "\n".join(blocks) + made + "</body></html>\n")
+                f"</title><style>{HTML_STYLE}</style></head><body>\n" + "\n".join(blocks)
+                + _inline_plots(runs) + made + "</body></html>\n")
     raise ReportError(f"unknown format {fmt!r}; expected one of: {', '.join(FORMATS)}")
+
+
+HTML_STYLE = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:80em;color:#222}"
+              "table{border-collapse:collapse;margin:0 0 1.5em 0;font-variant-numeric:tabular-nums}"
+              "th,td{border-bottom:1px solid #ddd;padding:.25em .7em;text-align:right}"
+              "th:first-child,td:first-child{text-align:left}thead th{border-bottom:2px solid #444}"
+              "h2{font-size:1.1em;margin-top:2em}figure{margin:1em 0}svg{max-width:100%;height:auto}")
+
+
+def _inline_plots(runs: list[Run]) -> str:
+    """The deltas plot as inline SVG (the report is one file); empty where it cannot be drawn."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            svgs = [p for p in plot_deltas(runs, Path(folder)) if p.suffix == ".svg"]
+        except Exception:  # a plot is a courtesy: the tables are the report
+            return ""
+        parts = []
+        for path in svgs:
+            text = path.read_text(encoding="utf-8")
+            parts.append("<figure>" + text[text.index("<svg"):] + "</figure>\n")
+    return "<h2>Deltas to the baseline, 95% intervals</h2>\n" + "".join(parts) if parts else ""
 
 
 def _md_cell(text: str) -> str:
@@ -294,6 +340,15 @@ def plot_deltas(runs: list[Run], folder: Path) -> list[Path]:
     return _save(fig, folder / "deltas", dpi=120)
 
 
+def validation_lines(validation: list[tuple[int, float, str]]) -> dict[str, list[tuple[int, float]]]:
+    """The validation scores of a stage as lines: one per task and metric, in step order
+    (a multi-task stage's tasks are never joined into one line)."""
+    lines: dict[str, list[tuple[int, float]]] = {}
+    for step, value, name in validation:
+        lines.setdefault(name, []).append((step, value))
+    return {name: sorted(points) for name, points in sorted(lines.items())}
+
+
 def plot_learning_curves(run: Run, folder: Path) -> list[Path]:
     """Per training stage: the training loss and the validation score against the step,
     from the stage's events; PNG and SVG."""
@@ -316,7 +371,9 @@ def plot_learning_curves(run: Run, folder: Path) -> list[Path]:
             if event.get("type") == "progress":
                 loss.append((event["step"], event["loss"]))
             elif event.get("type") == "score" and event.get("split") == "validation":
-                validation.append((event["step"], event["value"], event["metric"]))
+                # one line per task and metric: a multi-task stage scores each of its tasks
+                validation.append((event["step"], event["value"],
+                                   f"{event.get('task', '')} {event['metric']}".strip()))
         if loss:
             curves.append((stage_id, loss, validation))
     if not curves:
@@ -329,9 +386,7 @@ def plot_learning_curves(run: Run, folder: Path) -> list[Path]:
         ax.set_title(_plain_label(stage_id), fontsize="small")
         if validation:
             twin = ax.twinx()
-            metrics = sorted({m for _, _, m in validation})
-            for metric in metrics:
-                points = [(s, v) for s, v, m in validation if m == metric]
+            for metric, points in validation_lines(validation).items():
                 twin.plot(*zip(*points), marker="o", linestyle="--", label=f"validation {metric}")
             twin.set_ylabel("validation")
             twin.legend(fontsize="small", loc="lower right")
