@@ -162,7 +162,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _inputs(recipe, plan=None):
     """The plan, the recipe's hub inputs and whether each is on this machine."""
-    from .datasources import need_status, recipe_needs
+    from .recipe_inputs import need_status, recipe_needs
 
     plan = plan or build_plan(recipe)
     needs = recipe_needs(plan)
@@ -174,7 +174,8 @@ def check_inputs(file: str, recipe, plan=None, fetch: bool = False) -> bool:
     cannot be used (HF_HUB_OFFLINE, or no answer to one short probe). With ``fetch``,
     fetch what is missing first (a stage's key holds the hashes of what it reads, so
     they are had before the stages are keyed); True when something was fetched."""
-    from .datasources import data_root, hub_reachable, missing_line
+    from .datasources import data_root, hub_reachable
+    from .recipe_inputs import missing_line
 
     plan, needs, statuses = _inputs(recipe, plan)
     missing = [need for need, status in zip(needs, statuses) if not status["present"]]
@@ -196,7 +197,8 @@ def check_inputs(file: str, recipe, plan=None, fetch: bool = False) -> bool:
 
 def _fetch_needs(needs, root: Path, cache_dir: str | None, out=None) -> int:
     """Fetch each need not on this machine, a line each; how many failed."""
-    from .datasources import DataSourceError, SourceUnavailable, fetch_first, fetch_model, need_status
+    from .datasources import DataSourceError, SourceUnavailable, fetch_first, fetch_model
+    from .recipe_inputs import need_status
     from .download import DownloadError
 
     out = out or sys.stdout
@@ -246,7 +248,7 @@ def cmd_validate(files: list[str]) -> int:
             continue
         # A recipe written here for a cluster is valid: inputs not on this machine are a
         # warning (--recipe refuses to start without them).
-        from .datasources import inputs_missing
+        from .recipe_inputs import inputs_missing
 
         missing, line = inputs_missing(file, build_plan(recipe))
         if line:
@@ -271,7 +273,8 @@ def _size(value: int | None) -> str:
 def cmd_data_status(file: str, as_json: bool) -> int:
     """Every input the recipe reads, from the hub and from local paths, and whether it is
     here: exit 0 means the recipe can run on this machine."""
-    from .datasources import data_root, local_inputs
+    from .datasources import data_root
+    from .recipe_inputs import local_inputs
 
     recipe = load_recipe(file)
     _, needs, statuses = _inputs(recipe)
@@ -310,8 +313,8 @@ def cmd_data_status(file: str, as_json: bool) -> int:
 def cmd_data_fetch(file: str, to: str | None) -> int:
     import os
 
-    from .datasources import (DATA_ROOT_ENV, bound_hub_timeouts, data_root, hub_offline, hub_problem,
-                              need_status)
+    from .datasources import DATA_ROOT_ENV, bound_hub_timeouts, data_root, hub_offline, hub_problem
+    from .recipe_inputs import need_status
 
     recipe = load_recipe(file)
     if hub_offline():

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from . import provenance
-from .provenance import Runtime, corpus_identity, data_identity, digest, weights_identity
+from .input_identity import corpus_identity, data_identity, local_file, weights_identity
+from .provenance import Runtime, digest
 from .recipe import Launch, Recipe, TaskSettings
 from .tasks import RETRIEVAL, TASKS
 
@@ -167,7 +168,7 @@ def _backend_spec(recipe: Recipe, name: str) -> dict[str, Any]:
 
 
 def _selects(hparams: dict[str, Any]) -> bool:
-    from .datasources import _selects as selects
+    from .recipe_inputs import _selects as selects
 
     return selects(hparams)
 
@@ -203,7 +204,7 @@ class _Components:
         if spec.get("mlm"):
             data["mlm corpus"] = corpus_identity(spec["mlm"]["corpus"])
         if spec["backend"]["options"].get("config_file"):
-            data["backend config"] = provenance._local_file(spec["backend"]["options"]["config_file"])
+            data["backend config"] = local_file(spec["backend"]["options"]["config_file"])
         retrieval = spec["kind"] == "target" and TASKS[spec["task"]["name"]].kind == RETRIEVAL
         # A retrieval stage trains nothing: it encodes in fp32 whatever the recipe asks.
         runtime = self.runtime.of_stage("fp32" if retrieval else spec["hparams"]["precision"])

@@ -78,3 +78,29 @@ def read_table(folder: Path, name: str, schema: dict[str, Any]):
     except BaseException as exc:
         text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
         raise RecipeError(f"{path}: a column holds the wrong type ({text})") from None
+
+
+def write_manifest(plan, run_id: str, slots: list[str], made: dict[str, dict[str, Any]]) -> None:
+    """``run.json``: the run, the resolved recipe, the slots, what made the run and each
+    stage (``provenance``), each stage's folder and command; written atomically."""
+    import os
+    import sys
+
+    from . import __version__, provenance
+
+    manifest = {
+        "run": run_id,
+        "xstilts_tui": __version__,
+        "python": sys.version.split()[0],
+        "recipe": plan.recipe.to_dict(),
+        "slots": slots,
+        "provenance": provenance.of_run(plan),
+        "stages": [{"id": s.id, "key": s.key, "kind": s.kind, "arms": list(s.arms),
+                    "seed": s.seed, "task": s.task, "deps": list(s.deps),
+                    "dir": str(plan.stage_dir(s)), "reused": s.reused, "provenance": made[s.id],
+                    "command": plan.command(s)} for s in plan.stages],
+    }
+    path = plan.output_dir / "run.json"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)

@@ -11,27 +11,24 @@ under its folder's lock, so runs sharing a cache never write a stage at the same
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, provenance
-from .events import decode
+from . import provenance
 from .plan import Plan, Stage
 from .progress import PlainDisplay
 from .results import ResultsStore, archive_previous
+from .run_manifest import write_manifest
+# keep_events_until: also what tests and tools reach through the runner
+from .stage_io import EventTail, LineTail, keep_events_until, prepare_stage, stop_processes  # noqa: F401
 from .executors import ChildProcess, SubmititExecutor
 from .slots import Slot, free_port
 from .tracking import Tracking
-from .stage_cache import (LAST_USED, discard, stage_lock, unusable_states, usable_state,
-                          verify_done)
+from .stage_cache import LAST_USED, discard, stage_lock, verify_done
 from .stage_index import read_entry
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -48,34 +45,6 @@ class RunOutcome:
         return all(s in ("done", "cached") for s in self.status.values())
 
 
-class LineTail:
-    """Reads the whole lines appended to a file since the last read."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.offset = 0
-        self.partial = ""
-
-    def lines(self) -> list[str]:
-        try:
-            with open(self.path, encoding="utf-8", errors="replace") as handle:
-                handle.seek(self.offset)
-                chunk = handle.read()
-                self.offset = handle.tell()
-        except FileNotFoundError:
-            return []
-        lines = (self.partial + chunk).split("\n")
-        self.partial = lines.pop()
-        return lines
-
-
-class EventTail(LineTail):
-    """Reads the whole events appended to an event file since the last read."""
-
-    def read(self) -> list[dict[str, Any]]:
-        return [e for e in (decode(line) for line in self.lines()) if e is not None]
-
-
 def worker_env() -> dict[str, str]:
     env = dict(os.environ)
     # The workers import `backends` and `xstilts_tui` from this checkout too when the
@@ -85,28 +54,6 @@ def worker_env() -> dict[str, str]:
     # Workers end themselves when this process is gone (see backends.worker).
     env["XSTILTS_CONTROL_PID"] = str(os.getpid())
     return env
-
-
-def _resume_info(stage_dir: Path) -> dict[str, Any] | None:
-    """What the stage's usable resume state says (the step and the event-file offset it
-    was saved at): the same state the worker will resume from (``stage_cache``)."""
-    found = usable_state(stage_dir)
-    return found[1] if found else None
-
-
-def keep_events_until(stage_dir: Path) -> int:
-    """Before a stage's worker starts: keep the events written up to its resume state
-    (they will not be written again) and drop the rest; without a state drop them all.
-    Returns the step the worker will resume from (0: from the start)."""
-    info = _resume_info(stage_dir)
-    events = stage_dir / "events.jsonl"
-    if info is None:
-        events.unlink(missing_ok=True)
-        return 0
-    if events.exists():
-        with open(events, "r+b") as handle:
-            handle.truncate(min(info["events_offset"], events.stat().st_size))
-    return int(info.get("step", 0))
 
 
 def _done_detail(finished: dict[str, Any]) -> str:
@@ -141,6 +88,19 @@ class Worker:
     finished: dict[str, Any] | None = None
     error: str = ""
     stopping: bool = False
+
+
+def made_by_cache(plan: Plan, stage: Stage) -> dict[str, Any] | None:
+    """What made a stage taken from the cache, as its DONE marker records it (None where
+    it records nothing); the stage's last use is noted (``cache ls``)."""
+    entry = read_entry(plan.stage_dir(stage))
+    try:
+        (plan.stage_dir(stage) / LAST_USED).touch()
+    except OSError:
+        pass
+    if entry is None or not entry.made_by:
+        return None
+    return provenance.made_of(stage, entry.provenance or stage.provenance, entry.made_by)
 
 
 def stage_priorities(plan: Plan) -> dict[str, int]:
@@ -184,33 +144,10 @@ class Runner:
                                  stage_provenance=lambda stage: self.made[stage.id])
 
     def _made_from_cache(self, stage: Stage) -> None:
-        entry = read_entry(self.plan.stage_dir(stage))
-        if entry is not None and entry.made_by:
-            self.made[stage.id] = provenance.made_of(stage, entry.provenance or stage.provenance,
-                                                     entry.made_by)
-        try:
-            (self.plan.stage_dir(stage) / LAST_USED).touch()
-        except OSError:
-            pass
+        self.made[stage.id] = made_by_cache(self.plan, stage) or self.made[stage.id]
 
     def _write_manifest(self) -> None:
-        manifest = {
-            "run": self.run_id,
-            "xstilts_tui": __version__,
-            "python": sys.version.split()[0],
-            "recipe": self.plan.recipe.to_dict(),
-            "slots": [slot.name for slot in self.slots],
-            "provenance": provenance.of_run(self.plan),
-            "stages": [{"id": s.id, "key": s.key, "kind": s.kind, "arms": list(s.arms),
-                        "seed": s.seed, "task": s.task, "deps": list(s.deps),
-                        "dir": str(self.plan.stage_dir(s)), "reused": s.reused,
-                        "provenance": self.made[s.id],
-                        "command": self.plan.command(s)} for s in self.plan.stages],
-        }
-        path = self.plan.output_dir / "run.json"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
-        os.replace(tmp, path)
+        write_manifest(self.plan, self.run_id, [slot.name for slot in self.slots], self.made)
 
     def _forward(self, stage: Stage, event: dict[str, Any], cached: bool) -> dict[str, Any] | None:
         self.store.record(event, stage_key=stage.key, arms=stage.arms, seed=stage.seed, cached=cached,
@@ -236,22 +173,6 @@ class Runner:
 
     # -- starting and following workers --
 
-    def _prepare(self, stage: Stage) -> None:
-        """Before a worker starts on a stage: drop its marker, keep the events up to its
-        resume state (or none), write its spec."""
-        stage_dir = self.plan.stage_dir(stage)
-        (stage_dir / "DONE").unlink(missing_ok=True)
-        damaged = unusable_states(stage_dir)
-        resume_at = keep_events_until(stage_dir)
-        if damaged:
-            self.display.message(stage.id, f"warning: resume state {', '.join(damaged)} does not "
-                                           "verify and is not used; " + (
-                                               f"resuming from step {resume_at}" if resume_at
-                                               else "starting the stage over"))
-        elif resume_at:
-            self.display.message(stage.id, f"resuming from the state saved at step {resume_at}")
-        self.plan.write_spec(stage)
-
     def _start(self, stage: Stage, slot: Slot, lock: Any) -> Worker:
         stage_dir = self.plan.stage_dir(stage)
         stage_dir.mkdir(parents=True, exist_ok=True)
@@ -259,7 +180,7 @@ class Runner:
         # log, marker and spec are its own (cutting the log under it loses what it wrote).
         followed = self.executor.find_active(stage_dir) if self.executor is not None else None
         if followed is None:
-            self._prepare(stage)
+            prepare_stage(self.plan, stage, self.display)
         log_path = stage_dir / "worker.log"
         log_tail = LineTail(log_path)
         log = open(log_path, "a", encoding="utf-8")
@@ -342,20 +263,9 @@ class Runner:
         self.cancelled.set()
 
     def stop_workers(self, grace_s: float = 60.0) -> None:
-        """Stop every running worker and everything it started: SIGTERM (a worker saves a
-        resume state after its current step), then SIGKILL after ``grace_s``; a job is
-        cancelled (scancel)."""
-        running = [w.process for w in list(self.workers.values()) if w.process.poll() is None]
-        for process in running:
-            process.signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        for process in running:
-            try:
-                process.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.signal(signal.SIGKILL)
-                process.wait(timeout=None)
-
+        """Stop every running worker (``stop_processes``)."""
+        stop_processes([w.process for w in list(self.workers.values()) if w.process.poll() is None],
+                       grace_s)
 
     def _conclude(self, outcome: RunOutcome, stage: Stage, status: str, reason: str = "",
                   finished: dict[str, Any] | None = None, detail: str = "") -> None:
@@ -437,13 +347,7 @@ class Runner:
         try:
             while waiting or self.workers:
                 if self.cancelled.is_set():
-                    for stage in waiting:
-                        self._conclude(outcome, stage, "cancelled", "the run was cancelled")
-                    waiting = []
-                    if any(not w.stopping for w in self.workers.values()):
-                        for w in self.workers.values():
-                            w.stopping = True
-                        threading.Thread(target=self.stop_workers, daemon=True).start()
+                    waiting = self._cancel(outcome, waiting)
                 moved = False
                 for stage in list(waiting):
                     states = [outcome.status.get(d) for d in stage.deps]
@@ -485,15 +389,7 @@ class Runner:
                         raise
                     self._overall(outcome)
                     moved = True
-                for stage_id, worker in list(self.workers.items()):
-                    code = self._follow(worker)
-                    if code is not None:
-                        self._follow(worker)  # what it wrote while exiting
-                        del self.workers[stage_id]
-                        free.append(worker.slot)
-                        free.sort(key=self.slots.index)
-                        self._end(outcome, worker, code)
-                        moved = True
+                moved = self._follow_all(outcome, free) or moved
                 if not moved:
                     time.sleep(self.poll_s)
         finally:
@@ -509,6 +405,32 @@ class Runner:
             self._finish_tracking(outcome)
             self.display.close()
         return outcome
+
+    def _cancel(self, outcome: RunOutcome, waiting: list[Stage]) -> list[Stage]:
+        """Cancelled: the waiting stages conclude as cancelled, the running ones are
+        stopped (once, in a thread); nothing waits any more."""
+        for stage in waiting:
+            self._conclude(outcome, stage, "cancelled", "the run was cancelled")
+        if any(not w.stopping for w in self.workers.values()):
+            for w in self.workers.values():
+                w.stopping = True
+            threading.Thread(target=self.stop_workers, daemon=True).start()
+        return []
+
+    def _follow_all(self, outcome: RunOutcome, free: list[Slot]) -> bool:
+        """Read what every running worker wrote; conclude those that exited and free
+        their slots (in the slots' order). True when one ended."""
+        ended = False
+        for stage_id, worker in list(self.workers.items()):
+            code = self._follow(worker)
+            if code is not None:
+                self._follow(worker)  # what it wrote while exiting
+                del self.workers[stage_id]
+                free.append(worker.slot)
+                free.sort(key=self.slots.index)
+                self._end(outcome, worker, code)
+                ended = True
+        return ended
 
     def _finish_tracking(self, outcome: RunOutcome) -> None:
         """The trackers' parent runs get the report (tables and plots) and the run's status."""

@@ -18,15 +18,12 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Input, TabbedContent, TabPane
 
-from ..plan import build_plan
-from ..provenance import Runtime, digest, runtime_of_slots
 from ..recipe import Recipe, RecipeError
 from ..runner import Runner
-from ..executors import executor_for
-from ..slots import Slot, make_slots
 from .compare import CompareView
 from .context import RunContext
 from .dialogs import Confirm, Help
+from .launch import prepare_run
 from .messages import (AppDisplay, CompareRun, LogLine, OpenRun, RunEnded, ScoreArrived,
                        StageEnded, StageProgress, StageStarted)
 from .past_runs import PastRunsView
@@ -169,42 +166,10 @@ class XstiltsApp(App):
         if recipe is None:
             self.notify("the recipe has a problem: see the Recipes tab", severity="error")
             return
-        output = (self.output_root / recipe.name) if self.output_root else None
-        if self.recipes.has_unsaved_edits(recipe):
-            # Never over the saved recipe's results: an edited recipe runs in its own folder,
-            # the same one for the same edits (so that a rerun resumes there).
-            saved = Path(output or recipe.output_dir or Path("runs") / recipe.name).resolve()
-            output = saved.with_name(f"{saved.name}.edited-{digest(recipe.to_dict())[:8]}")
-            self.notify(f"the form has unsaved edits: this run writes to {output}, not over "
-                        f"{saved.name}'s results (save the recipe to run it in its own folder)",
-                        markup=False, timeout=8)
-        options = self.run_options
-        try:
-            slurm = (options.get("executor") or "local") == "slurm"
-            devices = options.get("devices")
-            chosen = devices.split(",") if devices else (list(recipe.launch.devices) or None)
-            slots = None if slurm else make_slots(chosen, recipe.launch.stage_gpus,
-                                                  options.get("parallel") or recipe.launch.parallel_stages)
-            # The slots' device kind and threads are part of every stage's key.
-            plan = build_plan(recipe, output, runtime=Runtime(device="cuda") if slurm
-                              else runtime_of_slots(slots), online=True)
-            executor = executor_for(options.get("executor") or "local", plan)
-            if slots is None:
-                slots = [Slot("slurm")] * len(plan.stages)  # the cluster queues them
-        except ValueError as exc:
-            self.notify(f"launch: {exc}", severity="error", markup=False)
+        prepared = prepare_run(self, recipe)
+        if prepared is None:
             return
-        from ..datasources import inputs_missing
-
-        missing, line = inputs_missing(str(self.recipe_path or recipe.name), plan)
-        if missing:  # the same check as --recipe, before anything starts
-            line = line or (f"{len(missing)} input(s) of this recipe are not on this machine "
-                            f"({missing[0].label}{', ...' if len(missing) > 1 else ''}): run "
-                            f"`xstilts-tui data fetch {self.recipe_path}` first (a stage's key holds "
-                            "the hashes of what it reads)")
-            self.recipes.show_validation(line, ok=False)
-            self.notify(line, severity="error", markup=False, timeout=10)
-            return
+        plan, slots, executor = prepared
         display = AppDisplay(self, plan)
         runner = Runner(plan, display, slots=slots, executor=executor)
         display.runner = runner

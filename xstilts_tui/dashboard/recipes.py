@@ -21,12 +21,12 @@ from textual.message import Message
 from textual.widgets import (Button, DataTable, Input, Label, ListItem, ListView, Select,
                              SelectionList, Static)
 
-from ..recipe import _NAME, BACKENDS, HParams, Recipe, RecipeError, normalise_hparams, parse_recipe
+from ..recipe import BACKENDS, HParams, Recipe, RecipeError, normalise_hparams, parse_recipe
 from ..recipe_doc import PHASES, RecipeDocument
-from .saving import SaveError, changed_on_disk, read_recipe_text, write_recipe
 from ..tasks import TASKS
+from . import saving
 from .context import backend_label
-from .dialogs import AskName, Confirm
+from .saving import read_recipe_text
 
 SHIPPED_RECIPES = Path(__file__).resolve().parent.parent.parent / "recipes"
 
@@ -51,30 +51,6 @@ def _number_list(text: str) -> list[Any]:
 
 def _name_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
-
-
-NEW_RECIPE = """# A new recipe: every setting is in the README (Recipes) and recipes/demo.toml.
-name = "{name}"
-seeds = [1]
-targets = ["xquad"]
-
-[model]
-hub = "FacebookAI/xlm-roberta-large"
-
-[[arms]]
-name = "baseline"
-"""
-
-
-def recipe_name(path: Path) -> str:
-    """A recipe file's ``name`` (its stem where it names none or cannot be read)."""
-    import tomllib
-
-    try:
-        name = tomllib.loads(path.read_text(encoding="utf-8")).get("name")
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return path.stem
-    return name if isinstance(name, str) and name else path.stem
 
 
 def recipe_files(folders: list[Path]) -> list[Path]:
@@ -431,100 +407,22 @@ class RecipesView(Horizontal):
     def _run_pressed(self) -> None:
         self.post_message(self.RunRequested())
 
-    # -- saving --
+    # -- saving (the flows: ``saving``) --
 
     def _write(self, path: Path, document: RecipeDocument) -> bool:
-        try:
-            written = write_recipe(path, document.dumps(), self.crlf)
-        except SaveError as exc:
-            self.notify(str(exc), severity="error", markup=False)
-            return False
-        self.notify(f"saved {path}" + (f" (its target {written})" if written != path.resolve() else ""),
-                    markup=False)
-        return True
+        return saving.write_from_form(self, path, document)
 
     def name_problem(self, name: str) -> str:
         """What is wrong with a new recipe name ("" when nothing)."""
-        assert self.recipe_path is not None
-        if not _NAME.fullmatch(name):
-            return "a name: letters, digits, '.', '_' and '-', starting with a letter or digit"
-        if (self.recipe_path.parent / f"{name}.toml").exists():
-            return f"{name}.toml already exists in {self.recipe_path.parent}; choose another name"
-        if self.recipe and name == self.recipe.name:
-            return f"the open recipe is called {name!r}: both would write to one output folder"
-        listed = next((p for p in self.files if recipe_name(p) == name), None)
-        if listed is not None:
-            return f"{listed.name} is called {name!r}: both would write to one output folder"
-        return ""
+        return saving.name_problem(self, name)
 
     @on(Button.Pressed, "#save")
     def action_save_as(self) -> None:
-        recipe = self.validate()
-        if recipe is None or self.recipe_path is None:
-            self.notify("fix the recipe before saving", severity="error")
-            return
-        folder = self.recipe_path.parent
-        suggestion, n = f"{recipe.name}-2", 2
-        while self.name_problem(suggestion) and n < 1000:
-            n += 1
-            suggestion = f"{recipe.name}-{n}"
-
-        async def save(name: str | None) -> None:
-            if not name:
-                return
-            document = self.form_document()
-            document.set("name", name)
-            path = folder / f"{name}.toml"
-            if self._write(path, document):
-                await self.refresh_list(path)
-                self.load(path)
-
-        self.app.push_screen(AskName(f"Save as a new recipe in {folder}; its name (also its "
-                                     "file's and its output folder's):", suggestion,
-                                     self.name_problem), save)
+        saving.save_as(self)
 
     def action_new_recipe(self) -> None:
-        """Ask a name, write a small recipe of that name beside the open one, open it."""
-        folder = self.recipe_path.parent if self.recipe_path else (self.recipes_dirs or [Path(".")])[0]
-
-        async def create(name: str | None) -> None:
-            if not name:
-                return
-            path = folder / f"{name}.toml"
-            try:
-                write_recipe(path, NEW_RECIPE.format(name=name))
-            except SaveError as exc:
-                self.notify(str(exc), severity="error", markup=False)
-                return
-            self.notify(f"created {path}", markup=False)
-            await self.refresh_list(path)
-            self.load(path)
-
-        problem = (lambda name: self.name_problem(name)) if self.recipe_path else (lambda name: "")
-        self.app.push_screen(AskName(f"A new recipe in {folder}; its name (also its file's and its "
-                                     "output folder's):", "my-study", problem), create)
+        saving.new_recipe(self)
 
     @on(Button.Pressed, "#overwrite")
     def action_overwrite(self) -> None:
-        if self.validate() is None or self.recipe_path is None:
-            self.notify("fix the recipe before saving", severity="error")
-            return
-        path = self.recipe_path
-        if changed_on_disk(path, self.text):
-            def reload(yes: bool | None) -> None:
-                if yes:
-                    self.load(path)
-                else:
-                    self.notify(f"not saved: {path.name} changed on disk; Save as (ctrl+s) writes "
-                                "the form to a new file", severity="warning", markup=False)
-
-            self.app.push_screen(Confirm(f"{path.name} changed on disk since it was opened. Reload "
-                                         "it? (the form's edits are dropped; no: nothing is saved)"),
-                                 reload)
-            return
-
-        def done(yes: bool | None) -> None:
-            if yes and self._write(path, self.form_document()):
-                self.load(path)
-
-        self.app.push_screen(Confirm(f"Overwrite {path.name}? (its comments are kept)"), done)
+        saving.overwrite(self)
