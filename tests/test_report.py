@@ -9,6 +9,9 @@ import pytest
 from conftest import XQUAD_DIR, run_cli
 from test_pipeline import _local_recipe
 
+# Every test here reads the module's finished run: two real XQuAD pipelines.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, tiny_model_dir):

@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .download import sha256_of
+from .provenance import file_sha256
 
 DONE = "DONE"
 STATE = "state"
@@ -33,7 +33,7 @@ LAST_USED = "last-used"  # touched when a run replays the stage (``cache ls``)
 def record(path: Path) -> dict[str, Any]:
     stat = path.stat()
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ctime_ns": stat.st_ctime_ns,
-            "inode": stat.st_ino, "sha256": sha256_of(path)}
+            "inode": stat.st_ino, "sha256": file_sha256(path)}
 
 
 def records(folder: Path, base: Path, skip: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
@@ -60,7 +60,9 @@ def check(base: Path, files: dict[str, dict[str, Any]]) -> str | None:
             return f"{name} is missing"
         if stat.st_size != want["size"]:
             return f"{name} is {stat.st_size} bytes, {want['size']} were recorded"
-        if not _untouched(stat, want) and sha256_of(path) != want["sha256"]:
+        # file_sha256 remembers the hash per (path, size, times, inode): a moved cache is
+        # read once, not at every look
+        if not _untouched(stat, want) and file_sha256(path) != want["sha256"]:
             return f"{name} has changed (its sha256 differs from the recorded one)"
     return None
 
