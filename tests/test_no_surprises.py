@@ -507,3 +507,81 @@ def test_latex_html_and_curves_read_as_a_paper_needs(tmp_path, fake, monkeypatch
                               (20, 55.0, "demo-jobs accuracy"), (20, 82.0, "demo-nli accuracy")])
     assert lines == {"demo-jobs accuracy": [(10, 50.0), (20, 55.0)],
                      "demo-nli accuracy": [(10, 80.0), (20, 82.0)]}
+
+
+async def test_the_runs_screen_names_its_stages_and_cancelling_asks(recipes_dir, tmp_path, fake, monkeypatch):
+    from xstilts_tui.dashboard.runs import StageBar
+
+    monkeypatch.setenv("FAKE_HOLD", "3")
+    app = XstiltsApp([recipes_dir], output_root=tmp_path / "runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.recipe is not None, 10, "the recipe")
+        app.query_one("#recipe-list").focus()
+        await pilot.press("r")
+        await wait_for(pilot, lambda: bool(app.query(StageBar)), 30, "a stage bar")
+        bar = app.query(StageBar).first()
+        label = bar.query_one("Label")
+        await pilot.pause(0.2)
+        assert label.region.width == len(bar.stage) and label.region.height == 1
+        await pilot.press("c")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "Confirm", 10, "the question")
+        await pilot.press("n")
+        assert app.running and not app.runner.cancelled.is_set()
+        await pilot.press("c", "y")
+        await wait_for(pilot, lambda: not app.running, 60, "the cancel")
+
+
+async def test_results_mode_runs_nothing_and_shows_a_stage_another_process_writes(tmp_path, recipes_dir):
+    import json
+    import subprocess
+    import sys
+
+    from dashboard_fixtures import built_results
+
+    from conftest import ROOT
+
+    folder = built_results(tmp_path / "results")
+    manifest = json.loads((folder / "run.json").read_text())
+    busy = tmp_path / "cache" / "target-busy"
+    busy.mkdir(parents=True)
+    manifest["stages"].append({"id": "target/jobs/demo-qa/seed3", "kind": "target", "dir": str(busy)})
+    (folder / "run.json").write_text(json.dumps(manifest))
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from xstilts_tui.stage_cache "
+                               "import stage_lock; l = stage_lock(__import__('pathlib').Path(sys.argv[1])); "
+                               "l.acquire(); print('held', flush=True); time.sleep(60)", str(busy)],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        app = XstiltsApp([recipes_dir], results=folder, output_root=tmp_path / "runs")
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            assert app.stage_states()["target/jobs/demo-qa/seed3"] == "running elsewhere"
+            assert "a run in another process is writing 1 stage(s)" in str(app.query_one("#run-status").render())
+            await pilot.press("1")
+            app.query_one("#recipe-list").focus()
+            await pilot.press("r")
+            await pilot.pause()
+            assert not app.running and not (tmp_path / "runs").exists()
+            assert any("runs nothing" in str(n.message) for n in app._notifications)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_the_headless_overall_line_counts_running_stages_and_a_bar_shows_the_average_rate(
+        tmp_path, fake, monkeypatch):
+    import io
+
+    out = io.StringIO()
+    plan = build_plan(parse_recipe(SMALL_DEMO, "r.toml", tmp_path), tmp_path / "out", tmp_path / "cache")
+    assert Runner(plan, PlainDisplay(out)).run().ok
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("[run]")]
+    assert lines[0].startswith("[run] 0/4 stages done, 1 running")
+    assert any("left" in line for line in lines[1:])  # an estimate once a stage trained
+    display = PlainDisplay(io.StringIO())
+    clock = iter([0.0, 1.0, 3.0])
+    monkeypatch.setattr("xstilts_tui.progress.time.monotonic", lambda: next(clock))
+    event = {"stage": "s", "examples_per_s": 0.0}
+    display.average_rate({**event, "examples_per_s": 1000.0})  # the first event starts the clock
+    display.average_rate({**event, "examples_per_s": 100.0})  # 1 s at 100 ex/s
+    assert display.average_rate({**event, "examples_per_s": 10.0}) == (100 * 1 + 10 * 2) / 3
