@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from xstilts_tui.provenance import feature_code_hash
+
 SETTINGS = ("max_length", "doc_stride", "max_query_length")
 CHUNK_ROWS = 8192  # rows tokenised at a time when features are built
 _ROOT: Path | None = None  # where this process keeps features (the stage cache's features/)
@@ -91,15 +93,8 @@ def rows_fingerprint(rows: list[dict]) -> str:
     return digest.hexdigest()
 
 
-def code_hash() -> str:
-    """The hash of the code and libraries that build features (in a file's name)."""
-    from xstilts_tui.provenance import feature_code_hash
-
-    return feature_code_hash()
-
-
 def feature_key(kind, tokenizer, rows: list[dict], hp: dict[str, Any], head: dict[str, Any]) -> str:
-    what = {"code": code_hash(), "kind": kind.name, "tokenizer": tokenizer_fingerprint(tokenizer),
+    what = {"code": feature_code_hash(), "kind": kind.name, "tokenizer": tokenizer_fingerprint(tokenizer),
             "rows": rows_fingerprint(rows), "settings": {k: hp.get(k) for k in SETTINGS},
             "labels": head.get("label2id")}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:24]
@@ -167,7 +162,7 @@ def load_features(kind, tokenizer, rows: list[dict], hp: dict[str, Any],
     root = _ROOT
     if root is None:
         return FeatureTable(kind, build_table(kind, tokenizer, rows, hp, head))
-    path = root / f"{kind.name}-{code_hash()}-{feature_key(kind, tokenizer, rows, hp, head)}.arrow"
+    path = root / f"{kind.name}-{feature_code_hash()}-{feature_key(kind, tokenizer, rows, hp, head)}.arrow"
     if path.is_file():
         os.utime(path)  # its last use, for ``cache ls`` and ``cache gc --older-than``
     else:

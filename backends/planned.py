@@ -23,18 +23,16 @@ def check_code_and_libraries(spec: dict[str, Any]) -> None:
     planned = spec.get("provenance") or {}
     if "libraries" in planned:
         tasks = spec.get("tasks") or ([spec["task"]] if "task" in spec else [])
-        here = provenance.library_versions(spec.get("backend", {}).get("kind", "torch"),
-                                           tuple(t["kind"] for t in tasks))
-        if spec["kind"] == "base":
-            here = provenance.library_versions()
+        here = provenance.library_versions() if spec["kind"] == "base" else provenance.library_versions(
+            spec.get("backend", {}).get("kind", "torch"), tuple(t["kind"] for t in tasks))
         wrong = _differing(planned["libraries"], here)
         if wrong:
             raise NotAsPlanned(f"the libraries differ from the plan's ({'; '.join(wrong[:3])}): "
                                "plan and run the recipe again in this environment")
     if "code" in planned:
-        changed = sorted(name for name, sha in provenance.code_fingerprint().items()
-                         if planned["code"].get(name) != sha)
-        if changed or set(planned["code"]) - set(provenance.code_fingerprint()):
+        code = provenance.code_fingerprint()
+        changed = sorted(name for name, sha in code.items() if planned["code"].get(name) != sha)
+        if changed or set(planned["code"]) - set(code):
             raise NotAsPlanned(f"the code changed after the stage was planned "
                                f"({', '.join(changed[:3]) or 'files removed'}): run the recipe again")
 

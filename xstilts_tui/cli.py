@@ -399,16 +399,11 @@ def _check_writable(folder: Path, what: str) -> None:
         raise UsageError(f"{what} {folder}: {probe} is not writable")
 
 
-def visible_gpus_here() -> bool:
-    from .slots import visible_gpus
-
-    return bool(visible_gpus())
-
-
 def run_slots(launch, devices: str | None = None, parallel: int | None = None):
     """The slots stages run on: --devices / --parallel over the recipe's [launch]."""
-    from .slots import make_slots
+    from .slots import cpu_count, make_slots, visible_gpus
 
+    here = visible_gpus()  # asked once (nvidia-smi)
     chosen = None
     if devices is not None:
         chosen = [d.strip() for d in devices.split(",") if d.strip()]
@@ -416,25 +411,20 @@ def run_slots(launch, devices: str | None = None, parallel: int | None = None):
             raise UsageError(f"--devices {devices}: expected GPU indices, e.g. 0,1,2,3")
     elif launch.devices:
         chosen = list(launch.devices)
-    if chosen:  # GPUs named by hand must exist here: else the stages would run on the CPU
-        from .slots import visible_gpus
-
-        here = visible_gpus()
-        absent = [d for d in chosen if d not in here]
-        if absent:
-            what = f"--devices {devices}" if devices is not None else "[launch] devices"
-            raise UsageError(f"{what}: no GPU {', '.join(absent)} on this machine ("
-                             + (f"it has {', '.join(here)})" if here else
-                                "nvidia-smi and CUDA_VISIBLE_DEVICES show none)"))
-    from .slots import cpu_count
-
+    absent = [d for d in chosen or () if d not in here]
+    if absent:  # GPUs named by hand must exist here: else the stages would run on the CPU
+        what = f"--devices {devices}" if devices is not None else "[launch] devices"
+        raise UsageError(f"{what}: no GPU {', '.join(absent)} on this machine ("
+                         + (f"it has {', '.join(here)})" if here else
+                            "nvidia-smi and CUDA_VISIBLE_DEVICES show none)"))
     if parallel is not None and parallel < 1:
         raise UsageError(f"--parallel {parallel}: expected 1 or more")
     wanted = parallel or launch.parallel_stages
-    if wanted > max(1, cpu_count()) and not chosen and not visible_gpus_here():
+    if wanted > max(1, cpu_count()) and not chosen and not here:
         what = f"--parallel {parallel}" if parallel else f"[launch] parallel_stages = {wanted}"
         raise UsageError(f"{what}: more stages at once than this machine's {cpu_count()} cores "
                          f"share; at most {cpu_count()}")
+    chosen = chosen or here
     try:
         return make_slots(chosen, launch.stage_gpus, parallel or launch.parallel_stages)
     except ValueError as exc:

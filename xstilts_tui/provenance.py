@@ -79,6 +79,16 @@ def file_sha256(path: Path | str) -> str:
     path = Path(path).resolve()
     stat = path.stat()
     row = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+    if row in _KNOWN:  # this process looked already: no database round trip
+        return _KNOWN[row]
+    _KNOWN[row] = _remembered_sha256(path, row)
+    return _KNOWN[row]
+
+
+_KNOWN: dict[tuple, str] = {}
+
+
+def _remembered_sha256(path: Path, row: tuple) -> str:
     db = None
     try:
         _hash_db().parent.mkdir(parents=True, exist_ok=True)
