@@ -1,13 +1,13 @@
 """A worker computes what its stage's key says, or nothing: the code, the libraries, the
 device, the precision and (on a CPU) the thread count must be those the plan keyed the
-stage with (``xstilts_tui.provenance``); otherwise the stage fails in one line before it
+stage with (``xstilts_tui.protocol.provenance``); otherwise the stage fails in one line before it
 computes, and no result is sealed under a key that does not describe it."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from xstilts_tui import provenance
+from xstilts_tui.protocol import provenance
 
 
 class NotAsPlanned(RuntimeError):

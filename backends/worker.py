@@ -1,4 +1,4 @@
-"""The worker entry point: ``python -m backends.worker STAGE_JSON`` runs one stage.
+"""The worker entry point: ``python -m xstilts_tui.compute.worker STAGE_JSON`` runs one stage.
 
 It reads the stage spec the control plane wrote, trains and evaluates, writes the
 checkpoint and, last, a ``DONE`` marker, all under the stage's folder. Its only channel
@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xstilts_tui.events import encode, make_event
-from xstilts_tui.processes import process_alive
-from xstilts_tui.squad_format import DataFileError
-from xstilts_tui.stage_cache import seal
-from xstilts_tui.tasks import TASKS, TaskSpec
+from xstilts_tui.protocol.events import encode, make_event
+from xstilts_tui.protocol.processes import process_alive
+from xstilts_tui.tasks.squad import DataFileError
+from xstilts_tui.protocol.stage_cache import seal
+from xstilts_tui.tasks.registry import TASKS, TaskSpec
 
-from .data import DataError
+from .inputs.data import DataError
 
 
 class Events:
@@ -98,7 +98,7 @@ def write_checkpoint(stage_dir: Path, write) -> Path:
     """Let ``write(folder)`` fill a temporary folder, then rename it to ``checkpoint``:
     a stopped stage never leaves a half-written checkpoint under the final name. Every
     rank calls ``write`` (gathering sharded weights takes them all); rank 0 writes."""
-    from . import distributed
+    from .engines import distributed
 
     tmp = stage_dir / "checkpoint.tmp"
     final = stage_dir / "checkpoint"
@@ -138,7 +138,7 @@ def write_predictions(stage_dir: Path, records: list[dict[str, Any]], **columns:
 
 
 def run_base(spec: dict[str, Any], stage_dir: Path, events: Events) -> dict[str, Any]:
-    from .models import build_base_model
+    from .inputs.models import build_base_model
 
     info: dict[str, int] = {}
     checkpoint = write_checkpoint(
@@ -170,15 +170,15 @@ def run_training_stage(spec: dict[str, Any], stage_dir: Path, events: Events) ->
     and for a target stage its evaluation in every language."""
     import torch
 
-    from .data import load_rows
-    from .features import load_features, use_cache
-    from .kinds import KINDS
-    from .models import corpus_texts, load_tokenizer, resolve_source
-    from .multitask import (MLM, BatchPlan, build_task_model, language_weights, mask_batch,
+    from .inputs.data import load_rows
+    from .inputs.features import load_features, use_cache
+    from .kinds.base import KINDS
+    from .inputs.models import corpus_texts, load_tokenizer, resolve_source
+    from .kinds.multitask import (MLM, BatchPlan, build_task_model, language_weights, mask_batch,
                             mlm_features)
-    from . import distributed
-    from .registry import get_backend, total_steps
-    from .training import TrainJob, find_state
+    from .engines import distributed
+    from .engines.registry import get_backend, total_steps
+    from .engines.training import TrainJob, find_state
 
     hp = spec["hparams"]
     seed = spec["seed"]
@@ -346,10 +346,10 @@ def run_retrieval_stage(spec: dict[str, Any], events: Events, backend, tokenizer
     scored in every language. The encoder loads strictly, like every hand-off."""
     from transformers import AutoModel
 
-    from . import distributed
-    from .data import load_retrieval
-    from .models import load_for_task
-    from .retrieval import default_layer, evaluate_retrieval
+    from .engines import distributed
+    from .inputs.data import load_retrieval
+    from .inputs.models import load_for_task
+    from .kinds.retrieval import default_layer, evaluate_retrieval
 
     task = spec["task"]
     hp = spec["hparams"]
@@ -396,7 +396,7 @@ def _hardware() -> str:
     """The GPUs this worker computes on (count and name), else the CPU's model."""
     import torch
 
-    from xstilts_tui.provenance import cpu_model
+    from xstilts_tui.protocol.provenance import cpu_model
 
     if torch.cuda.is_available():
         return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
@@ -406,7 +406,7 @@ def _hardware() -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m backends.worker STAGE_JSON", file=sys.stderr)
+        print("usage: python -m xstilts_tui.compute.worker STAGE_JSON", file=sys.stderr)
         return 2
     spec_path = Path(argv[0])
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
@@ -415,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     stage_dir = Path(spec["stage_dir"])
     events = Events(stage_dir / "events.jsonl", spec["id"])
     started = time.perf_counter()
-    from .training import STOP, StageStopped
+    from .engines.training import STOP, StageStopped
 
     # SIGTERM (a cancel, a cluster's time limit, a preemption): the training loop saves a
     # resume state after its current step and the stage ends as stopped.
@@ -435,9 +435,9 @@ def main(argv: list[str] | None = None) -> int:
         events.emit("stage_finished", status="stopped", wall_s=time.perf_counter() - started)
         return 143
     except Exception as exc:  # every failure becomes an event and a non-zero exit
-        from .models import ModelLoadError
+        from .inputs.models import ModelLoadError
         from .planned import NotAsPlanned
-        from .training import TrainingDiverged
+        from .engines.training import TrainingDiverged
 
         known = (DataError, ModelLoadError, DataFileError, TrainingDiverged, NotAsPlanned)
         message = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
@@ -449,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
                 versions=_versions(), hardware=_hardware(), **cost)
     if events.rank == 0:
         seal(stage_dir, spec["key"], spec["id"])
-        from .training import drop_states
+        from .engines.training import drop_states
 
         drop_states(stage_dir)
     return 0

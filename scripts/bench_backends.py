@@ -46,12 +46,12 @@ def _features(args, vocab_size: int):
     """Random-token QA features of one length (tiny model: real demo-qa features)."""
     import torch
 
-    from backends.qa import QAFeature
+    from xstilts_tui.compute.kinds.qa import QAFeature
 
     if args.model == "tiny":
-        from backends.models import corpus_texts, train_tokenizer
-        from backends.qa import build_features
-        from xstilts_tui import demo_data
+        from xstilts_tui.compute.inputs.models import corpus_texts, train_tokenizer
+        from xstilts_tui.compute.kinds.qa import build_features
+        from xstilts_tui.data import demo as demo_data
 
         tokenizer = train_tokenizer(corpus_texts(["demo"]), 2000)
         rows = demo_data.generate("demo-qa", "train", "en", args.examples)
@@ -65,12 +65,12 @@ def run_one(args) -> dict:
     import torch
     from transformers import XLMRobertaConfig, XLMRobertaForQuestionAnswering
 
-    from backends import distributed
-    from backends.multitask import single_task_job
-    from backends.qa import pad_batch
-    from backends.registry import get_backend
-    from xstilts_tui.backend_options import defaults
-    from xstilts_tui.recipe import HParams
+    from xstilts_tui.compute.engines import distributed
+    from xstilts_tui.compute.kinds.multitask import single_task_job
+    from xstilts_tui.compute.kinds.qa import pad_batch
+    from xstilts_tui.compute.engines.registry import get_backend
+    from xstilts_tui.protocol.backend_options import defaults
+    from xstilts_tui.recipe.parse import HParams
 
     kind, options = BACKENDS[args.one]
     distributed.ensure_rendezvous_env()

@@ -37,7 +37,7 @@ def rss() -> int:
 
 def rows_for(case: str, pairs: int) -> list[dict]:
     if case == "xquad-qa":
-        from xstilts_tui.squad_format import read_squad_json
+        from xstilts_tui.tasks.squad import read_squad_json
 
         shared = Path(os.environ.get("XSTILTS_SHARED_DATA", ROOT.parent / "shared" / "data"))
         return read_squad_json(str(shared / "xquad" / "xquad.en.json"))
@@ -59,9 +59,9 @@ def rows_for(case: str, pairs: int) -> list[dict]:
 def one(case: str, way: str, pairs: int, folder: Path) -> dict:
     from transformers import AutoTokenizer
 
-    from backends import features as cache
-    from backends.kinds import KINDS
-    from xstilts_tui.tasks import EXTRACTIVE_QA, PAIR_CLASSIFICATION
+    from xstilts_tui.compute.inputs import features as cache
+    from xstilts_tui.compute.kinds.base import KINDS
+    from xstilts_tui.tasks.registry import EXTRACTIVE_QA, PAIR_CLASSIFICATION
 
     tokenizer = AutoTokenizer.from_pretrained(folder / "all-MiniLM-L6-v2")
     rows = rows_for(case, pairs)

@@ -54,12 +54,12 @@ def main() -> int:
     import torch
     from transformers import AutoModelForQuestionAnswering, XLMRobertaConfig
 
-    from backends.multitask import single_task_job
-    from backends.peft_backend import PeftBackend
-    from backends.qa import QAFeature, pad_batch
-    from backends.torch_backend import TorchBackend
-    from xstilts_tui.backend_options import defaults
-    from xstilts_tui.recipe import HParams
+    from xstilts_tui.compute.kinds.multitask import single_task_job
+    from xstilts_tui.compute.engines.peft_engine import PeftBackend
+    from xstilts_tui.compute.kinds.qa import QAFeature, pad_batch
+    from xstilts_tui.compute.engines.torch_engine import TorchBackend
+    from xstilts_tui.protocol.backend_options import defaults
+    from xstilts_tui.recipe.parse import HParams
 
     lengths = np.array(json.loads(Path(args.lengths).read_text()), dtype=np.int64)
     rng = np.random.default_rng(0)
@@ -149,7 +149,7 @@ def main() -> int:
         torch.cuda.empty_cache()
 
     # Evaluation: a fixed batch of 32 against the largest that fits.
-    from backends.kinds import run_model
+    from xstilts_tui.compute.kinds.base import run_model
 
     model = AutoModelForQuestionAnswering.from_config(config)
     model.load_state_dict(weights)
@@ -180,9 +180,9 @@ def write_lengths(path: Path) -> int:
 
     from transformers import AutoTokenizer
 
-    from backends.qa import build_features
+    from xstilts_tui.compute.kinds.qa import build_features
     from bench_peer import SHARED, minilm
-    from xstilts_tui.squad_format import read_squad_json
+    from xstilts_tui.tasks.squad import read_squad_json
 
     tokenizer = AutoTokenizer.from_pretrained(minilm(Path(tempfile.mkdtemp())))
     rows = read_squad_json(str(SHARED / "xquad" / "xquad.en.json"))

@@ -80,11 +80,11 @@ def score(model_dir: Path, test: Path, args) -> dict[str, float]:
     import torch
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-    from backends.kinds import KINDS
-    from backends.torch_backend import TorchBackend
-    from xstilts_tui.recipe import HParams
-    from xstilts_tui.squad_format import read_squad_json
-    from xstilts_tui.tasks import EXTRACTIVE_QA, TASKS
+    from xstilts_tui.compute.kinds.base import KINDS
+    from xstilts_tui.compute.engines.torch_engine import TorchBackend
+    from xstilts_tui.recipe.parse import HParams
+    from xstilts_tui.tasks.squad import read_squad_json
+    from xstilts_tui.tasks.registry import EXTRACTIVE_QA, TASKS
 
     from dataclasses import asdict
 
@@ -138,7 +138,7 @@ def run_trainer(args, model_dir: Path, train: Path, test: Path, grouped: bool) -
                               DataCollatorWithPadding, Trainer, TrainingArguments,
                               default_data_collator)
 
-    from xstilts_tui.squad_format import read_squad_json
+    from xstilts_tui.tasks.squad import read_squad_json
 
     began = time.perf_counter()
     torch.manual_seed(args.seed)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Nearest-neighbour search for retrieval: ``xstilts_tui.retrieval_metrics.knn`` with
+"""Nearest-neighbour search for retrieval: ``xstilts_tui.scoring.retrieval.knn`` with
 numpy matrix products (blocks of 512 rows) against faiss's exact inner-product index, at
 Tatoeba's size and at a BUCC-like size, on random unit vectors of XLM-R Large's width.
 Both find the k nearest by cosine both ways (k = 4, as ratio-margin scoring needs);
@@ -27,7 +27,7 @@ def main() -> int:
     parser.add_argument("--dim", type=int, default=1024)
     parser.add_argument("--k", type=int, default=4)
     args = parser.parse_args()
-    from xstilts_tui.retrieval_metrics import knn, normalize
+    from xstilts_tui.scoring.retrieval import knn, normalize
 
     try:
         import faiss

@@ -22,12 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from xstilts_tui.cost import makespan, plan_costs  # noqa: E402
-from xstilts_tui.plan import build_plan  # noqa: E402
-from xstilts_tui.progress import PlainDisplay, clock  # noqa: E402
-from xstilts_tui.recipe import load_recipe  # noqa: E402
-from xstilts_tui.runner import Runner  # noqa: E402
-from xstilts_tui.slots import THREAD_VARIABLES, Slot, cpu_count  # noqa: E402
+from xstilts_tui.plan.cost import makespan, plan_costs  # noqa: E402
+from xstilts_tui.plan.stages import build_plan  # noqa: E402
+from xstilts_tui.run.progress import PlainDisplay, clock  # noqa: E402
+from xstilts_tui.recipe.parse import load_recipe  # noqa: E402
+from xstilts_tui.run.runner import Runner  # noqa: E402
+from xstilts_tui.protocol.slots import THREAD_VARIABLES, Slot, cpu_count  # noqa: E402
 
 
 def run(recipe_path: Path, folder: Path, slots: list[Slot]):

@@ -39,12 +39,12 @@ def main() -> int:
     from transformers import (PrinterCallback, Trainer, TrainingArguments, XLMRobertaConfig,
                               XLMRobertaForQuestionAnswering)
 
-    from backends.models import corpus_texts, train_tokenizer
-    from backends.multitask import single_task_job
-    from backends.qa import build_features, pad_batch
-    from backends.torch_backend import TorchBackend
-    from xstilts_tui import demo_data
-    from xstilts_tui.recipe import HParams
+    from xstilts_tui.compute.inputs.models import corpus_texts, train_tokenizer
+    from xstilts_tui.compute.kinds.multitask import single_task_job
+    from xstilts_tui.compute.kinds.qa import build_features, pad_batch
+    from xstilts_tui.compute.engines.torch_engine import TorchBackend
+    from xstilts_tui.data import demo as demo_data
+    from xstilts_tui.recipe.parse import HParams
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()

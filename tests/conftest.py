@@ -74,8 +74,8 @@ def xquad_dir() -> Path:
 @pytest.fixture(scope="session")
 def demo_tokenizer():
     """The tokenizer the demo recipe trains (same corpus, same vocabulary size)."""
-    from backends.models import corpus_texts, train_tokenizer
-    from xstilts_tui.recipe import load_recipe
+    from xstilts_tui.compute.inputs.models import corpus_texts, train_tokenizer
+    from xstilts_tui.recipe.parse import load_recipe
 
     recipe = load_recipe(ROOT / "recipes" / "demo.toml")
     return train_tokenizer(corpus_texts(list(recipe.model.tokenizer.corpus)),
@@ -101,7 +101,7 @@ def tiny_model_dir(tmp_path_factory, demo_tokenizer) -> Path:
 
 def run_cli(args, capsys):
     """Run the command line in-process; returns (exit status, stdout, stderr)."""
-    from xstilts_tui.cli import main
+    from xstilts_tui.cli.main import main
 
     code = main([str(a) for a in args])
     out, err = capsys.readouterr()
@@ -118,7 +118,7 @@ FAKE_WORKER = Path(__file__).resolve().parent / "fake_worker.py"
 def fake(monkeypatch, tmp_path):
     """Plans whose stages run the fake worker (no torch, events only); returns the worker
     log's path."""
-    from xstilts_tui.plan import Plan
+    from xstilts_tui.plan.stages import Plan
 
     log = tmp_path / "fake.log"
     monkeypatch.setenv("FAKE_LOG", str(log))

@@ -5,8 +5,8 @@ import time
 from pathlib import Path
 
 from conftest import SMALL_DEMO
-from xstilts_tui.recipe import parse_recipe
-from xstilts_tui.results import ResultsStore
+from xstilts_tui.recipe.parse import parse_recipe
+from xstilts_tui.results.store import ResultsStore
 
 async def wait_for(pilot, condition, timeout: float = 300.0, what: str = "condition"):
     """Poll ``condition`` until it holds (a slow machine makes a test slower, not red)."""

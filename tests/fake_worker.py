@@ -9,8 +9,8 @@ import time
 import zlib
 from pathlib import Path
 
-from xstilts_tui.events import encode, make_event
-from xstilts_tui.stage_cache import seal
+from xstilts_tui.protocol.events import encode, make_event
+from xstilts_tui.protocol.stage_cache import seal
 
 
 def note(**fields) -> None:

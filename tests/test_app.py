@@ -15,7 +15,7 @@ from conftest import ROOT, SMALL_DEMO
 from dashboard_fixtures import built_results, wait_for
 from xstilts_tui.dashboard import RunContext, XstiltsApp
 from xstilts_tui.dashboard.scores import ScoresView
-from xstilts_tui.recipe import RecipeError, load_recipe, parse_recipe
+from xstilts_tui.recipe.parse import RecipeError, load_recipe, parse_recipe
 
 SIZE = (80, 24)
 
@@ -318,9 +318,9 @@ async def test_compare_two_runs_side_by_side_with_their_difference_and_cost(tmp_
 async def test_the_xtreme_view_summarises_an_xtreme_target(tmp_path, recipes_dir):
     import json
 
-    from xstilts_tui.recipe import load_recipe as load
-    from xstilts_tui.results import ResultsStore
-    from xstilts_tui.tasks import TASKS
+    from xstilts_tui.recipe.parse import load_recipe as load
+    from xstilts_tui.results.store import ResultsStore
+    from xstilts_tui.tasks.registry import TASKS
 
     recipe = load(ROOT / "recipes" / "multilingual-vs-english.toml")
     folder = tmp_path / "xq"

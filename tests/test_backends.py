@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from conftest import SMALL_DEMO, run_cli
-from xstilts_tui.backend_options import BACKEND_KINDS
-from xstilts_tui.plan import build_plan
-from xstilts_tui.recipe import HParams, RecipeError, parse_recipe
+from xstilts_tui.protocol.backend_options import BACKEND_KINDS
+from xstilts_tui.plan.stages import build_plan
+from xstilts_tui.recipe.parse import HParams, RecipeError, parse_recipe
 
 
 def test_registry_matches_the_control_plane_table():
-    from backends.registry import get_backend, registry
+    from xstilts_tui.compute.engines.registry import get_backend, registry
 
     assert set(registry()) == set(BACKEND_KINDS)
     with pytest.raises(KeyError, match="unknown backend 'nope'"):
@@ -94,27 +94,27 @@ offload_optimizer = true
 # --- launch commands ---------------------------------------------------------------------------
 
 LAUNCHES = [
-    ("one process", "", lambda spec: [sys.executable, "-m", "backends.worker", spec]),
+    ("one process", "", lambda spec: [sys.executable, "-m", "xstilts_tui.compute.worker", spec]),
     ("torchrun, one node", '[launch]\nlauncher = "torchrun"\nnproc_per_node = 4',
      lambda spec: [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
-                   "--nproc-per-node", "4", "-m", "backends.worker", spec]),
+                   "--nproc-per-node", "4", "-m", "xstilts_tui.compute.worker", spec]),
     ("torchrun, two nodes", '[launch]\nlauncher = "torchrun"\nnproc_per_node = 8\nnnodes = 2\n'
                             'rdzv_endpoint = "node01:29500"',
      lambda spec, key: [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2",
                         "--rdzv-backend", "c10d", "--rdzv-endpoint", "node01:29500", "--rdzv-id",
-                        key[:16], "--nproc-per-node", "8", "-m", "backends.worker", spec]),
+                        key[:16], "--nproc-per-node", "8", "-m", "xstilts_tui.compute.worker", spec]),
     ("deepspeed, GPUs", '[launch]\nlauncher = "deepspeed"\nnum_gpus = 2',
      lambda spec: [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", "2",
-                   "--no_local_rank", "--module", "backends.worker", spec]),
+                   "--no_local_rank", "--module", "xstilts_tui.compute.worker", spec]),
     ("deepspeed, hostfile", '[launch]\nlauncher = "deepspeed"\nhostfile = "hosts"\nmaster_port = 29600',
      lambda spec, hosts: [sys.executable, "-m", "deepspeed.launcher.runner", "--hostfile", hosts,
-                          "--master_port", "29600", "--no_local_rank", "--module", "backends.worker",
+                          "--master_port", "29600", "--no_local_rank", "--module", "xstilts_tui.compute.worker",
                           spec]),
     ("srun wrapper", '[launch]\nlauncher = "torchrun"\nnproc_per_node = 2\nnnodes = 2\n'
                      'rdzv_endpoint = "n1:29500"\nwrapper = ["srun", "--ntasks-per-node=1"]',
      lambda spec, key: ["srun", "--ntasks-per-node=1", sys.executable, "-m", "torch.distributed.run",
                         "--nnodes", "2", "--rdzv-backend", "c10d", "--rdzv-endpoint", "n1:29500",
-                        "--rdzv-id", key[:16], "--nproc-per-node", "2", "-m", "backends.worker", spec]),
+                        "--rdzv-id", key[:16], "--nproc-per-node", "2", "-m", "xstilts_tui.compute.worker", spec]),
 ]
 
 
@@ -137,7 +137,7 @@ def test_plan_prints_the_launch_command_of_each_form(tmp_path, capsys, label, se
     assert f"  $ {shlex.join(argv)}" in out.splitlines()
     # The base stage trains nothing and runs as one process whatever the launcher.
     base = plan.by_id["base"]
-    assert plan.command(base)[:3] == [sys.executable, "-m", "backends.worker"]
+    assert plan.command(base)[:3] == [sys.executable, "-m", "xstilts_tui.compute.worker"]
 
 
 BAD_LAUNCHES = [
@@ -186,15 +186,15 @@ def _qa_model(tokenizer, dropout=0.0):
 
 @pytest.fixture(scope="module")
 def qa_features(demo_tokenizer):
-    from backends.qa import build_features
-    from xstilts_tui import demo_data
+    from xstilts_tui.compute.kinds.qa import build_features
+    from xstilts_tui.data import demo as demo_data
 
     return build_features(demo_tokenizer, demo_data.generate("demo-qa", "train", "en", 320), 96, 48, 24)
 
 
 def _train(backend, tokenizer, features, steps=20, **overrides):
-    from backends.multitask import single_task_job
-    from backends.qa import pad_batch
+    from xstilts_tui.compute.kinds.multitask import single_task_job
+    from xstilts_tui.compute.kinds.qa import pad_batch
 
     hp = {**asdict(HParams()), "lr": 1e-3, "batch_size": 8, "grad_accum": 2, "max_steps": steps,
           "log_every": 1, "eval_every": 0, "save_every": 0, "precision": "fp32", **overrides}
@@ -207,7 +207,7 @@ def _train(backend, tokenizer, features, steps=20, **overrides):
 
 @pytest.mark.slow
 def test_torch_and_zero2_give_the_same_loss_curve(demo_tokenizer, qa_features):
-    from backends.registry import get_backend
+    from xstilts_tui.compute.engines.registry import get_backend
 
     _, torch_losses, _ = _train(get_backend("torch"), demo_tokenizer, qa_features)
     _, zero_losses, stats = _train(get_backend("deepspeed", {"zero_stage": 2}), demo_tokenizer, qa_features)
@@ -224,7 +224,7 @@ def test_zero3_saves_a_complete_checkpoint(demo_tokenizer, qa_features, tmp_path
     from safetensors.torch import load_file
     from transformers import AutoModelForQuestionAnswering
 
-    from backends.registry import get_backend
+    from xstilts_tui.compute.engines.registry import get_backend
 
     backend = get_backend("deepspeed", {"zero_stage": 3})
     model, losses, _ = _train(backend, demo_tokenizer, qa_features, steps=5)
@@ -248,12 +248,12 @@ def test_zero3_saves_a_complete_checkpoint(demo_tokenizer, qa_features, tmp_path
 def test_lora_adapter_reloads_to_exactly_the_same_scores(demo_tokenizer, qa_features, tmp_path):
     from peft import PeftModel
 
-    from backends.kinds import KINDS
-    from backends.multitask import TaskModel
-    from backends.peft_backend import ADAPTER_DIR
-    from backends.registry import get_backend
-    from xstilts_tui import demo_data
-    from xstilts_tui.tasks import TASKS
+    from xstilts_tui.compute.kinds.base import KINDS
+    from xstilts_tui.compute.kinds.multitask import TaskModel
+    from xstilts_tui.compute.engines.peft_engine import ADAPTER_DIR
+    from xstilts_tui.compute.engines.registry import get_backend
+    from xstilts_tui.data import demo as demo_data
+    from xstilts_tui.tasks.registry import TASKS
 
     backend = get_backend("peft", {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["query", "value"],
                                    "lr": 5e-3})
@@ -353,10 +353,10 @@ def test_two_processes_under_torchrun_with_every_backend(tmp_path, capsys):
 def test_zero2_resumes_from_its_own_checkpoint(demo_tokenizer, qa_features, tmp_path):
     """A ZeRO-2 stage stopped after its step-4 state resumes through DeepSpeed's sharded
     checkpoint to the same loss curve and weights as an uninterrupted run."""
-    from backends.multitask import single_task_job
-    from backends.qa import pad_batch
-    from backends.registry import get_backend
-    from backends.training import find_state
+    from xstilts_tui.compute.kinds.multitask import single_task_job
+    from xstilts_tui.compute.kinds.qa import pad_batch
+    from xstilts_tui.compute.engines.registry import get_backend
+    from xstilts_tui.compute.engines.training import find_state
 
     def run(state_dir, crash_at=None):
         hp = {**asdict(HParams()), "lr": 1e-3, "batch_size": 8, "grad_accum": 2, "max_steps": 8,
@@ -411,7 +411,7 @@ HF_STYLE = {
 
 
 def test_hf_auto_values_are_filled_from_the_recipe():
-    from backends.deepspeed_backend import build_config
+    from xstilts_tui.compute.engines.deepspeed_engine import build_config
 
     hp = {**asdict(HParams()), "lr": 3e-5, "batch_size": 4, "grad_accum": 8, "max_grad_norm": 0.5,
           "adam_eps": 1e-7, "weight_decay": 0.02, "warmup_ratio": 0.1}
@@ -451,7 +451,7 @@ def test_an_auto_value_we_cannot_fill_is_refused_at_validation(tmp_path, capsys)
 def test_a_stage_trains_with_an_hf_style_deepspeed_file(demo_tokenizer, qa_features, tmp_path):
     import json as _json
 
-    from backends.registry import get_backend
+    from xstilts_tui.compute.engines.registry import get_backend
 
     path = tmp_path / "ds.json"
     config = {k: v for k, v in HF_STYLE.items() if k not in ("optimizer", "scheduler")}

@@ -7,10 +7,10 @@ import polars as pl
 import pytest
 
 from conftest import ROOT
-from xstilts_tui.events import EventError, decode, encode, make_event
-from xstilts_tui.results import RESULT_COLUMNS, final_scores
-from xstilts_tui.summary import summary_tables
-from xstilts_tui.runner import EventTail
+from xstilts_tui.protocol.events import EventError, decode, encode, make_event
+from xstilts_tui.results.store import RESULT_COLUMNS, final_scores
+from xstilts_tui.results.summary import summary_tables
+from xstilts_tui.run.runner import EventTail
 
 
 def test_control_plane_never_imports_the_compute_stack():
@@ -18,7 +18,7 @@ def test_control_plane_never_imports_the_compute_stack():
         "import importlib, pkgutil, sys, xstilts_tui\n"
         "for m in pkgutil.walk_packages(xstilts_tui.__path__, 'xstilts_tui.'):\n"
         "    importlib.import_module(m.name)\n"
-        "from xstilts_tui.cli import main\n"
+        "from xstilts_tui.cli.main import main\n"
         "main(['plan', 'recipes/demo.toml', '--output', sys.argv[1]])\n"
         "heavy = [n for n in ('torch', 'transformers', 'datasets', 'deepspeed', 'peft', 'tokenizers')"
         " if n in sys.modules]\n"
@@ -104,8 +104,8 @@ def test_average_needs_every_language():
 
 
 def test_summary_tables_fit_100_columns_in_groups_of_languages():
-    from xstilts_tui.tasks import TASKS
-    from xstilts_tui.significance import Delta
+    from xstilts_tui.tasks.registry import TASKS
+    from xstilts_tui.results.significance import Delta
 
     langs = list(TASKS["xnli"].languages)
     rows = [(arm, 1, lang, 50.0 + i + (3.0 if arm == "mnli" else 0.0))
@@ -124,7 +124,7 @@ def test_summary_tables_fit_100_columns_in_groups_of_languages():
 
 def test_every_help_page_prints():
     import subprocess, sys
-    from xstilts_tui.cli import _parser as build_parser
+    from xstilts_tui.cli.main import _parser as build_parser
     parser = build_parser()
     commands = [[]] + [[name] for name in parser._subparsers._group_actions[0].choices]
     for command in commands:

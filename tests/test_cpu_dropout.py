@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertForQuestionAnswering
 
-from backends import cpu_dropout
+from xstilts_tui.compute.engines import cpu_dropout
 
 
 def test_drops_p_of_every_lane_and_keeps_the_expectation():

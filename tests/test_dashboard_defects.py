@@ -11,7 +11,7 @@ from textual.widgets import Input, SelectionList
 from conftest import SMALL_DEMO
 from dashboard_fixtures import wait_for
 from xstilts_tui.dashboard import XstiltsApp
-from xstilts_tui.recipe import load_recipe
+from xstilts_tui.recipe.parse import load_recipe
 
 SIZE = (80, 24)
 
@@ -277,7 +277,7 @@ async def test_delta_mode_keeps_the_std_and_the_eta_column_fits_80_columns(tmp_p
 
 
 def test_dashboard_arguments_are_checked_before_it_opens(tmp_path, capsys):
-    from xstilts_tui.cli import main
+    from xstilts_tui.cli.main import main
 
     assert main(["--edit", str(tmp_path / "missing.toml")]) == 2
     assert "--edit" in capsys.readouterr().err
@@ -293,7 +293,7 @@ def test_dashboard_arguments_are_checked_before_it_opens(tmp_path, capsys):
 
 async def test_the_runs_screen_shows_each_running_stage_and_an_overall_line(recipes_dir, tmp_path):
     from xstilts_tui.dashboard.runs import RunsView, StageBar
-    from xstilts_tui.plan import build_plan
+    from xstilts_tui.plan.stages import build_plan
 
     app = make_app(recipes_dir, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -348,7 +348,7 @@ async def test_the_trainers_names_show_under_ours_and_are_kept_on_save(tmp_path)
 
 async def test_progress_that_arrives_before_a_stage_bar_is_mounted_is_kept(recipes_dir, tmp_path):
     from xstilts_tui.dashboard.runs import RunsView, StageBar
-    from xstilts_tui.plan import build_plan
+    from xstilts_tui.plan.stages import build_plan
 
     app = make_app(recipes_dir, tmp_path)
     async with app.run_test(size=SIZE) as pilot:

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from backends.data import DataError, _from_hub, load_rows
-from xstilts_tui import demo_data
-from xstilts_tui.recipe import TaskSettings
-from xstilts_tui.tasks import TASKS, HubSplit
+from xstilts_tui.compute.inputs.data import DataError, _from_hub, load_rows
+from xstilts_tui.data import demo as demo_data
+from xstilts_tui.recipe.parse import TaskSettings
+from xstilts_tui.tasks.registry import TASKS, HubSplit
 
 
 def _settings(**kw):
@@ -20,7 +20,7 @@ def _settings(**kw):
 @pytest.fixture
 def hub_like_dir(tmp_path, xquad_dir):
     """The first XQuAD rows in the hub's SQuAD schema, as a local dataset folder."""
-    from xstilts_tui.squad_format import read_squad_json
+    from xstilts_tui.tasks.squad import read_squad_json
 
     rows = read_squad_json(xquad_dir / "xquad.en.json")[:30]
     for i, row in enumerate(rows):

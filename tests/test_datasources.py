@@ -36,7 +36,7 @@ def _parquet(columns: dict, features=None) -> bytes:
 
 
 def _ud_rows(path: Path, count: int) -> dict:
-    from xstilts_tui.native_formats import read_conllu
+    from xstilts_tui.tasks.formats import read_conllu
 
     rows = read_conllu(path)[:count]
     return {"id": [r["id"] for r in rows], "tokens": [r["tokens"] for r in rows],
@@ -53,7 +53,7 @@ def _readme(configs: dict[str, dict[str, str]]) -> bytes:
 
 
 def _squad_rows(lang: str, count: int) -> dict:
-    from xstilts_tui.squad_format import read_squad_json
+    from xstilts_tui.tasks.squad import read_squad_json
 
     rows = read_squad_json(XQUAD_DIR / f"xquad.{lang}.json")[:count]
     return {key: [r[key] for r in rows] for key in ("id", "title", "context", "question", "answers")}
@@ -140,8 +140,8 @@ def _cli(args, env, cwd=None):
 
 LOAD = """
 import json, sys
-from backends.data import load_rows, load_retrieval
-from xstilts_tui.datasources import Source, fetch, SourceUnavailable, data_root
+from xstilts_tui.compute.inputs.data import load_rows, load_retrieval
+from xstilts_tui.data.sources import Source, fetch, SourceUnavailable, data_root
 def settings(**kw):
     base = dict(languages=["de"], max_train_examples=0, max_eval_examples=0)
     base.update(kw); return base
@@ -173,7 +173,7 @@ def test_every_source_kind_loads(stub, tmp_path):
                           text=True, cwd=ROOT, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    from xstilts_tui.native_formats import read_conllu, read_tatoeba
+    from xstilts_tui.tasks.formats import read_conllu, read_tatoeba
 
     german = read_conllu(SHARED_DATA / "udpos" / "de_gsd-ud-test.conllu")[0]
     # the parquet export (google/xtreme ships a script): tag names from the ClassLabel
@@ -191,7 +191,7 @@ def test_every_source_kind_loads(stub, tmp_path):
 
 
 def test_upstream_checksum_mismatch_is_refused(stub, tmp_path, monkeypatch):
-    from xstilts_tui.download import ChecksumError, download
+    from xstilts_tui.data.download import ChecksumError, download
 
     monkeypatch.setenv("XSTILTS_UPSTREAM_MIRROR", stub.url + "/upstream")
     name = "tatoeba.deu-eng.deu"
@@ -203,8 +203,8 @@ def test_upstream_checksum_mismatch_is_refused(stub, tmp_path, monkeypatch):
 
 
 def test_a_cut_download_resumes_where_it_stopped(stub, tmp_path, monkeypatch):
-    from xstilts_tui.download import download
-    from xstilts_tui.upstream import _pinned
+    from xstilts_tui.data.download import download
+    from xstilts_tui.data.upstream import _pinned
 
     monkeypatch.setenv("XSTILTS_UPSTREAM_MIRROR", stub.url + "/upstream")
     name = "tatoeba.fra-eng.fra"
@@ -220,8 +220,8 @@ def test_a_cut_download_resumes_where_it_stopped(stub, tmp_path, monkeypatch):
 
 
 def test_ud_release_upstream_is_extracted_and_read_as_the_hub_does(stub, tmp_path, monkeypatch):
-    from xstilts_tui import upstream
-    from xstilts_tui.native_formats import read_conllu
+    from xstilts_tui.data import upstream
+    from xstilts_tui.tasks.formats import read_conllu
 
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -239,7 +239,7 @@ def test_ud_release_upstream_is_extracted_and_read_as_the_hub_does(stub, tmp_pat
     monkeypatch.setenv("XSTILTS_UPSTREAM_MIRROR", stub.url + "/upstream")
     ud = upstream.UPSTREAM["ud-2.5"]
     # the real pin refuses this stand-in archive
-    from xstilts_tui.download import ChecksumError
+    from xstilts_tui.data.download import ChecksumError
 
     with pytest.raises(ChecksumError):
         ud.fetch(tmp_path, "de", "German")
@@ -418,9 +418,9 @@ def test_score_accepts_every_language_the_data_set_has(tmp_path, capsys, xquad_d
 def test_a_recipe_may_evaluate_romanian_but_the_xtreme_score_keeps_its_eleven(tmp_path):
     import polars as pl
 
-    from xstilts_tui.recipe import parse_recipe
-    from xstilts_tui.results import xtreme_table
-    from xstilts_tui.tasks import TASKS
+    from xstilts_tui.recipe.parse import parse_recipe
+    from xstilts_tui.results.store import xtreme_table
+    from xstilts_tui.tasks.registry import TASKS
 
     recipe = parse_recipe('name = "r"\ntargets = ["xquad"]\n[model]\nhub = "x/y"\n'
                           '[[arms]]\nname = "baseline"\n[tasks.xquad]\n'
@@ -437,7 +437,7 @@ def test_a_recipe_may_evaluate_romanian_but_the_xtreme_score_keeps_its_eleven(tm
 
 
 def test_panx_without_any_source_says_which_file_goes_where(tmp_path, monkeypatch):
-    from backends.data import DataError, load_rows
+    from xstilts_tui.compute.inputs.data import DataError, load_rows
 
     monkeypatch.setenv("XSTILTS_DATA_ROOT", str(tmp_path / "data"))
     settings = dict(languages=["de"], max_train_examples=0, max_eval_examples=0)

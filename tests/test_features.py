@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from backends import features as feature_cache
-from backends.features import load_features
-from backends.kinds import KINDS
-from xstilts_tui.squad_format import read_squad_json
-from xstilts_tui.tasks import EXTRACTIVE_QA, MULTIPLE_CHOICE, PAIR_CLASSIFICATION
+from xstilts_tui.compute.inputs import features as feature_cache
+from xstilts_tui.compute.inputs.features import load_features
+from xstilts_tui.compute.kinds.base import KINDS
+from xstilts_tui.tasks.squad import read_squad_json
+from xstilts_tui.tasks.registry import EXTRACTIVE_QA, MULTIPLE_CHOICE, PAIR_CLASSIFICATION
 
 HP = {"max_length": 128, "doc_stride": 64, "max_query_length": 32}
 
@@ -78,7 +78,7 @@ def test_a_second_stage_reads_the_features_without_tokenising(xquad_dir, demo_to
 
 def test_the_cache_misses_on_another_max_length_tokenizer_or_rows(xquad_dir, demo_tokenizer,
                                                                    cache):
-    from backends.models import train_tokenizer
+    from xstilts_tui.compute.inputs.models import train_tokenizer
 
     kind = KINDS[EXTRACTIVE_QA]
     rows = xquad_rows(xquad_dir)[:100]

@@ -15,7 +15,7 @@ from conftest import SMALL_DEMO
 from dashboard_fixtures import wait_for
 from xstilts_tui.dashboard import XstiltsApp
 from xstilts_tui.dashboard import saving
-from xstilts_tui.recipe import load_recipe
+from xstilts_tui.recipe.parse import load_recipe
 
 SIZES = [(80, 24), (100, 30)]
 

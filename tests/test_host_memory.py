@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from backends import host_memory
+from xstilts_tui.compute.engines import host_memory
 
 pytestmark = pytest.mark.skipif(host_memory._glibc() is None or sys.platform != "linux",
                                 reason="glibc's malloc only")
 
 COUNT = """
 import json, resource, torch
-from backends import host_memory
+from xstilts_tui.compute.engines import host_memory
 
 def step():  # like a training step: large tensors (40 MB, above any mmap threshold), freed together
     xs = [torch.ones(10_000_000) * 2 for _ in range(3)]

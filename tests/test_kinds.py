@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from backends.data import DataError, load_rows, read_conll_tags
-from backends.kinds import KINDS
-from backends.models import ModelLoadError, load_for_task
-from backends.multitask import MLM, BatchPlan, build_task_model, mask_batch, mlm_features
-from backends.registry import get_backend
-from backends.training import TrainJob
-from xstilts_tui import demo_data
-from xstilts_tui.recipe import HParams, TaskSettings
-from xstilts_tui.tasks import TASKS, HubSplit
+from xstilts_tui.compute.inputs.data import DataError, load_rows, read_conll_tags
+from xstilts_tui.compute.kinds.base import KINDS
+from xstilts_tui.compute.inputs.models import ModelLoadError, load_for_task
+from xstilts_tui.compute.kinds.multitask import MLM, BatchPlan, build_task_model, mask_batch, mlm_features
+from xstilts_tui.compute.engines.registry import get_backend
+from xstilts_tui.compute.engines.training import TrainJob
+from xstilts_tui.data import demo as demo_data
+from xstilts_tui.recipe.parse import HParams, TaskSettings
+from xstilts_tui.tasks.registry import TASKS, HubSplit
 
 HP = {**asdict(HParams()), "max_length": 64, "eval_batch_size": 16}
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from conftest import run_cli
-from xstilts_tui.metrics import normalize_mlqa, normalize_squad, qa_f1, score_qa
+from xstilts_tui.scoring.metrics import normalize_mlqa, normalize_squad, qa_f1, score_qa
 
 
 def squad(gold, pred):

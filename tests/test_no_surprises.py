@@ -11,10 +11,10 @@ from textual.widgets import Input
 from conftest import SMALL_DEMO, run_cli
 from dashboard_fixtures import wait_for
 from xstilts_tui.dashboard import XstiltsApp
-from xstilts_tui.plan import build_plan
-from xstilts_tui.progress import PlainDisplay
-from xstilts_tui.recipe import parse_recipe
-from xstilts_tui.runner import Runner
+from xstilts_tui.plan.stages import build_plan
+from xstilts_tui.run.progress import PlainDisplay
+from xstilts_tui.recipe.parse import parse_recipe
+from xstilts_tui.run.runner import Runner
 
 
 def quiet():
@@ -284,7 +284,7 @@ def test_score_refuses_predictions_files_it_cannot_read_in_one_line(tmp_path, ca
 
 
 def test_more_stages_at_once_than_cores_is_one_line_before_anything_is_allocated(tmp_path, capsys):
-    from xstilts_tui.slots import cpu_count
+    from xstilts_tui.protocol.slots import cpu_count
 
     recipe = tmp_path / "r.toml"
     recipe.write_text(SMALL_DEMO, encoding="utf-8")
@@ -371,7 +371,7 @@ def test_devices_that_do_not_exist_are_refused(tmp_path, monkeypatch, capsys):
 
 
 def test_a_short_max_length_fits_the_qa_defaults_and_a_given_stride_is_still_checked(tmp_path):
-    from xstilts_tui.recipe import RecipeError
+    from xstilts_tui.recipe.parse import RecipeError
 
     base = SMALL_DEMO.replace("doc_stride = 48\nmax_query_length = 24\n", "")
     recipe = parse_recipe(base.replace("max_length = 96", "max_length = 128"), "r.toml", tmp_path)
@@ -492,7 +492,7 @@ async def test_compare_averages_over_the_languages_both_runs_have_and_says_so(tm
 
 
 def test_latex_html_and_curves_read_as_a_paper_needs(tmp_path, fake, monkeypatch, capsys):
-    from xstilts_tui.report import validation_lines
+    from xstilts_tui.results.report import validation_lines
 
     plan = _finished_run(tmp_path, monkeypatch)
     code, latex, err = run_cli(["report", plan.output_dir, "--format", "latex", "--resamples", "200"], capsys)
@@ -546,7 +546,7 @@ async def test_results_mode_runs_nothing_and_shows_a_stage_another_process_write
     busy.mkdir(parents=True)
     manifest["stages"].append({"id": "target/jobs/demo-qa/seed3", "kind": "target", "dir": str(busy)})
     (folder / "run.json").write_text(json.dumps(manifest))
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from xstilts_tui.stage_cache "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from xstilts_tui.protocol.stage_cache "
                                "import stage_lock; l = stage_lock(__import__('pathlib').Path(sys.argv[1])); "
                                "l.acquire(); print('held', flush=True); time.sleep(60)", str(busy)],
                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
@@ -580,7 +580,7 @@ def test_the_headless_overall_line_counts_running_stages_and_a_bar_shows_the_ave
     assert any("left" in line for line in lines[1:])  # an estimate once a stage trained
     display = PlainDisplay(io.StringIO())
     clock = iter([0.0, 1.0, 3.0])
-    monkeypatch.setattr("xstilts_tui.progress.time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("xstilts_tui.run.progress.time.monotonic", lambda: next(clock))
     event = {"stage": "s", "examples_per_s": 0.0}
     display.average_rate({**event, "examples_per_s": 1000.0})  # the first event starts the clock
     display.average_rate({**event, "examples_per_s": 100.0})  # 1 s at 100 ex/s

@@ -144,7 +144,7 @@ def test_missing_encoder_weights_stop_the_stage(tmp_path, capsys, tiny_model_dir
     del weights[dropped]
     save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
 
-    from backends.models import ModelLoadError, load_for_task
+    from xstilts_tui.compute.inputs.models import ModelLoadError, load_for_task
     from transformers import AutoModelForQuestionAnswering
 
     with pytest.raises(ModelLoadError, match="encoder weight"):

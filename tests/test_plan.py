@@ -3,8 +3,8 @@
 import shlex
 
 from conftest import ROOT, run_cli
-from xstilts_tui.plan import build_plan, describe
-from xstilts_tui.recipe import load_recipe, parse_recipe
+from xstilts_tui.plan.stages import build_plan, describe
+from xstilts_tui.recipe.parse import load_recipe, parse_recipe
 
 RECIPE = """
 name = "p"
@@ -87,4 +87,4 @@ def test_demo_plan_matches_describe(tmp_path):
     plan = build_plan(load_recipe(ROOT / "recipes" / "demo.toml"), tmp_path / "o")
     text = describe(plan)
     assert text.count("$ ") == len(plan.stages)
-    assert all(cmd in text for cmd in ("-m backends.worker",))
+    assert all(cmd in text for cmd in ("-m xstilts_tui.compute.worker",))

@@ -16,12 +16,12 @@ import polars as pl
 import pytest
 
 from conftest import ROOT, SMALL_DEMO, XQUAD_DIR, run_cli
-from xstilts_tui import provenance
-from xstilts_tui.events import encode, make_event
-from xstilts_tui.plan import build_plan
-from xstilts_tui.provenance import Runtime
-from xstilts_tui.recipe import parse_recipe
-from xstilts_tui.stage_cache import seal
+from xstilts_tui.protocol import provenance
+from xstilts_tui.protocol.events import encode, make_event
+from xstilts_tui.plan.stages import build_plan
+from xstilts_tui.protocol.provenance import Runtime
+from xstilts_tui.recipe.parse import parse_recipe
+from xstilts_tui.protocol.stage_cache import seal
 
 CPU = Runtime(device="cpu", threads=2)
 
@@ -76,14 +76,14 @@ def test_an_unchanged_tree_keeps_every_key_and_a_comment_in_the_code_changes_the
     assert keys(plan_of(SMALL_DEMO, tmp_path)) == keys(before)
     finish_all(before)
     assert set(before.states().values()) == {("cached", "")}
-    qa = project_copy / "backends" / "qa.py"
+    qa = project_copy / "backends" / "kinds" / "qa.py"
     qa.write_text(qa.read_text(encoding="utf-8") + "\n# a comment\n", encoding="utf-8")
     after = plan_of(SMALL_DEMO, tmp_path)
-    # every stage runs code the worker imports (backends.qa among it): every key changes
+    # every stage runs code the worker imports (xstilts_tui.compute.kinds.qa among it): every key changes
     assert all(keys(after)[sid] != key for sid, key in keys(before).items())
     states = after.states()
-    assert states["base"] == ("pending", "code changed (backends/qa.py)")
-    assert states["intermediate/demo-jobs/torch/seed1"][1].startswith("code changed (backends/qa.py)")
+    assert states["base"] == ("pending", "code changed (backends/kinds/qa.py)")
+    assert states["intermediate/demo-jobs/torch/seed1"][1].startswith("code changed (backends/kinds/qa.py)")
     # a stage's key includes its parents': the reason names them too
     assert "input stage changed (intermediate/demo-jobs/torch/seed1)" in \
         states["target/jobs/demo-qa/seed1"][1]
@@ -99,11 +99,11 @@ def test_the_plan_command_names_why_a_stage_runs(tmp_path, project_copy, capsys)
     plan = build_plan(parse_recipe(SMALL_DEMO, str(recipe), tmp_path), tmp_path / "out",
                       tmp_path / "cache")
     finish_all(plan)
-    metrics = project_copy / "xstilts_tui" / "metrics.py"
+    metrics = project_copy / "xstilts_tui" / "scoring" / "metrics.py"
     metrics.write_text("# edited\n" + metrics.read_text(encoding="utf-8"), encoding="utf-8")
     code, out, err = run_cli(args, capsys)
     assert code == 0, err
-    assert "pending (code changed (xstilts_tui/metrics.py))" in out
+    assert "pending (code changed (xstilts_tui/scoring/metrics.py))" in out
     assert " cached" not in out
 
 
@@ -228,26 +228,26 @@ def test_the_library_versions_are_in_the_key(tmp_path, monkeypatch):
 def test_reuse_keeps_finished_stages_across_a_code_change_and_says_so(tmp_path, project_copy):
     before = plan_of(SMALL_DEMO, tmp_path)
     finish_all(before)
-    qa = project_copy / "backends" / "qa.py"
+    qa = project_copy / "backends" / "kinds" / "qa.py"
     qa.write_text(qa.read_text(encoding="utf-8") + "\n# harmless\n", encoding="utf-8")
     assert all(state == "pending" for state, _ in plan_of(SMALL_DEMO, tmp_path).states().values())
     kept = plan_of(SMALL_DEMO, tmp_path, reuse={"code"})
     assert keys(kept) == keys(before)
     states = kept.states()
     assert all(state == "reused" for state, _ in states.values()), states
-    assert states["base"][1] == f"reused from {before.made_by['version']}: code changed (backends/qa.py)"
+    assert states["base"][1] == f"reused from {before.made_by['version']}: code changed (backends/kinds/qa.py)"
     # libraries are not covered by --reuse code
     assert all(state == "pending" for state, _ in
                plan_of(SMALL_DEMO, tmp_path, reuse={"libraries"}).states().values())
 
 
 def test_reused_stages_are_marked_in_the_results_and_the_report(tmp_path, project_copy, fake, capsys):
-    from xstilts_tui.progress import PlainDisplay
-    from xstilts_tui.runner import Runner
+    from xstilts_tui.run.progress import PlainDisplay
+    from xstilts_tui.run.runner import Runner
 
     first = plan_of(SMALL_DEMO, tmp_path)
     assert Runner(first, PlainDisplay(open("/dev/null", "w"))).run().ok
-    qa = project_copy / "backends" / "qa.py"
+    qa = project_copy / "backends" / "kinds" / "qa.py"
     qa.write_text(qa.read_text(encoding="utf-8") + "\n# harmless\n", encoding="utf-8")
     kept = plan_of(SMALL_DEMO, tmp_path, reuse={"code"}, output="kept")
     outcome = Runner(kept, PlainDisplay(open("/dev/null", "w"))).run()
@@ -263,8 +263,8 @@ def test_reused_stages_are_marked_in_the_results_and_the_report(tmp_path, projec
 
 
 def test_results_and_the_manifest_say_what_made_them(tmp_path, fake, capsys):
-    from xstilts_tui.progress import PlainDisplay
-    from xstilts_tui.runner import Runner
+    from xstilts_tui.run.progress import PlainDisplay
+    from xstilts_tui.run.runner import Runner
 
     plan = plan_of(SMALL_DEMO, tmp_path)
     assert Runner(plan, PlainDisplay(open("/dev/null", "w"))).run().ok
@@ -290,8 +290,8 @@ def test_results_and_the_manifest_say_what_made_them(tmp_path, fake, capsys):
 
 
 def test_report_warns_when_runs_side_by_side_differ_in_what_made_them(tmp_path, fake, capsys):
-    from xstilts_tui.progress import PlainDisplay
-    from xstilts_tui.runner import Runner
+    from xstilts_tui.run.progress import PlainDisplay
+    from xstilts_tui.run.runner import Runner
 
     one = plan_of(SMALL_DEMO, tmp_path, output="one")
     assert Runner(one, PlainDisplay(open("/dev/null", "w"))).run().ok
@@ -303,7 +303,7 @@ def test_report_warns_when_runs_side_by_side_differ_in_what_made_them(tmp_path, 
 
 
 def _hold_lock(folder: Path):
-    script = ("import sys, time; from xstilts_tui.stage_cache import stage_lock; "
+    script = ("import sys, time; from xstilts_tui.protocol.stage_cache import stage_lock; "
               "lock = stage_lock(__import__('pathlib').Path(sys.argv[1])); lock.acquire(); "
               "print('held', flush=True); time.sleep(60)")
     holder = subprocess.Popen([sys.executable, "-c", script, str(folder)], stdout=subprocess.PIPE,
@@ -354,7 +354,7 @@ def test_cache_ls_du_and_gc(tmp_path, capsys):
 def test_cache_gc_other_code_removes_stages_of_other_code(tmp_path, project_copy, capsys):
     old = plan_of(SMALL_DEMO, tmp_path)
     finish_all(old)
-    qa = project_copy / "backends" / "qa.py"
+    qa = project_copy / "backends" / "kinds" / "qa.py"
     qa.write_text(qa.read_text(encoding="utf-8") + "\n# new code\n", encoding="utf-8")
     new = plan_of(SMALL_DEMO, tmp_path)
     finish(new, new.by_id["base"])
@@ -372,7 +372,7 @@ async def test_the_runs_screen_shows_why_each_stage_runs(tmp_path, project_copy)
 
     before = plan_of(SMALL_DEMO, tmp_path)
     finish_all(before)
-    qa = project_copy / "backends" / "qa.py"
+    qa = project_copy / "backends" / "kinds" / "qa.py"
     qa.write_text(qa.read_text(encoding="utf-8") + "\n# edited\n", encoding="utf-8")
     more_arms = SMALL_DEMO + '\n[[arms]]\nname = "nli"\nintermediate = ["demo-nli"]\n'
     after = plan_of(more_arms, tmp_path)

@@ -9,10 +9,10 @@ The floors below are the measured F1 of the demo tokenizer (a few tenths under).
 import numpy as np
 import pytest
 
-from backends.qa import best_spans, build_features
+from xstilts_tui.compute.kinds.qa import best_spans, build_features
 from conftest import XQUAD_LANGS
-from xstilts_tui.metrics import score_qa
-from xstilts_tui.squad_format import read_squad_json
+from xstilts_tui.scoring.metrics import score_qa
+from xstilts_tui.tasks.squad import read_squad_json
 
 F1_FLOOR = {"ar": 92.5, "de": 100.0, "el": 99.3, "en": 100.0, "es": 100.0, "hi": 99.4,
             "ro": 99.9, "ru": 99.7, "th": 92.7, "tr": 99.8, "vi": 100.0, "zh": 89.6}

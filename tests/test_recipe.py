@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, XQUAD_DIR, run_cli
-from xstilts_tui.recipe import HParams, RecipeError, load_recipe, parse_recipe
+from xstilts_tui.recipe.parse import HParams, RecipeError, load_recipe, parse_recipe
 
 GOOD = f"""
 name = "t"
@@ -196,7 +196,7 @@ def test_hparams_dataclass_defaults_match_reference():
 
 
 def test_all_nine_at_once_with_continued_mlm_is_one_arm(tmp_path):
-    from xstilts_tui.plan import build_plan
+    from xstilts_tui.plan.stages import build_plan
 
     ccg = tmp_path / "ccg.conll"
     ccg.write_text("Anna\tN\nworks\t(S\\NP)\n\n", encoding="utf-8")

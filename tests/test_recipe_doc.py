@@ -3,8 +3,8 @@
 import tomllib
 
 from conftest import SMALL_DEMO
-from xstilts_tui.recipe import parse_recipe
-from xstilts_tui.recipe_doc import RecipeDocument
+from xstilts_tui.recipe.parse import parse_recipe
+from xstilts_tui.recipe.doc import RecipeDocument
 
 COMMENTED = "# header comment\n" + SMALL_DEMO.replace(
     "lr = 2e-3", "learning_rate = 2e-3  # the Trainer's name").replace(

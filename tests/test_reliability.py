@@ -159,9 +159,9 @@ def test_a_damaged_resume_state_falls_back_for_both_processes(tmp_path):
     planted pickle must not run), the previous one or a fresh start is used instead."""
     import pickle
 
-    from backends.training import find_state, install_state
-    from xstilts_tui.runner import keep_events_until
-    from xstilts_tui.stage_cache import STATE, usable_state
+    from xstilts_tui.compute.engines.training import find_state, install_state
+    from xstilts_tui.run.runner import keep_events_until
+    from xstilts_tui.protocol.stage_cache import STATE, usable_state
 
     stage = tmp_path / "stage"
     stage.mkdir()
@@ -283,7 +283,7 @@ BAD_QA = [
 
 @pytest.mark.parametrize("label, qas, qid, words", BAD_QA, ids=[b[0] for b in BAD_QA])
 def test_bad_qa_data_is_refused_naming_file_and_question(tmp_path, label, qas, qid, words):
-    from backends.data import DataError, load_rows
+    from xstilts_tui.compute.inputs.data import DataError, load_rows
 
     path = _squad_file(tmp_path / "train.json", qas)
     with pytest.raises(DataError) as info:
@@ -293,7 +293,7 @@ def test_bad_qa_data_is_refused_naming_file_and_question(tmp_path, label, qas, q
 
 
 def test_an_empty_squad_file_names_the_file(tmp_path):
-    from backends.data import DataError, load_rows
+    from xstilts_tui.compute.inputs.data import DataError, load_rows
 
     path = tmp_path / "empty.json"
     path.write_text('{"data": []}', encoding="utf-8")
@@ -303,7 +303,7 @@ def test_an_empty_squad_file_names_the_file(tmp_path):
 
 
 def test_a_tag_outside_the_task_s_tag_set_is_refused(tmp_path):
-    from backends.data import DataError, load_rows
+    from xstilts_tui.compute.inputs.data import DataError, load_rows
 
     path = tmp_path / "en.conllu"
     path.write_text("# sent_id = s1\n1\tHello\thello\tINTJ\t_\t_\t0\troot\t_\t_\n"
@@ -391,7 +391,7 @@ def test_score_inputs_that_cannot_be_read_are_one_line(tmp_path, capsys, label, 
 def test_a_full_disk_during_a_run_is_one_line(tmp_path, capsys, monkeypatch):
     import errno
 
-    from xstilts_tui import cli
+    from xstilts_tui.cli import main as cli
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out" / "results.parquet"))

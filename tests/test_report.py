@@ -26,7 +26,7 @@ def finished(tmp_path_factory, tiny_model_dir):
     recipe.write_text(_local_recipe(tiny_model_dir, XQUAD_DIR / "xquad.en.json", ("en", "de", "th")),
                       encoding="utf-8")
     for out in ("out", "out2"):
-        done = subprocess.run([sys.executable, "-m", "xstilts_tui.cli", "--recipe", str(recipe),
+        done = subprocess.run([sys.executable, "-m", "xstilts_tui.cli.main", "--recipe", str(recipe),
                                "--output", str(tmp / out)], cwd=ROOT, capture_output=True, text=True,
                               timeout=900)
         assert done.returncode == 0, done.stdout + done.stderr
@@ -105,7 +105,7 @@ async def test_the_dashboards_delta_mode_shows_the_intervals_verdict(finished, t
 
     from xstilts_tui.dashboard import XstiltsApp
     from xstilts_tui.dashboard.scores import ScoresView
-    from xstilts_tui.significance import deltas, run_predictions
+    from xstilts_tui.results.significance import deltas, run_predictions
 
     app = XstiltsApp([tmp_path], results=finished / "out", output_root=tmp_path / "runs")
     async with app.run_test(size=(100, 30)) as pilot:

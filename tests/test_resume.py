@@ -11,13 +11,13 @@ import polars as pl
 import pytest
 import torch
 
-from backends.multitask import single_task_job
-from backends.qa import build_features, pad_batch
-from backends.registry import get_backend
-from backends.training import find_state
+from xstilts_tui.compute.kinds.multitask import single_task_job
+from xstilts_tui.compute.kinds.qa import build_features, pad_batch
+from xstilts_tui.compute.engines.registry import get_backend
+from xstilts_tui.compute.engines.training import find_state
 from conftest import ROOT, SMALL_DEMO
-from xstilts_tui import demo_data
-from xstilts_tui.recipe import HParams
+from xstilts_tui.data import demo as demo_data
+from xstilts_tui.recipe.parse import HParams
 
 
 def _model(tokenizer):
@@ -141,7 +141,7 @@ def test_kill_9_in_the_middle_of_a_stage_then_rerun_gives_the_clean_table(tmp_pa
         time.sleep(0.05)
     assert stage_dir is not None, "the intermediate stage never saved a resume state"
     worker_pid = int(next(line.split()[0] for line in subprocess.run(
-        ["pgrep", "-af", "backends.worker"], capture_output=True, text=True).stdout.splitlines()
+        ["pgrep", "-af", "xstilts_tui.compute.worker"], capture_output=True, text=True).stdout.splitlines()
         if str(stage_dir) in line))
     os.kill(run.pid, signal.SIGKILL)  # the whole headless process, no clean-up at all
     run.wait()

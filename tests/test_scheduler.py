@@ -14,13 +14,13 @@ import polars as pl
 import pytest
 
 from conftest import ROOT, SMALL_DEMO, run_cli
-from xstilts_tui.plan import build_plan
-from xstilts_tui.progress import PlainDisplay
-from xstilts_tui.provenance import runtime_of_slots
-from xstilts_tui.recipe import parse_recipe
-from xstilts_tui.runner import Runner, stage_priorities
-from xstilts_tui.slots import Slot, make_slots, visible_gpus
-from xstilts_tui.stage_cache import verify_done
+from xstilts_tui.plan.stages import build_plan
+from xstilts_tui.run.progress import PlainDisplay
+from xstilts_tui.protocol.provenance import runtime_of_slots
+from xstilts_tui.recipe.parse import parse_recipe
+from xstilts_tui.run.runner import Runner, stage_priorities
+from xstilts_tui.protocol.slots import Slot, make_slots, visible_gpus
+from xstilts_tui.protocol.stage_cache import verify_done
 
 TWO_SEEDS = SMALL_DEMO.replace("seeds = [1]", "seeds = [1, 2]")
 
@@ -193,7 +193,7 @@ def test_plan_json_gives_stages_costs_and_makespan(tmp_path, capsys):
 
 
 def test_makespan_schedules_like_the_runner():
-    from xstilts_tui.cost import makespan
+    from xstilts_tui.plan.cost import makespan
 
     plan = build_plan(parse_recipe(TWO_SEEDS, "r.toml", Path(".")), Path("/tmp/x/out"))
     seconds = {s.id: {"base": 1.0, "intermediate": 10.0, "target": 5.0}[s.kind] for s in plan.stages}
@@ -240,7 +240,7 @@ def test_a_parallel_run_gives_the_sequential_run_s_results(tmp_path):
 
 
 def test_submitit_local_executor_runs_the_stages_in_dependency_order(tmp_path, fake):
-    from xstilts_tui.executors import JOB_FILE, SubmititExecutor
+    from xstilts_tui.run.executors import JOB_FILE, SubmititExecutor
 
     plan = plan_of(tmp_path)
     executor = SubmititExecutor("local", tmp_path / "jobs")
@@ -259,8 +259,8 @@ def test_submitit_local_executor_runs_the_stages_in_dependency_order(tmp_path, f
 
 def test_a_rerun_follows_a_job_still_running_instead_of_submitting_it_again(tmp_path, fake,
                                                                           monkeypatch):
-    from xstilts_tui.executors import SubmititExecutor
-    from xstilts_tui.runner import worker_env
+    from xstilts_tui.run.executors import SubmititExecutor
+    from xstilts_tui.run.runner import worker_env
 
     plan = plan_of(tmp_path)
     executor = SubmititExecutor("local", tmp_path / "jobs")
@@ -284,9 +284,9 @@ def test_a_rerun_after_the_controller_died_keeps_everything_the_followed_job_wro
     """The controller is gone while a target stage's job runs and has scored (its score
     before training); the rerun follows the job without cutting its event log, so the
     table has every score the job wrote and the job seals its stage."""
-    from xstilts_tui.executors import SubmititExecutor
-    from xstilts_tui.runner import worker_env
-    from xstilts_tui.stage_cache import verify_done
+    from xstilts_tui.run.executors import SubmititExecutor
+    from xstilts_tui.run.runner import worker_env
+    from xstilts_tui.protocol.stage_cache import verify_done
 
     plan = plan_of(tmp_path, text=SMALL_DEMO)
     executor = SubmititExecutor("local", tmp_path / "jobs")
@@ -317,7 +317,7 @@ def test_a_rerun_after_the_controller_died_keeps_everything_the_followed_job_wro
 def test_slurm_jobs_ask_for_what_the_recipe_says_and_wait_for_their_inputs(tmp_path):
     from submitit.slurm.slurm import _make_sbatch_string
 
-    from xstilts_tui.executors import SubmititExecutor
+    from xstilts_tui.run.executors import SubmititExecutor
 
     recipe = parse_recipe(TWO_SEEDS + """
 [slurm]
@@ -331,7 +331,7 @@ sbatch = { qos = "high" }
 """, str(tmp_path / "r.toml"), tmp_path)
     executor = SubmititExecutor("slurm", tmp_path / "jobs", recipe.slurm, 1)
     params = executor.slurm_parameters("target/jobs/demo-qa/seed1", ["101", "102"])
-    sbatch = _make_sbatch_string(command="python -m backends.worker x", folder=tmp_path / "jobs",
+    sbatch = _make_sbatch_string(command="python -m xstilts_tui.compute.worker x", folder=tmp_path / "jobs",
                                  **params)
     for line in ("#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=1", "#SBATCH --cpus-per-task=6",
                  "#SBATCH --mem=48GB", "#SBATCH --time=90", "#SBATCH --account=proj",
@@ -349,7 +349,7 @@ def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path, fake):
     base_dir = plan.stage_dir(plan.by_id["base"])
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time\n"
-        "from xstilts_tui.stage_cache import stage_lock\n"
+        "from xstilts_tui.protocol.stage_cache import stage_lock\n"
         f"lock = stage_lock(__import__('pathlib').Path({str(base_dir)!r}))\n"
         "lock.acquire()\n"
         "print('held', flush=True)\n"

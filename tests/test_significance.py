@@ -5,8 +5,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from xstilts_tui.metrics import tagging_f1
-from xstilts_tui.significance import deltas, format_delta
+from xstilts_tui.scoring.metrics import tagging_f1
+from xstilts_tui.results.significance import deltas, format_delta
 
 
 def frame(arm, values, seed=1, lang="en", task="t", column="accuracy", ids=None):
@@ -55,7 +55,7 @@ def test_the_exact_permutation_p_value_of_a_small_case():
 
 
 def test_entity_f1_is_recomputed_from_counts_and_pooled_over_seeds():
-    from xstilts_tui.metrics import tagging_counts
+    from xstilts_tui.scoring.metrics import tagging_counts
 
     gold = [["B-PER", "I-PER", "O"], ["B-LOC", "O", "B-ORG"], ["O", "B-PER", "O"]] * 20
     pred_a = [["B-PER", "O", "O"], ["B-LOC", "O", "O"], ["O", "B-PER", "O"]] * 20

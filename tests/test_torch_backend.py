@@ -4,11 +4,11 @@ padding to the longest member of a batch, and its schedule."""
 import pytest
 import torch
 
-from backends.multitask import single_task_job
-from backends.qa import QAFeature, build_features, pad_batch
-from backends.registry import get_backend, registry, total_steps
-from xstilts_tui import demo_data
-from xstilts_tui.recipe import BACKENDS, HParams
+from xstilts_tui.compute.kinds.multitask import single_task_job
+from xstilts_tui.compute.kinds.qa import QAFeature, build_features, pad_batch
+from xstilts_tui.compute.engines.registry import get_backend, registry, total_steps
+from xstilts_tui.data import demo as demo_data
+from xstilts_tui.recipe.parse import BACKENDS, HParams
 
 
 def test_registry_matches_the_control_plane_table():
@@ -71,7 +71,7 @@ def test_same_seed_same_model_on_cpu(demo_tokenizer, features):
 
 
 def test_cpu_dropout_by_default_reproducible_and_the_model_handed_back(demo_tokenizer, features):
-    from backends import cpu_dropout
+    from xstilts_tui.compute.engines import cpu_dropout
 
     runs = {}
     for name, flag in (("cpu", True), ("cpu again", True), ("torch", False)):
@@ -130,7 +130,7 @@ def test_training_lowers_the_loss(demo_tokenizer, features):
 
 
 def test_tokenizer_training_gives_the_same_ids_every_time():
-    from backends.models import corpus_texts, train_tokenizer
+    from xstilts_tui.compute.inputs.models import corpus_texts, train_tokenizer
 
     # The Unigram trainer orders the characters it appends by hash-set order, which
     # differs between trainings, even in one process.
@@ -139,7 +139,7 @@ def test_tokenizer_training_gives_the_same_ids_every_time():
 
 
 def test_canonical_pieces_reorders_the_appended_characters():
-    from backends.models import canonical_pieces
+    from xstilts_tui.compute.inputs.models import canonical_pieces
 
     learned = [("▁Anna", -3.0), ("in", -4.5)]
     run_a = learned + [("Z", -10.0), ("A", -10.0001), ("q", -10.0002)]

@@ -12,11 +12,11 @@ import polars as pl
 import pytest
 
 from conftest import SMALL_DEMO, run_cli
-from xstilts_tui.plan import build_plan
-from xstilts_tui.progress import PlainDisplay
-from xstilts_tui.recipe import RecipeError, parse_recipe
-from xstilts_tui.runner import Runner
-from xstilts_tui.tracking import flatten, metrics_of
+from xstilts_tui.plan.stages import build_plan
+from xstilts_tui.run.progress import PlainDisplay
+from xstilts_tui.recipe.parse import RecipeError, parse_recipe
+from xstilts_tui.run.runner import Runner
+from xstilts_tui.run.tracking import flatten, metrics_of
 
 def run_with(tmp_path, tracking: str):
     text = SMALL_DEMO + "\n[tracking]\n" + tracking

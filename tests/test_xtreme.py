@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA
-from xstilts_tui.native_formats import TATOEBA_CODES, read_conllu, read_tatoeba
-from xstilts_tui.retrieval_metrics import (best_threshold, cosine_nearest, f1_of, margin_candidates,
+from xstilts_tui.tasks.formats import TATOEBA_CODES, read_conllu, read_tatoeba
+from xstilts_tui.scoring.retrieval import (best_threshold, cosine_nearest, f1_of, margin_candidates,
                                            mine, tatoeba_accuracy)
-from xstilts_tui.xtreme import task_summary, xtreme_score
+from xstilts_tui.scoring.xtreme import task_summary, xtreme_score
 
 UD = SHARED_DATA / "udpos"
 TATOEBA = SHARED_DATA / "tatoeba"
@@ -40,8 +40,8 @@ def test_conllu_sentences_words_and_upos(lang):
 
 @pytest.mark.parametrize("lang", sorted(UD_FILES))
 def test_udpos_labels_align_to_first_sub_tokens(lang, demo_tokenizer):
-    from backends.kinds import KINDS
-    from xstilts_tui.tasks import TASKS
+    from xstilts_tui.compute.kinds.base import KINDS
+    from xstilts_tui.tasks.registry import TASKS
 
     rows = read_conllu(UD / UD_FILES[lang])[:200]
     kind = KINDS["token_tagging"]
@@ -97,7 +97,7 @@ def test_retrieval_with_known_answers():
 
 
 def test_seqeval_entity_f1_with_broken_spans():
-    from xstilts_tui.metrics import tagging_f1
+    from xstilts_tui.scoring.metrics import tagging_f1
 
     gold = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "I-ORG", "I-ORG"]]
     # An I- without a B- starts an entity (seqeval's default, non-strict mode): "I-PER I-PER"
@@ -139,7 +139,7 @@ def test_margin_scoring_prefers_mutual_neighbours():
 
 
 def _full(task: str, **values: float) -> dict[str, dict[str, float]]:
-    from xstilts_tui.tasks import TASKS
+    from xstilts_tui.tasks.registry import TASKS
 
     return {metric: {lang: value for lang in TASKS[task].languages} for metric, value in values.items()}
 
@@ -194,7 +194,7 @@ def test_score_udpos_on_real_conllu(tmp_path, capsys):
     pred = tmp_path / "pred.txt"
     pred.write_text("\n".join(lines), encoding="utf-8")
     result = _score(capsys, "--task", "udpos", "--gold", gold, "--pred", pred, "--lang", "de")
-    from xstilts_tui.metrics import tagging_f1
+    from xstilts_tui.scoring.metrics import tagging_f1
 
     expected = tagging_f1([r["tags"] for r in rows],
                           [[("PROPN" if t == "NOUN" and i % 2 else t) for t in r["tags"]]
@@ -243,7 +243,7 @@ def test_score_errors_name_the_problem(tmp_path, capsys):
 
 
 def test_language_sampling_policies():
-    from backends.multitask import language_weights
+    from xstilts_tui.compute.kinds.multitask import language_weights
 
     sizes = {"en": 8000, "de": 1000, "sw": 125}
     prop = language_weights(sizes, "proportional", 5.0)
@@ -261,7 +261,7 @@ def test_multilingual_intermediate_task_from_local_translate_train_files(tmp_pat
     import json
 
     from conftest import SMALL_DEMO, run_cli
-    from xstilts_tui import demo_data
+    from xstilts_tui.data import demo as demo_data
 
     rows = demo_data.generate("demo-nli", "train", "en", 120)
     for lang, count in (("en", 120), ("de", 60), ("sw", 15)):
@@ -339,7 +339,7 @@ max_eval_examples = 100
 
 
 def test_knn_numpy_and_faiss_agree():
-    from xstilts_tui.retrieval_metrics import knn, normalize
+    from xstilts_tui.scoring.retrieval import knn, normalize
 
     rng = np.random.default_rng(2)
     x, y = normalize(rng.normal(size=(300, 48))), normalize(rng.normal(size=(500, 48)))
@@ -356,14 +356,14 @@ def test_knn_numpy_and_faiss_agree():
 
 
 def test_panx_files(tmp_path):
-    from backends.data import load_rows
+    from xstilts_tui.compute.inputs.data import load_rows
 
     path = tmp_path / "panx.de.txt"
     path.write_text("de:Angela\tB-PER\nde:Merkel\tI-PER\nde:besucht\tO\nde:Paris\tB-LOC\n\n"
                     "de:Die\tO\nde:UNO\tB-ORG\n", encoding="utf-8")
     from dataclasses import asdict
 
-    from xstilts_tui.recipe import TaskSettings
+    from xstilts_tui.recipe.parse import TaskSettings
 
     task = {"name": "panx", "settings": asdict(TaskSettings(languages=("de",), eval_files=str(
         tmp_path / "panx.{lang}.txt")))}
@@ -379,10 +379,10 @@ def test_bucc_mining_finds_known_pairs_with_a_real_encoder(tmp_path, tiny_model_
     English sentence whose pair is its identical copy among English distractors, so the
     encoder (random, but deterministic) gives the pairs cosine 1; margin mining with the
     threshold chosen on the sample split must find them on the test split."""
-    from backends.data import load_retrieval
-    from backends.models import load_tokenizer
-    from backends.registry import get_backend
-    from backends.retrieval import evaluate_retrieval
+    from xstilts_tui.compute.inputs.data import load_retrieval
+    from xstilts_tui.compute.inputs.models import load_tokenizer
+    from xstilts_tui.compute.engines.registry import get_backend
+    from xstilts_tui.compute.kinds.retrieval import evaluate_retrieval
     from transformers import AutoModel
 
     english = list(dict.fromkeys(read_tatoeba(TATOEBA, "de")["english"]))  # unique lines

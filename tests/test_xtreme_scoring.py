@@ -47,7 +47,7 @@ def _f1_0012(gold, pred) -> float:
 
 
 def test_a_upos_tag_is_a_type_of_its_own():
-    from xstilts_tui.metrics import tagging_f1
+    from xstilts_tui.scoring.metrics import tagging_f1
 
     # seqeval 1.x reads CCONJ and SCONJ as "C"/"S" + "CONJ": one type, a match. XTREME: none.
     assert tagging_f1([["CCONJ"]], [["SCONJ"]])["f1"] == 0.0
@@ -57,7 +57,7 @@ def test_a_upos_tag_is_a_type_of_its_own():
 
 
 def test_tag_f1_equals_the_0012_reading_on_random_sequences():
-    from xstilts_tui.metrics import tagging_f1
+    from xstilts_tui.scoring.metrics import tagging_f1
 
     alphabet = ["NOUN", "VERB", "CCONJ", "SCONJ", "INTJ", "SYM", "_", "X", "ADP", "PUNCT", "O",
                 "B-PER", "I-PER", "B-LOC", "I-LOC", "E-ORG", "S-ORG", "B-O", "I-_"]
@@ -93,7 +93,7 @@ MULTIWORD = """# sent_id = t1
 
 
 def test_a_multiword_token_is_one_word_with_its_head_s_tag(tmp_path):
-    from xstilts_tui.native_formats import read_conllu
+    from xstilts_tui.tasks.formats import read_conllu
 
     path = tmp_path / "de_test-ud-test.conllu"
     path.write_text(MULTIWORD, encoding="utf-8")
@@ -108,7 +108,7 @@ def test_a_multiword_token_is_one_word_with_its_head_s_tag(tmp_path):
 @pytest.mark.parametrize("name, sentences, words", [
     ("en_ewt-ud-test.conllu", 2077, 24740), ("de_gsd-ud-test.conllu", 977, 16225)])
 def test_real_treebanks_read_into_xtreme_s_words(name, sentences, words):
-    from xstilts_tui.native_formats import read_conllu
+    from xstilts_tui.tasks.formats import read_conllu
 
     rows = read_conllu(UD / name)
     assert len(rows) == sentences
@@ -124,7 +124,7 @@ def _unit(degrees):
 
 
 def test_tatoeba_queries_with_english_sentences():
-    from xstilts_tui.retrieval_metrics import tatoeba_accuracy
+    from xstilts_tui.scoring.retrieval import tatoeba_accuracy
 
     # source at 0 and 65 degrees, English at 30 and 105: each English sentence's nearest
     # source is its own (XTREME: 100); each source's nearest English is the first (50)
@@ -136,7 +136,7 @@ def test_tatoeba_queries_with_english_sentences():
 
 
 def test_bucc_threshold_is_the_midpoint_after_the_cut_off():
-    from xstilts_tui.retrieval_metrics import best_threshold
+    from xstilts_tui.scoring.retrieval import best_threshold
 
     candidates = [("a", "1", 1.30), ("b", "2", 1.20), ("c", "3", 1.00)]
     threshold, f1 = best_threshold(candidates, {("a", "1"), ("b", "2")})
@@ -144,7 +144,7 @@ def test_bucc_threshold_is_the_midpoint_after_the_cut_off():
 
 
 def test_max_strategy_mining_keeps_each_sentence_once():
-    from xstilts_tui.retrieval_metrics import margin_candidates
+    from xstilts_tui.scoring.retrieval import margin_candidates
 
     rng = np.random.default_rng(3)
     target = rng.normal(size=(40, 8)).astype(np.float32)
@@ -159,7 +159,7 @@ def test_max_strategy_mining_keeps_each_sentence_once():
 
 
 def test_bucc_sentences_repeated_in_a_file_are_never_mined():
-    from xstilts_tui.retrieval_metrics import bucc_candidates
+    from xstilts_tui.scoring.retrieval import bucc_candidates
 
     rng = np.random.default_rng(5)
     base = {f"s{i}": rng.normal(size=8).astype(np.float32) for i in range(12)}
@@ -182,9 +182,9 @@ def test_bucc_sentences_repeated_in_a_file_are_never_mined():
 def test_a_task_on_some_of_its_languages_has_no_summary_and_the_table_says_partial():
     import polars as pl
 
-    from xstilts_tui.results import xtreme_table
-    from xstilts_tui.tasks import TASKS
-    from xstilts_tui.xtreme import xtreme_score
+    from xstilts_tui.results.store import xtreme_table
+    from xstilts_tui.tasks.registry import TASKS
+    from xstilts_tui.scoring.xtreme import xtreme_score
 
     table = {t: {m: {lang: 80.0 for lang in TASKS[t].languages} for m in ms} for t, ms in {
         "xnli": ["accuracy"], "pawsx": ["accuracy"], "udpos": ["f1"], "panx": ["f1"],
@@ -281,8 +281,8 @@ def test_xtreme_mock_data_scores_exactly_as_evaluate_test_pins(task, capsys):
     """Each language scored by `score` from XTREME's own label and prediction files, then
     averaged as evaluate.py does: equal to the last bit. (seqeval 1.2.2 reading UD-POS tags
     its own way gives an F1 of 70.398.)"""
-    from xstilts_tui.tasks import TASKS
-    from xstilts_tui.xtreme import task_summary
+    from xstilts_tui.tasks.registry import TASKS
+    from xstilts_tui.scoring.xtreme import task_summary
 
     suffix = "json" if task in ("xquad", "mlqa", "tydiqa") else "tsv"
     scores: dict[str, dict[str, float]] = {m: {} for m in TASK2AVG_SCORES[task]}

@@ -18,18 +18,18 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Input, TabbedContent, TabPane
 
-from ..recipe import Recipe, RecipeError
-from ..runner import Runner
-from .compare import CompareView
-from .context import RunContext
-from .dialogs import Confirm, Help
-from .launch import prepare_run
-from .messages import (AppDisplay, CompareRun, LogLine, OpenRun, RunEnded, ScoreArrived,
+from xstilts_tui.recipe.parse import Recipe, RecipeError
+from xstilts_tui.run.runner import Runner
+from xstilts_tui.dashboard.compare import CompareView
+from xstilts_tui.dashboard.context import RunContext
+from xstilts_tui.dashboard.dialogs import Confirm, Help
+from xstilts_tui.dashboard.launch import prepare_run
+from xstilts_tui.dashboard.messages import (AppDisplay, CompareRun, LogLine, OpenRun, RunEnded, ScoreArrived,
                        StageEnded, StageProgress, StageStarted)
-from .past_runs import PastRunsView
-from .recipes import SHIPPED_RECIPES, RecipesView
-from .runs import RunsView
-from .scores import ScoresView
+from xstilts_tui.dashboard.past_runs import PastRunsView
+from xstilts_tui.dashboard.recipes import SHIPPED_RECIPES, RecipesView
+from xstilts_tui.dashboard.runs import RunsView
+from xstilts_tui.dashboard.scores import ScoresView
 
 # Each tab: its key, its title, and the widget that takes the focus when it is shown.
 TABS = {"recipes": ("1", "Recipes", "#recipe-list"), "runs": ("2", "Runs", "#stages"),

@@ -12,8 +12,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Select, Static
 
-from ..results import AVG, AVG_NO_EN, format_cell, human_bytes
-from .context import RunContext
+from xstilts_tui.results.store import AVG, AVG_NO_EN, format_cell, human_bytes
+from xstilts_tui.dashboard.context import RunContext
 
 HELP = "A and B: an arm of this run, or of a run added from Past runs (x)"
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import polars as pl
 
-from ..recipe import Recipe, RecipeError
-from ..results import AVG, AVG_NO_EN, RESULT_COLUMNS, STAGE_COLUMNS, score_cells
-from ..run_manifest import read_manifest, read_table
-from ..tasks import TASKS
+from xstilts_tui.recipe.parse import Recipe, RecipeError
+from xstilts_tui.results.store import AVG, AVG_NO_EN, RESULT_COLUMNS, STAGE_COLUMNS, score_cells
+from xstilts_tui.results.manifest import read_manifest, read_table
+from xstilts_tui.tasks.registry import TASKS
 
 DONE = ("done", "cached")
 NOT_DONE = ("failed", "skipped", "cancelled")

@@ -8,11 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..executors import executor_for
-from ..plan import Plan, build_plan
-from ..provenance import Runtime, digest, runtime_of_slots
-from ..recipe import Recipe
-from ..slots import Slot, make_slots
+from xstilts_tui.run.executors import executor_for
+from xstilts_tui.plan.stages import Plan, build_plan
+from xstilts_tui.protocol.provenance import Runtime, digest, runtime_of_slots
+from xstilts_tui.recipe.parse import Recipe
+from xstilts_tui.protocol.slots import Slot, make_slots
 
 
 def output_folder(app, recipe: Recipe) -> Path | None:
@@ -33,7 +33,7 @@ def output_folder(app, recipe: Recipe) -> Path | None:
 def prepare_run(app, recipe: Recipe) -> tuple[Plan, list[Slot], Any] | None:
     """The plan, slots and executor of a run about to start; None (and a line saying why)
     where it cannot start."""
-    from ..recipe_inputs import inputs_missing
+    from xstilts_tui.recipe.inputs import inputs_missing
 
     options = app.run_options
     try:

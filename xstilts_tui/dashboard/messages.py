@@ -13,8 +13,8 @@ from typing import Any
 from textual.app import App
 from textual.message import Message
 
-from ..plan import Plan
-from ..progress import PlainDisplay
+from xstilts_tui.plan.stages import Plan
+from xstilts_tui.run.progress import PlainDisplay
 
 
 class StageStarted(Message):

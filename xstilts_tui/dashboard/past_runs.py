@@ -13,8 +13,8 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from .context import PastRun, past_runs
-from .messages import CompareRun, OpenRun
+from xstilts_tui.dashboard.context import PastRun, past_runs
+from xstilts_tui.dashboard.messages import CompareRun, OpenRun
 
 
 class PastRunsView(Vertical):

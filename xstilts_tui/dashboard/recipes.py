@@ -21,12 +21,12 @@ from textual.message import Message
 from textual.widgets import (Button, DataTable, Input, Label, ListItem, ListView, Select,
                              SelectionList, Static)
 
-from ..recipe import BACKENDS, HParams, Recipe, RecipeError, normalise_hparams, parse_recipe
-from ..recipe_doc import PHASES, RecipeDocument
-from ..tasks import TASKS
-from . import saving
-from .context import backend_label
-from .saving import read_recipe_text
+from xstilts_tui.recipe.parse import BACKENDS, HParams, Recipe, RecipeError, normalise_hparams, parse_recipe
+from xstilts_tui.recipe.doc import PHASES, RecipeDocument
+from xstilts_tui.tasks.registry import TASKS
+from xstilts_tui.dashboard import saving
+from xstilts_tui.dashboard.context import backend_label
+from xstilts_tui.dashboard.saving import read_recipe_text
 
 SHIPPED_RECIPES = Path(__file__).resolve().parent.parent.parent / "recipes"
 

@@ -12,10 +12,10 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Label, ProgressBar, RichLog, Static
 
-from ..plan import Plan
-from ..stage_cache import lock_held
-from ..progress import clock
-from .context import DONE, NOT_DONE, RunContext
+from xstilts_tui.plan.stages import Plan
+from xstilts_tui.protocol.stage_cache import lock_held
+from xstilts_tui.run.progress import clock
+from xstilts_tui.dashboard.context import DONE, NOT_DONE, RunContext
 
 
 def bar_text(step: int, total: int, width: int = 8) -> str:

@@ -97,7 +97,7 @@ def write_from_form(view, path: Path, document) -> bool:
 def name_problem(view, name: str) -> str:
     """What is wrong with a new recipe name ("" when nothing): judged by the names the
     listed recipes give themselves (their output folders), not their files' names."""
-    from ..recipe import _NAME
+    from xstilts_tui.recipe.parse import _NAME
 
     assert view.recipe_path is not None
     if not _NAME.fullmatch(name):
@@ -113,7 +113,7 @@ def name_problem(view, name: str) -> str:
 
 
 def save_as(view) -> None:
-    from .dialogs import AskName
+    from xstilts_tui.dashboard.dialogs import AskName
 
     recipe = view.validate()
     if recipe is None or view.recipe_path is None:
@@ -142,7 +142,7 @@ def save_as(view) -> None:
 
 def new_recipe(view) -> None:
     """Ask a name, write a small recipe of that name beside the open one, open it."""
-    from .dialogs import AskName
+    from xstilts_tui.dashboard.dialogs import AskName
 
     folder = view.recipe_path.parent if view.recipe_path else (view.recipes_dirs or [Path(".")])[0]
 
@@ -167,7 +167,7 @@ def new_recipe(view) -> None:
 def overwrite(view) -> None:
     """Overwrite the open file with the form, asking first; a file changed on disk since it
     was opened is offered for reload instead, never silently replaced."""
-    from .dialogs import Confirm
+    from xstilts_tui.dashboard.dialogs import Confirm
 
     if view.validate() is None or view.recipe_path is None:
         view.notify("fix the recipe before saving", severity="error")

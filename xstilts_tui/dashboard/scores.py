@@ -15,8 +15,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
-from ..results import format_cell, xtreme_table
-from .context import RunContext
+from xstilts_tui.results.store import format_cell, xtreme_table
+from xstilts_tui.dashboard.context import RunContext
 
 
 class ScoresView(Vertical):
@@ -197,8 +197,8 @@ class ScoresView(Vertical):
         wanted = self.metric
 
         def work() -> None:
-            from ..significance import RESAMPLES, deltas, run_predictions
-            from .context import metric_for
+            from xstilts_tui.results.significance import RESAMPLES, deltas, run_predictions
+            from xstilts_tui.dashboard.context import metric_for
 
             try:
                 predictions = run_predictions(context.results_dir)

@@ -1,0 +1,158 @@
+"""Extractive QA: sliding-window features, batching, and n-best span post-processing.
+
+Windows follow the authors' toolkit: the question is cut to ``max_query_length``
+tokens, and successive windows over a long context start ``doc_stride`` tokens apart
+(the original BERT/XTREME meaning of doc_stride, not the tokenizer's overlap).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from .base import segment_ids
+
+
+@dataclass
+class QAFeature:
+    example: int  # index of the row it came from
+    input_ids: list[int]
+    offsets: list[tuple[int, int] | None]  # character span in the context; None outside it
+    start_position: int  # token index of the answer start (0: not in this window)
+    end_position: int
+    token_type_ids: list[int] | None = None  # segment ids, where the model reads them
+
+
+def _truncate_questions(tokenizer, questions: list[str], max_query_length: int) -> tuple[list[str], list[int]]:
+    cut = list(questions)
+    lengths = [0] * len(cut)
+    todo = list(range(len(cut)))
+    # Cut each long question at the end of its max_query_length-th token; a cut text can
+    # tokenise into a few more pieces, so tokenise again until every question fits.
+    while todo:
+        enc = tokenizer([cut[i] for i in todo], add_special_tokens=False,
+                        return_offsets_mapping=True)
+        again = []
+        for i, ids, offsets in zip(todo, enc["input_ids"], enc["offset_mapping"]):
+            lengths[i] = len(ids)
+            if len(ids) > max_query_length:
+                end = offsets[max_query_length - 1][1]
+                if end >= len(cut[i]):  # pieces sharing offsets: drop the last character
+                    end = len(cut[i]) - 1
+                cut[i] = cut[i][:end]
+                again.append(i)
+        todo = again
+    return cut, lengths
+
+
+def _label(offsets: list[tuple[int, int] | None], start_char: int, end_char: int) -> tuple[int, int]:
+    context = [i for i, o in enumerate(offsets) if o is not None]
+    first, last = context[0], context[-1]
+    if not (offsets[first][0] <= start_char and offsets[last][1] >= end_char):
+        return 0, 0
+    start = first
+    while start <= last and offsets[start][0] <= start_char:
+        start += 1
+    end = last
+    while end >= first and offsets[end][1] >= end_char:
+        end -= 1
+    # A Metaspace "▁" piece shares its start with the word after it; never end before
+    # the start.
+    return start - 1, max(end + 1, start - 1)
+
+
+def build_features(tokenizer, rows: list[dict], max_length: int, doc_stride: int,
+                   max_query_length: int) -> list[QAFeature]:
+    """Windows of every row, labelled with the first gold answer where the row has one."""
+    questions, q_lengths = _truncate_questions(
+        tokenizer, [r["question"].lstrip() for r in rows], max_query_length)
+    specials = tokenizer.num_special_tokens_to_add(pair=True)
+    # One batched tokenizer call per question length: the overlap between windows that
+    # gives a start-to-start distance of doc_stride depends on it.
+    by_length: dict[int, list[int]] = defaultdict(list)
+    for i, n in enumerate(q_lengths):
+        by_length[n].append(i)
+    per_row: dict[int, list[QAFeature]] = {}
+    for q_len, indices in by_length.items():
+        window = max_length - q_len - specials
+        if window <= 0:
+            raise ValueError(f"max_length {max_length} leaves no room for the context after a "
+                             f"{q_len}-token question")
+        overlap = max(0, window - doc_stride)
+        enc = tokenizer([questions[i] for i in indices], [rows[i]["context"] for i in indices],
+                        truncation="only_second", max_length=max_length, stride=overlap,
+                        return_overflowing_tokens=True, return_offsets_mapping=True)
+        types = segment_ids(tokenizer, enc)
+        for f, sample in enumerate(enc["overflow_to_sample_mapping"]):
+            row_index = indices[sample]
+            sequence_ids = enc.sequence_ids(f)
+            offsets = [tuple(o) if s == 1 else None
+                       for o, s in zip(enc["offset_mapping"][f], sequence_ids)]
+            start = end = 0
+            answers = rows[row_index]["answers"]
+            if answers["text"]:
+                start_char = answers["answer_start"][0]
+                start, end = _label(offsets, start_char, start_char + len(answers["text"][0]))
+            per_row.setdefault(row_index, []).append(
+                QAFeature(row_index, list(enc["input_ids"][f]), offsets, start, end,
+                          list(types[f]) if types is not None else None))
+    return [feature for i in range(len(rows)) for feature in per_row.get(i, [])]
+
+
+def best_spans(rows: list[dict], features: list[QAFeature], start_logits: list[np.ndarray],
+               end_logits: list[np.ndarray], n_best: int, max_answer_length: int) -> dict[str, str]:
+    """The highest-scoring valid span of each row, over all its windows.
+
+    A span is valid when both ends lie in the context, the end does not precede the
+    start, and it is at most ``max_answer_length`` tokens long; candidates are the
+    ``n_best`` start and end logits of each window, scored by their sum. A row with no
+    valid span gets the empty string.
+    """
+    best: dict[int, tuple[float, int, int]] = {}
+    for feature, s_logits, e_logits in zip(features, start_logits, end_logits):
+        in_context = np.array([o is not None for o in feature.offsets])
+        s_logits = np.asarray(s_logits, dtype=np.float64)[: len(in_context)]
+        e_logits = np.asarray(e_logits, dtype=np.float64)[: len(in_context)]
+        s_idx = np.argsort(-s_logits, kind="stable")[:n_best]
+        e_idx = np.argsort(-e_logits, kind="stable")[:n_best]
+        length = e_idx[None, :] - s_idx[:, None] + 1
+        valid = (in_context[s_idx][:, None] & in_context[e_idx][None, :]
+                 & (length >= 1) & (length <= max_answer_length))
+        if not valid.any():
+            continue
+        scores = np.where(valid, s_logits[s_idx][:, None] + e_logits[e_idx][None, :], -np.inf)
+        flat = int(np.argmax(scores))
+        score = float(scores.flat[flat])
+        s, e = int(s_idx[flat // len(e_idx)]), int(e_idx[flat % len(e_idx)])
+        previous = best.get(feature.example)
+        if previous is None or score > previous[0]:
+            best[feature.example] = (score, feature.offsets[s][0], feature.offsets[e][1])
+    predictions = {}
+    for i, row in enumerate(rows):
+        hit = best.get(i)
+        predictions[row["id"]] = row["context"][hit[1]:hit[2]] if hit else ""
+    return predictions
+
+
+def pad_batch(features: list[QAFeature], pad_id: int, with_labels: bool):
+    """Tensors for one batch, padded to its longest member."""
+    import torch
+
+    width = max(len(f.input_ids) for f in features)
+    ids = torch.full((len(features), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(features), width), dtype=torch.long)
+    for i, f in enumerate(features):
+        ids[i, : len(f.input_ids)] = torch.tensor(f.input_ids)
+        mask[i, : len(f.input_ids)] = 1
+    batch = {"input_ids": ids, "attention_mask": mask}
+    if features[0].token_type_ids is not None:
+        types = torch.zeros((len(features), width), dtype=torch.long)
+        for i, f in enumerate(features):
+            types[i, : len(f.token_type_ids)] = torch.tensor(f.token_type_ids)
+        batch["token_type_ids"] = types
+    if with_labels:
+        batch["start_positions"] = torch.tensor([f.start_position for f in features])
+        batch["end_positions"] = torch.tensor([f.end_position for f in features])
+    return batch

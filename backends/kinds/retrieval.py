@@ -1,0 +1,63 @@
+"""Sentence vectors for retrieval (XTREME's protocol): the hidden states of one layer,
+mean-pooled over the non-padding tokens. The default layer sits at the same fraction of
+depth as layer 14 of XLM-R Large's 24 (``retrieval_layer`` 0); evaluation only, no head."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def default_layer(num_layers: int) -> int:
+    """Layer 14 of 24 (hidden_states[14]: the output of the 14th layer), scaled to depth."""
+    return max(1, min(num_layers, round(14 * num_layers / 24)))
+
+
+def sentence_vectors(model, tokenizer, texts: list[str], layer: int, max_length: int,
+                     batch_size: int, backend) -> np.ndarray:
+    """One vector a sentence: the mean over its tokens (not padding) of ``layer``'s
+    hidden states, in batches of similar length."""
+    import torch
+
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            enc = tokenizer([texts[i] for i in chunk], truncation=True, max_length=max_length,
+                            padding=True, return_tensors="pt")
+            enc = {k: v.to(backend.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+            with backend.autocast():
+                hidden = model(**enc, output_hidden_states=True).hidden_states[layer]
+            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+            out[chunk] = pooled.float().cpu().numpy()
+    return out
+
+
+def evaluate_retrieval(model, tokenizer, backend, task: str, data: dict[str, Any],
+                       hp: dict[str, Any]) -> dict[str, float]:
+    """Tatoeba accuracy or BUCC F1 (with the threshold chosen on the sample split)."""
+    from xstilts_tui.scoring.retrieval import best_threshold, bucc_candidates, f1_of, mine, tatoeba_accuracy
+
+    layer = hp.get("retrieval_layer") or default_layer(model.config.num_hidden_layers)
+
+    from .base import eval_batch_size
+
+    def vectors(texts: list[str]) -> np.ndarray:
+        return sentence_vectors(model, tokenizer, texts, layer, hp["max_length"],
+                                eval_batch_size(hp, backend.device), backend)
+
+    if task == "tatoeba":
+        return {"accuracy": tatoeba_accuracy(vectors(data["source"]), vectors(data["english"]))}
+
+    def candidates(split: dict[str, Any]) -> list[tuple[str, str, float]]:
+        return bucc_candidates(split["source"], split["source_ids"], split["english"],
+                               split["english_ids"], vectors, k=4)
+
+    threshold, sample_f1 = best_threshold(candidates(data["sample"]), data["sample"]["gold"])
+    precision, recall, f1 = f1_of(mine(candidates(data["test"]), threshold), data["test"]["gold"])
+    return {"f1": f1, "precision": precision, "recall": recall, "threshold": threshold,
+            "sample_f1": sample_f1}

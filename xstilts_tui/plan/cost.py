@@ -1,0 +1,221 @@
+"""What a plan will cost before it starts: training examples and tokens per stage, an
+estimate of each stage's time, and the makespan on a number of slots.
+
+A stage's time comes, where possible, from a rate measured by a finished stage in the
+stage cache (the same model, backend kind, phase and sequence length: its examples/s);
+else from a FLOP count, ``6 x parameters x tokens`` at ``MFU`` of ``PEAK_FLOPS`` (named in
+the output, so that nobody mistakes it for a measurement). Evaluation time is left out.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from xstilts_tui.plan.stages import Plan, Stage
+from xstilts_tui.tasks.registry import RETRIEVAL, TASKS
+
+# English training examples per task: the train split sizes of the datasets' cards (the
+# QA targets train on SQuAD v1.1; XNLI on MultiNLI; udpos on XTREME's English treebanks).
+TRAIN_EXAMPLES = {
+    "squad": 87_599, "xquad": 87_599, "mlqa": 87_599, "tydiqa": 3_696, "mnli": 392_702,
+    "anli": 162_865, "qqp": 363_846, "sst2": 67_349, "hellaswag": 39_905,
+    "commonsenseqa": 9_741, "cosmosqa": 25_262, "xnli": 392_702, "pawsx": 49_401,
+    "udpos": 21_253, "panx": 20_000, "xglue-nc": 100_000, "xglue-qam": 100_000,
+    "xglue-qadsm": 100_000,
+}
+# Parameters of the hub encoders the study uses (their model cards).
+HUB_PARAMETERS = {"FacebookAI/xlm-roberta-large": 560_000_000, "xlm-roberta-large": 560_000_000,
+                  "FacebookAI/xlm-roberta-base": 278_000_000, "xlm-roberta-base": 278_000_000,
+                  "google-bert/bert-base-multilingual-cased": 178_000_000}
+PEAK_FLOPS = 989e12  # an H100's dense bf16 peak, FLOP/s
+MFU = 0.40  # the share of it a fine-tuning run of an encoder reaches, assumed
+FLOP_RULE = f"6 x parameters x tokens at {MFU:.0%} of {PEAK_FLOPS / 1e12:.0f} TFLOP/s (an H100, bf16)"
+
+
+@dataclass
+class StageCost:
+    stage: str
+    examples: int | None  # training examples seen (epochs counted); None: unknown
+    tokens: int | None  # at most: examples x max_length
+    seconds: float | None
+    source: str  # "measured", "flops", "cached", "none" (nothing to train), "unknown"
+
+
+def _task_examples(task: dict[str, Any]) -> int | None:
+    settings = task["settings"]
+    name = task["name"]
+    if TASKS[name].generated:
+        size = settings.get("generated_train_examples", 0)
+    else:
+        size = TRAIN_EXAMPLES.get(name)
+    cap = settings.get("max_train_examples") or 0
+    if size is None:
+        return cap or None
+    return min(size, cap) if cap else size
+
+
+def stage_examples(stage: Stage) -> int | None:
+    """Training examples a stage sees, epochs or max_steps counted (None: unknown)."""
+    if stage.kind not in ("intermediate", "target"):
+        return 0
+    hp = stage.spec["hparams"]
+    world = stage.spec.get("world_size") or 1
+    if hp["max_steps"]:
+        return hp["max_steps"] * hp["batch_size"] * hp["grad_accum"] * world
+    tasks = stage.spec.get("tasks") or [stage.spec["task"]]
+    if all(TASKS[t["name"]].kind == RETRIEVAL for t in tasks):
+        return 0  # scored from the encoder as it is: nothing to train
+    sizes = [_task_examples(t) for t in tasks]
+    if any(s is None for s in sizes):
+        return None
+    return int(sum(sizes) * hp["epochs"])
+
+
+def model_parameters(plan: Plan) -> int | None:
+    model = plan.recipe.model
+    if model.hub:
+        return HUB_PARAMETERS.get(model.hub)
+    if model.config is not None:
+        c = {"hidden_size": 768, "num_hidden_layers": 12, "intermediate_size": 3072,
+             "max_position_embeddings": 514, **model.config}
+        h, layers, inner = c["hidden_size"], c["num_hidden_layers"], c["intermediate_size"]
+        vocab = model.tokenizer.vocab_size if model.tokenizer else 250_002
+        return layers * (4 * h * h + 2 * h * inner) + (vocab + c["max_position_embeddings"]) * h
+    config = Path(model.path or "") / "config.json"
+    try:
+        c = json.loads(config.read_text(encoding="utf-8"))
+        h, layers, inner = c["hidden_size"], c["num_hidden_layers"], c["intermediate_size"]
+        return layers * (4 * h * h + 2 * h * inner) + (c["vocab_size"] + c["max_position_embeddings"]) * h
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _rate_key(plan: Plan, spec: dict[str, Any]) -> tuple:
+    return (json.dumps(plan_model_identity(spec), sort_keys=True, default=str),
+            spec["backend"]["kind"], spec["kind"], spec["hparams"]["max_length"])
+
+
+def plan_model_identity(spec: dict[str, Any]) -> Any:
+    """What a rate depends on in a stage's model: the encoder, not which checkpoint of it."""
+    model = spec.get("model", {})
+    return {k: v for k, v in model.items() if k not in ("stage", "key")}
+
+
+def measured_rates(plan: Plan) -> dict[tuple, float]:
+    """examples/s of finished stages in the plan's stage cache, by what sets the pace."""
+    rates: dict[tuple, float] = {}
+    if not plan.cache_dir.is_dir():
+        return rates
+    for done in plan.cache_dir.glob("*/DONE"):
+        spec_path = done.parent / "stage.json"
+        try:
+            spec = json.loads(spec_path.read_text(encoding="utf-8"))
+            if spec.get("kind") not in ("intermediate", "target"):
+                continue
+            rate = None
+            for line in (done.parent / "events.jsonl").read_text(encoding="utf-8").splitlines():
+                event = json.loads(line)
+                if event.get("type") == "stage_finished" and event.get("examples_per_s"):
+                    rate = float(event["examples_per_s"])
+            if rate:
+                rates[_rate_key(plan, spec)] = rate
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return rates
+
+
+def plan_costs(plan: Plan, done: set[str] | None = None) -> list[StageCost]:
+    """Each stage's cost; ``done``: the ids of the stages the cache holds, where the
+    caller has verified them already (verifying hashes the checkpoints)."""
+    if done is None:
+        done = {s.id for s in plan.stages if plan.is_done(s)}
+    rates = measured_rates(plan)
+    params = model_parameters(plan)
+    costs = []
+    for stage in plan.stages:
+        examples = stage_examples(stage)
+        if stage.kind == "base" or examples == 0:
+            costs.append(StageCost(stage.id, 0, 0, 0.0, "none"))
+            continue
+        tokens = examples * stage.spec["hparams"]["max_length"] if examples is not None else None
+        if stage.id in done:
+            costs.append(StageCost(stage.id, examples, tokens, 0.0, "cached"))
+            continue
+        rate = rates.get(_rate_key(plan, {**stage.spec, "kind": stage.kind}))
+        if rate and examples is not None:
+            costs.append(StageCost(stage.id, examples, tokens, examples / rate, "measured"))
+        elif params and tokens is not None:
+            costs.append(StageCost(stage.id, examples, tokens,
+                                   6 * params * tokens / (PEAK_FLOPS * MFU), "flops"))
+        else:
+            costs.append(StageCost(stage.id, examples, tokens, None, "unknown"))
+    return costs
+
+
+def makespan(plan: Plan, seconds: dict[str, float], slots: int) -> float:
+    """The time the plan takes on ``slots`` slots when each stage starts as soon as its
+    inputs are done and a slot is free, longest remaining chain first (as the runner
+    schedules; each stage's time from ``seconds``)."""
+    dependents: dict[str, list[str]] = {s.id: [] for s in plan.stages}
+    for stage in plan.stages:
+        for dep in stage.deps:
+            dependents[dep].append(stage.id)
+    chain: dict[str, float] = {}
+    for stage in reversed(plan.stages):
+        chain[stage.id] = seconds[stage.id] + max((chain[d] for d in dependents[stage.id]), default=0.0)
+    index = {s.id: i for i, s in enumerate(plan.stages)}
+    waiting_on = {s.id: len(s.deps) for s in plan.stages}
+    ready = [(-chain[s.id], index[s.id], s.id) for s in plan.stages if not s.deps]
+    heapq.heapify(ready)
+    running: list[tuple[float, str]] = []
+    now, free = 0.0, max(1, slots)
+    while ready or running:
+        while ready and free:
+            _, _, stage_id = heapq.heappop(ready)
+            heapq.heappush(running, (now + seconds[stage_id], stage_id))
+            free -= 1
+        now, stage_id = heapq.heappop(running)
+        free += 1
+        for after in dependents[stage_id]:
+            waiting_on[after] -= 1
+            if waiting_on[after] == 0:
+                heapq.heappush(ready, (-chain[after], index[after], after))
+    return now
+
+
+def summary(plan: Plan, costs: list[StageCost], slots: int) -> dict[str, Any]:
+    """The plan in numbers: stages by kind, arm and task; examples and tokens; the
+    estimate (device-hours, its sources) and the makespan on ``slots`` and on one slot."""
+    by_kind: dict[str, int] = {}
+    by_arm: dict[str, int] = {}
+    by_task: dict[str, int] = {}
+    for stage in plan.stages:
+        by_kind[stage.kind] = by_kind.get(stage.kind, 0) + 1
+        for arm in stage.arms if stage.kind != "base" else ():
+            by_arm[arm] = by_arm.get(arm, 0) + 1
+        if stage.task:
+            by_task[stage.task] = by_task.get(stage.task, 0) + 1
+    known = [c for c in costs if c.seconds is not None]
+    sources: dict[str, int] = {}
+    for c in costs:
+        sources[c.source] = sources.get(c.source, 0) + 1
+    complete = len(known) == len(costs)
+    seconds = {c.stage: c.seconds or 0.0 for c in costs}
+    per_stage = max((plan.launch.stage_gpus if plan.launch else 1), 1)
+    return {
+        "stages": len(plan.stages), "by_kind": by_kind, "by_arm": by_arm, "by_task": by_task,
+        "train_examples": sum(c.examples or 0 for c in costs),
+        "train_tokens_at_most": sum(c.tokens or 0 for c in costs),
+        "unknown_examples": [c.stage for c in costs if c.examples is None],
+        "device_hours": sum(seconds.values()) * per_stage / 3600,
+        "estimate_sources": sources,
+        "estimate_complete": complete,
+        "flop_rule": FLOP_RULE,
+        "sequential_s": sum(seconds.values()),
+        "slots": slots,
+        "makespan_s": makespan(plan, seconds, slots),
+    }
