@@ -172,12 +172,13 @@ def run_training_stage(spec: dict[str, Any], stage_dir: Path, events: Events) ->
 
     from .inputs.data import load_rows
     from .inputs.features import load_features, use_cache
-    from .kinds.base import KINDS
+    from .kinds.registry import KINDS
     from .inputs.models import corpus_texts, load_tokenizer, resolve_source
     from .kinds.multitask import (MLM, BatchPlan, build_task_model, language_weights, mask_batch,
                             mlm_features)
     from .engines import distributed
-    from .engines.registry import get_backend, total_steps
+    from .engines.base import total_steps
+    from .engines.registry import get_backend
     from .engines.training import TrainJob, find_state
 
     hp = spec["hparams"]

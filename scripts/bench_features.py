@@ -60,7 +60,7 @@ def one(case: str, way: str, pairs: int, folder: Path) -> dict:
     from transformers import AutoTokenizer
 
     from xstilts_tui.compute.inputs import features as cache
-    from xstilts_tui.compute.kinds.base import KINDS
+    from xstilts_tui.compute.kinds.registry import KINDS
     from xstilts_tui.tasks.registry import EXTRACTIVE_QA, PAIR_CLASSIFICATION
 
     tokenizer = AutoTokenizer.from_pretrained(folder / "all-MiniLM-L6-v2")

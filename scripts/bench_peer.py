@@ -80,7 +80,7 @@ def score(model_dir: Path, test: Path, args) -> dict[str, float]:
     import torch
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-    from xstilts_tui.compute.kinds.base import KINDS
+    from xstilts_tui.compute.kinds.registry import KINDS
     from xstilts_tui.compute.engines.torch_engine import TorchBackend
     from xstilts_tui.recipe.parse import HParams
     from xstilts_tui.tasks.squad import read_squad_json

@@ -248,7 +248,7 @@ def test_zero3_saves_a_complete_checkpoint(demo_tokenizer, qa_features, tmp_path
 def test_lora_adapter_reloads_to_exactly_the_same_scores(demo_tokenizer, qa_features, tmp_path):
     from peft import PeftModel
 
-    from xstilts_tui.compute.kinds.base import KINDS
+    from xstilts_tui.compute.kinds.registry import KINDS
     from xstilts_tui.compute.kinds.multitask import TaskModel
     from xstilts_tui.compute.engines.peft_engine import ADAPTER_DIR
     from xstilts_tui.compute.engines.registry import get_backend
@@ -462,3 +462,22 @@ def test_a_stage_trains_with_an_hf_style_deepspeed_file(demo_tokenizer, qa_featu
     assert stats.steps == 4 and len(losses) == 4
     assert backend.config["train_micro_batch_size_per_gpu"] == 8
     assert backend.config["zero_optimization"]["reduce_bucket_size"] == 32 * 32
+
+
+@pytest.mark.slow
+def test_a_deepspeed_file_naming_its_own_optimizer_and_schedule_trains(demo_tokenizer, qa_features,
+                                                                        tmp_path):
+    """A Trainer-style file with DeepSpeed's own optimizer and schedule: the loop reads the
+    learning rate from the engine (there is no schedule of ours to ask)."""
+    import json as _json
+
+    from xstilts_tui.compute.engines.registry import get_backend
+
+    path = tmp_path / "ds.json"
+    config = dict(HF_STYLE)
+    config["zero_optimization"] = {"stage": 2, "reduce_bucket_size": "auto"}
+    path.write_text(_json.dumps(config))
+    backend = get_backend("deepspeed", {"zero_stage": 2, "config_file": str(path)})
+    _, losses, stats = _train(backend, demo_tokenizer, qa_features, steps=4)
+    assert stats.steps == 4 and len(losses) == 4
+    assert backend.config["scheduler"]["type"] == "WarmupDecayLR"

@@ -11,7 +11,7 @@ import pytest
 
 from xstilts_tui.compute.inputs import features as feature_cache
 from xstilts_tui.compute.inputs.features import load_features
-from xstilts_tui.compute.kinds.base import KINDS
+from xstilts_tui.compute.kinds.registry import KINDS
 from xstilts_tui.tasks.squad import read_squad_json
 from xstilts_tui.tasks.registry import EXTRACTIVE_QA, MULTIPLE_CHOICE, PAIR_CLASSIFICATION
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from xstilts_tui.compute.inputs.data import DataError, load_rows, read_conll_tags
-from xstilts_tui.compute.kinds.base import KINDS
+from xstilts_tui.compute.kinds.registry import KINDS
 from xstilts_tui.compute.inputs.models import ModelLoadError, load_for_task
 from xstilts_tui.compute.kinds.multitask import MLM, BatchPlan, build_task_model, mask_batch, mlm_features
 from xstilts_tui.compute.engines.registry import get_backend

@@ -3,7 +3,8 @@
 import shlex
 
 from conftest import ROOT, run_cli
-from xstilts_tui.plan.stages import build_plan, describe
+from xstilts_tui.plan.show import describe
+from xstilts_tui.plan.stages import build_plan
 from xstilts_tui.recipe.parse import load_recipe, parse_recipe
 
 RECIPE = """

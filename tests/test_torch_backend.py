@@ -6,7 +6,8 @@ import torch
 
 from xstilts_tui.compute.kinds.multitask import single_task_job
 from xstilts_tui.compute.kinds.qa import QAFeature, build_features, pad_batch
-from xstilts_tui.compute.engines.registry import get_backend, registry, total_steps
+from xstilts_tui.compute.engines.base import total_steps
+from xstilts_tui.compute.engines.registry import get_backend, registry
 from xstilts_tui.data import demo as demo_data
 from xstilts_tui.recipe.parse import BACKENDS, HParams
 

@@ -40,7 +40,7 @@ def test_conllu_sentences_words_and_upos(lang):
 
 @pytest.mark.parametrize("lang", sorted(UD_FILES))
 def test_udpos_labels_align_to_first_sub_tokens(lang, demo_tokenizer):
-    from xstilts_tui.compute.kinds.base import KINDS
+    from xstilts_tui.compute.kinds.registry import KINDS
     from xstilts_tui.tasks.registry import TASKS
 
     rows = read_conllu(UD / UD_FILES[lang])[:200]

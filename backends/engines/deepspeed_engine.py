@@ -22,10 +22,10 @@ from xstilts_tui.protocol.backend_options import PRESETS_DIR
 from xstilts_tui.protocol.deepspeed_auto import fill_auto
 
 from . import distributed
-from .registry import Backend
+from .base import Backend
 from .torch_engine import optimizer_groups
-from .training import (STATE, Meter, Selection, TrainJob, TrainStats, evaluate_and_select,
-                       find_state, fresh_state_folder, install_state, stop_if_asked)
+from .loop import train_loop
+from .training import STATE, Selection, TrainJob, TrainStats, find_state, fresh_state_folder, install_state
 
 BEST_PREFIX = "best-step"
 
@@ -135,21 +135,23 @@ class DeepSpeedBackend(Backend):
     # --- training ---------------------------------------------------------------------------
 
     def train(self, job: TrainJob) -> TrainStats:
+        return train_loop(job, self)
+
+    def begin(self, job: TrainJob, selection: Selection) -> int:
+        """The configuration, the optimiser and schedule (ours unless the user's file names
+        DeepSpeed's own), the engine, and a resume state loaded when there is one."""
         import deepspeed
         from transformers import get_linear_schedule_with_warmup
 
-        hp = job.hparams
-        model = job.model
+        hp, model, steps = job.hparams, job.model, job.steps
         self.precision = self._choose_precision(hp["precision"])
-        world, rank = distributed.world_size(), distributed.rank()
+        world = distributed.world_size()
         deepspeed.init_distributed(dist_backend="nccl" if self._device.type == "cuda" else "gloo",
                                    verbose=False)
-        steps = job.steps
         hidden = next((m.config.hidden_size for m in model.modules()
                        if hasattr(getattr(m, "config", None), "hidden_size")), None)
         self.config = build_config(hp, self.options, self.precision, world, steps, hidden)
         warmup = int(hp["warmup_ratio"] * steps)
-        # Ours unless the user's file names DeepSpeed's own optimizer or schedule.
         optimizer = None if "optimizer" in self.config else torch.optim.AdamW(
             optimizer_groups(model, hp["weight_decay"]), lr=hp["lr"], eps=hp["adam_eps"])
         if "scheduler" in self.config:
@@ -159,49 +161,57 @@ class DeepSpeedBackend(Backend):
                 return get_linear_schedule_with_warmup(opt, warmup, steps)
         else:
             scheduler = get_linear_schedule_with_warmup(optimizer, warmup, steps)
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer,
-                                               lr_scheduler=scheduler, config=self.config)
-        self.engine = engine
-        selection = Selection(patience=hp["patience"])
-        step = 0
+        self._scheduler = scheduler
+        self.trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        self.engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer,
+                                                    lr_scheduler=scheduler, config=self.config)
         found = find_state(job.state_dir) if job.state_dir else None
-        if found is not None:
-            _, client = engine.load_checkpoint(str(found), tag="state")
-            step = client["step"]
-            selection.load(client["selection"])
-            torch.set_rng_state(client["rng"])
-            job.log(f"resumed from the state saved at step {step}")
-        resumed_from = step
-        accum = hp["grad_accum"]
-        meter = Meter(job, world)
-        stopped_early = False
-        engine.train()
-        while step < steps and not selection.should_stop:
-            for m in range(accum):  # the engine accumulates and steps at the boundary
-                task, batch = job.batch((step * accum + m) * world + rank)
-                batch = {k: v.to(self._device) for k, v in batch.items()}
-                loss = engine(task, **batch)
-                engine.backward(loss)
-                engine.step()
-                meter.micro_batch(batch, loss)
-            step += 1
-            meter.step_done(step, scheduler.get_last_lr()[0])
-            improved, stopped_early = evaluate_and_select(job, step, selection)
-            if improved and step < steps and job.state_dir:
-                self._gathered_state_dict(job.state_dir, f"{BEST_PREFIX}{step}.pt")
-            engine.train()
-            if stopped_early:
-                break
-            if job.state_dir and hp["save_every"] and step % hp["save_every"] == 0 and step < steps:
-                self._save_state(job, step, selection)
-            stop_if_asked(job, step, lambda: self._save_state(job, step, selection))
-        if selection.best_step is not None and selection.best_step != step and job.state_dir:
-            self._restore(job.state_dir / f"{BEST_PREFIX}{selection.best_step}.pt")
-            job.log(f"kept the weights of step {selection.best_step} "
-                    f"(validation {selection.best_score:.2f})")
-        return meter.stats(step, selection, stopped_early=stopped_early, resumed_from=resumed_from,
-                           trainable_params=trainable)
+        if found is None:
+            return 0
+        _, client = self.engine.load_checkpoint(str(found), tag="state")
+        selection.load(client["selection"])
+        torch.set_rng_state(client["rng"])
+        job.log(f"resumed from the state saved at step {client['step']}")
+        return client["step"]
+
+    def train_mode(self) -> None:
+        self.engine.train()
+
+    def to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return {k: v.to(self._device) for k, v in batch.items()}
+
+    def forward_backward(self, task: str, batch: dict[str, Any], last: bool):
+        """The engine accumulates, and steps the optimiser at the accumulation boundary."""
+        loss = self.engine(task, **batch)
+        self.engine.backward(loss)
+        self.engine.step()
+        return loss
+
+    def optimizer_step(self) -> None:
+        """Done by the engine in ``forward_backward``."""
+
+    def lr(self) -> float:
+        """Our schedule's rate; where the user's file names DeepSpeed's own optimizer or
+        schedule, the engine's (its optimizer's first group)."""
+        last = getattr(self._scheduler, "get_last_lr", None)
+        return last()[0] if last is not None else self.engine.get_lr()[0]
+
+    def keep_best(self, job: TrainJob, step: int) -> None:
+        """The gathered weights on disk (nothing to keep when the last step is the best)."""
+        if step < job.steps and job.state_dir:
+            self._gathered_state_dict(job.state_dir, f"{BEST_PREFIX}{step}.pt")
+
+    def save_state(self, job: TrainJob, step: int, selection: Selection) -> None:
+        self._save_state(job, step, selection)
+
+    def restore_best(self, job: TrainJob, step: int, selection: Selection) -> bool:
+        if selection.best_step is None or selection.best_step == step or not job.state_dir:
+            return False
+        self._restore(job.state_dir / f"{BEST_PREFIX}{selection.best_step}.pt")
+        return True
+
+    def end(self) -> None:
+        """Nothing: every rank left the last save or restore together."""
 
     def _save_state(self, job: TrainJob, step: int, selection: Selection) -> None:
         """A resume state through DeepSpeed's own checkpoint (every rank writes its

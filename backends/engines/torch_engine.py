@@ -20,9 +20,9 @@ import torch
 from . import cpu_dropout
 from . import distributed
 from . import host_memory
-from .registry import Backend
-from .training import (Meter, Selection, TrainJob, TrainStats, evaluate_and_select, find_state,
-                       load_state, save_state, stop_if_asked)
+from .base import Backend
+from .loop import train_loop
+from .training import Selection, TrainJob, TrainStats, find_state, load_state, save_state
 
 _NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias")
 
@@ -97,101 +97,108 @@ class TorchBackend(Backend):
                 cpu_dropout.disable(job.model)
 
     def _train(self, job: TrainJob) -> TrainStats:
+        return train_loop(job, self)
+
+    # --- the loop's hooks -------------------------------------------------------------------
+
+    def begin(self, job: TrainJob, selection: Selection) -> int:
+        """Precision, the model on its device (wrapped for data parallelism, compiled when
+        asked), AdamW and the linear schedule; a resume state loaded when there is one."""
         from transformers import get_linear_schedule_with_warmup
 
-        hp = job.hparams
-        model = job.model
+        hp, model = job.hparams, job.model
         self.precision = self._choose_precision(hp["precision"])
         if self._device.type == "cpu":
             torch.use_deterministic_algorithms(True)
         model.to(self._device)
-        world, rank = distributed.world_size(), distributed.rank()
-        forward = model
-        if world > 1:  # data parallel under torchrun: every rank its share of the batches
+        self._model, self._world = model, distributed.world_size()
+        self._forward = model
+        if self._world > 1:  # data parallel under torchrun: every rank its share of the batches
             distributed.init_process_group()
-            forward = torch.nn.parallel.DistributedDataParallel(
+            self._forward = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[self._device.index] if self._device.type == "cuda" else None,
                 find_unused_parameters=len(getattr(model, "models", ())) > 1)
         if hp.get("compile"):
-            forward = torch.compile(forward, dynamic=True)
+            self._forward = torch.compile(self._forward, dynamic=True)
             self.compiled = True
-        scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        steps = job.steps
-        cuda = self._device.type == "cuda"
+        self._scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
+        self.trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        self._accum, self._clip = hp["grad_accum"], hp["max_grad_norm"]
         # the device is the CPU or a GPU and trained parameters are floats: fused always applies
-        optimizer = torch.optim.AdamW(optimizer_groups(model, hp["weight_decay"]),
-                                      lr=hp["lr"], eps=hp["adam_eps"], fused=True)
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(hp["warmup_ratio"] * steps), steps)
-        selection = Selection(patience=hp["patience"])
-        best: dict[str, Any] | None = None
-        step = 0
+        self._optimizer = torch.optim.AdamW(optimizer_groups(model, hp["weight_decay"]),
+                                            lr=hp["lr"], eps=hp["adam_eps"], fused=True)
+        self._scheduler = get_linear_schedule_with_warmup(
+            self._optimizer, int(hp["warmup_ratio"] * job.steps), job.steps)
+        self._best: dict[str, Any] | None = None
         found = find_state(job.state_dir) if job.state_dir else None
-        if found is not None:
-            state = load_state(found)
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["rng"])
-            if self._device.type == "cuda" and state.get("rng_cuda") is not None:
-                torch.cuda.set_rng_state(state["rng_cuda"])
-            selection.load(state["selection"])
-            best = state.get("best")
-            step = state["step"]
-            job.log(f"resumed from the state saved at step {step}")
-        resumed_from = step
-        accum = hp["grad_accum"]
-        meter = Meter(job, world)
-        stopped_early = False
-        model.train()
-        while step < steps and not selection.should_stop:
-            for m in range(accum):
-                task, batch = job.batch((step * accum + m) * world + rank)
-                batch = {k: (v.pin_memory() if cuda else v).to(self._device, non_blocking=cuda)
-                         for k, v in batch.items()}
-                sync = contextlib.nullcontext() if world == 1 or m == accum - 1 else forward.no_sync()
-                with sync:
-                    with self.autocast():
-                        loss = forward(task, **batch)
-                    scaled = loss / accum
-                    (scaler.scale(scaled) if scaler else scaled).backward()
-                meter.micro_batch(batch, loss)
-            if scaler:
-                scaler.unscale_(optimizer)
-            if hp["max_grad_norm"] > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), hp["max_grad_norm"])
-            if scaler:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            meter.step_done(step, scheduler.get_last_lr()[0])
-            improved, stopped_early = evaluate_and_select(job, step, selection)
-            if improved:  # kept in memory; nothing to keep when the last step is the best
-                best = _cpu_copy(model) if step < steps else None
-            model.train()
-            if stopped_early:
-                break
-            def save() -> None:
-                if rank == 0:
-                    save_state(job.state_dir, {
-                        "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
-                        "rng_cuda": torch.cuda.get_rng_state() if self._device.type == "cuda" else None,
-                        "selection": selection.to_dict(), "best": best,
-                    }, {"step": step, "events_offset": job.events_offset()})
+        if found is None:
+            return 0
+        state = load_state(found)
+        model.load_state_dict(state["model"])
+        self._optimizer.load_state_dict(state["optimizer"])
+        self._scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        if self._device.type == "cuda" and state.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state(state["rng_cuda"])
+        selection.load(state["selection"])
+        self._best = state.get("best")
+        job.log(f"resumed from the state saved at step {state['step']}")
+        return state["step"]
 
-            if job.state_dir and hp["save_every"] and step % hp["save_every"] == 0 and step < steps:
-                save()
-            stop_if_asked(job, step, save)
+    def train_mode(self) -> None:
+        self._model.train()
+
+    def to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        cuda = self._device.type == "cuda"
+        return {k: (v.pin_memory() if cuda else v).to(self._device, non_blocking=cuda)
+                for k, v in batch.items()}
+
+    def forward_backward(self, task: str, batch: dict[str, Any], last: bool):
+        sync = contextlib.nullcontext() if self._world == 1 or last else self._forward.no_sync()
+        with sync:
+            with self.autocast():
+                loss = self._forward(task, **batch)
+            scaled = loss / self._accum
+            (self._scaler.scale(scaled) if self._scaler else scaled).backward()
+        return loss
+
+    def optimizer_step(self) -> None:
+        scaler, optimizer = self._scaler, self._optimizer
+        if scaler:
+            scaler.unscale_(optimizer)
+        if self._clip > 0:
+            torch.nn.utils.clip_grad_norm_(self._model.parameters(), self._clip)
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        self._scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        if selection.best_step is not None and selection.best_step != step and best is not None:
-            model.load_state_dict(best)
-            job.log(f"kept the weights of step {selection.best_step} "
-                    f"(validation {selection.best_score:.2f})")
+
+    def lr(self) -> float:
+        return self._scheduler.get_last_lr()[0]
+
+    def keep_best(self, job: TrainJob, step: int) -> None:
+        """Kept in memory; nothing to keep when the last step is the best."""
+        self._best = _cpu_copy(self._model) if step < job.steps else None
+
+    def save_state(self, job: TrainJob, step: int, selection: Selection) -> None:
+        if distributed.rank() != 0:
+            return
+        save_state(job.state_dir, {
+            "step": step, "model": self._model.state_dict(), "optimizer": self._optimizer.state_dict(),
+            "scheduler": self._scheduler.state_dict(), "rng": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state() if self._device.type == "cuda" else None,
+            "selection": selection.to_dict(), "best": self._best,
+        }, {"step": step, "events_offset": job.events_offset()})
+
+    def restore_best(self, job: TrainJob, step: int, selection: Selection) -> bool:
+        self._optimizer.zero_grad(set_to_none=True)
+        if selection.best_step is None or selection.best_step == step or self._best is None:
+            return False
+        self._model.load_state_dict(self._best)
+        return True
+
+    def end(self) -> None:
         distributed.barrier()
-        return meter.stats(step, selection, stopped_early=stopped_early, resumed_from=resumed_from,
-                           trainable_params=trainable)

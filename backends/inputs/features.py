@@ -4,7 +4,7 @@ the stage cache, memory-mapped by every stage and seed that needs the same featu
 The key hashes what decides the features: the rows themselves, the tokenizer (its full
 serialised form, or its vocabulary for a slow one), the settings the kind reads
 (``max_length``, and for QA ``doc_stride`` and ``max_query_length``), the head's labels,
-the code that builds them (the sources ``xstilts_tui.compute.kinds.base`` imports, as read from their
+the code that builds them (the sources ``xstilts_tui.compute.kinds.registry`` imports, as read from their
 files) and the versions of the libraries that tokenise and store them. A file's name
 holds its code's hash after the kind's name, so that ``xstilts-tui cache gc --other-code`` finds those of
 other code; its modification time is its last use. A file is written whole under a temporary name and

@@ -241,7 +241,7 @@ def single_task_job(model, features, collate, hparams: dict[str, Any], seed: int
     ``FeatureTable`` (the benchmarks and tests train this way; stages go through the
     worker). With ``lengths`` (or a FeatureTable's) and ``group_by_length`` on, batches
     of similar length."""
-    from ..engines.registry import total_steps
+    from ..engines.base import total_steps
     from ..engines.training import TrainJob
 
     steps = total_steps(len(features), hparams)

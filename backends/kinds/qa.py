@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import segment_ids
+from xstilts_tui.scoring.metrics import score_qa
+
+from .base import Kind, run_model, segment_ids
 
 
 @dataclass
@@ -156,3 +158,64 @@ def pad_batch(features: list[QAFeature], pad_id: int, with_labels: bool):
         batch["start_positions"] = torch.tensor([f.start_position for f in features])
         batch["end_positions"] = torch.tensor([f.end_position for f in features])
     return batch
+
+
+class ExtractiveQA(Kind):
+    """Sliding windows over the context, start and end logits, n-best span search;
+    the SQuAD v1.1 or MLQA metric."""
+
+    name = "extractive_qa"
+    model_class = "AutoModelForQuestionAnswering"
+
+    def features(self, tokenizer, rows, hp, head):
+
+        return build_features(tokenizer, rows, hp["max_length"], hp["doc_stride"],
+                              hp["max_query_length"])
+
+    def length(self, feature):
+        return len(feature.input_ids)
+
+    def renumber(self, features, start):
+        for feature in features:
+            feature.example += start
+
+    def to_record(self, feature):
+        from dataclasses import asdict
+
+        return asdict(feature)
+
+    def from_record(self, record):
+
+        record["offsets"] = [tuple(o) if o is not None else None for o in record["offsets"]]
+        return QAFeature(**record)
+
+    def collate(self, features, pad_id):
+
+        return pad_batch(features, pad_id, True)
+
+    def evaluate(self, model, tokenizer, backend, rows, hp, spec, lang, head, keep=None):
+        from xstilts_tui.scoring.metrics import qa_example_scores
+
+
+        features = self.eval_features(tokenizer, rows, hp, head)
+        logits = run_model(model, backend, features,
+                           lambda b: pad_batch(b, tokenizer.pad_token_id, False),
+                           hp["eval_batch_size"], self.length,
+                           lambda out: list(zip(out.start_logits.float().cpu().numpy(),
+                                                out.end_logits.float().cpu().numpy())))
+        starts = [s[: len(f.input_ids)] for f, (s, _) in zip(features, logits)]
+        ends = [e[: len(f.input_ids)] for f, (_, e) in zip(features, logits)]
+        predictions = best_spans(rows, features, starts, ends, hp["n_best"], hp["max_answer_length"])
+        gold = {r["id"]: r["answers"]["text"] for r in rows}
+        scores = score_qa(gold, predictions, spec.metric, lang if spec.metric == "mlqa" else None)
+        if keep is not None:
+            import json
+
+            for row in rows:
+                prediction = predictions.get(row["id"], "")
+                f1, exact = qa_example_scores(prediction, row["answers"]["text"], spec.metric,
+                                              lang if spec.metric == "mlqa" else None)
+                keep.append({"example_id": row["id"], "prediction": prediction,
+                             "gold": json.dumps(list(row["answers"]["text"]), ensure_ascii=False),
+                             "f1": f1, "exact_match": exact})
+        return {"f1": scores["f1"], "exact_match": scores["exact_match"]}

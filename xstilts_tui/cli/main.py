@@ -14,7 +14,8 @@ from xstilts_tui.cli import cache as cache_command
 from xstilts_tui.scoring import scorers as score_command
 from xstilts_tui.errors import UsageError
 from xstilts_tui.results.significance import RESAMPLES
-from xstilts_tui.plan.stages import build_plan, describe, plan_data
+from xstilts_tui.plan.show import describe, plan_data
+from xstilts_tui.plan.stages import build_plan
 from xstilts_tui.recipe.parse import RecipeError, load_launch, load_recipe
 from xstilts_tui.tasks.registry import TASKS
 

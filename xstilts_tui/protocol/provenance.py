@@ -188,7 +188,7 @@ def code_fingerprint() -> dict[str, str]:
     return {str(p.relative_to(PROJECT_ROOT)): file_sha256(p)[:16] for p in files}
 
 
-FEATURE_CODE = "xstilts_tui.compute.kinds.base"  # what builds features: its sources and these libraries
+FEATURE_CODE = "xstilts_tui.compute.kinds.registry"  # what builds features: its sources and these libraries
 FEATURE_LIBRARIES = ("tokenizers", "transformers", "pyarrow", "numpy")
 
 
