@@ -70,7 +70,7 @@ def run_one(args) -> dict:
     from xstilts_tui.compute.kinds.qa import pad_batch
     from xstilts_tui.compute.engines.registry import get_backend
     from xstilts_tui.protocol.backend_options import defaults
-    from xstilts_tui.recipe.parse import HParams
+    from xstilts_tui.protocol.hparams import HParams
 
     kind, options = BACKENDS[args.one]
     distributed.ensure_rendezvous_env()

@@ -59,7 +59,7 @@ def main() -> int:
     from xstilts_tui.compute.kinds.qa import QAFeature, pad_batch
     from xstilts_tui.compute.engines.torch_engine import TorchBackend
     from xstilts_tui.protocol.backend_options import defaults
-    from xstilts_tui.recipe.parse import HParams
+    from xstilts_tui.protocol.hparams import HParams
 
     lengths = np.array(json.loads(Path(args.lengths).read_text()), dtype=np.int64)
     rng = np.random.default_rng(0)

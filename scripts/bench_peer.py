@@ -82,7 +82,7 @@ def score(model_dir: Path, test: Path, args) -> dict[str, float]:
 
     from xstilts_tui.compute.kinds.registry import KINDS
     from xstilts_tui.compute.engines.torch_engine import TorchBackend
-    from xstilts_tui.recipe.parse import HParams
+    from xstilts_tui.protocol.hparams import HParams
     from xstilts_tui.tasks.squad import read_squad_json
     from xstilts_tui.tasks.registry import EXTRACTIVE_QA, TASKS
 

@@ -44,7 +44,7 @@ def main() -> int:
     from xstilts_tui.compute.kinds.qa import build_features, pad_batch
     from xstilts_tui.compute.engines.torch_engine import TorchBackend
     from xstilts_tui.data import demo as demo_data
-    from xstilts_tui.recipe.parse import HParams
+    from xstilts_tui.protocol.hparams import HParams
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()

@@ -15,7 +15,8 @@ from conftest import ROOT, SMALL_DEMO
 from dashboard_fixtures import built_results, wait_for
 from xstilts_tui.dashboard import RunContext, XstiltsApp
 from xstilts_tui.dashboard.scores import ScoresView
-from xstilts_tui.recipe.parse import RecipeError, load_recipe, parse_recipe
+from xstilts_tui.recipe.parse import load_recipe, parse_recipe
+from xstilts_tui.recipe.schema import RecipeError
 
 SIZE = (80, 24)
 

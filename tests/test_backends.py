@@ -12,7 +12,9 @@ import torch
 from conftest import SMALL_DEMO, run_cli
 from xstilts_tui.protocol.backend_options import BACKEND_KINDS
 from xstilts_tui.plan.stages import build_plan
-from xstilts_tui.recipe.parse import HParams, RecipeError, parse_recipe
+from xstilts_tui.protocol.hparams import HParams
+from xstilts_tui.recipe.parse import parse_recipe
+from xstilts_tui.recipe.schema import RecipeError
 
 
 def test_registry_matches_the_control_plane_table():

@@ -7,7 +7,7 @@ import pytest
 
 from xstilts_tui.compute.inputs.data import DataError, _from_hub, load_rows
 from xstilts_tui.data import demo as demo_data
-from xstilts_tui.recipe.parse import TaskSettings
+from xstilts_tui.recipe.schema import TaskSettings
 from xstilts_tui.tasks.registry import TASKS, HubSplit
 
 

@@ -17,7 +17,8 @@ from xstilts_tui.compute.kinds.multitask import MLM, BatchPlan, build_task_model
 from xstilts_tui.compute.engines.registry import get_backend
 from xstilts_tui.compute.engines.training import TrainJob
 from xstilts_tui.data import demo as demo_data
-from xstilts_tui.recipe.parse import HParams, TaskSettings
+from xstilts_tui.protocol.hparams import HParams
+from xstilts_tui.recipe.schema import TaskSettings
 from xstilts_tui.tasks.registry import TASKS, HubSplit
 
 HP = {**asdict(HParams()), "max_length": 64, "eval_batch_size": 16}

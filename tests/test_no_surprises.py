@@ -371,7 +371,7 @@ def test_devices_that_do_not_exist_are_refused(tmp_path, monkeypatch, capsys):
 
 
 def test_a_short_max_length_fits_the_qa_defaults_and_a_given_stride_is_still_checked(tmp_path):
-    from xstilts_tui.recipe.parse import RecipeError
+    from xstilts_tui.recipe.schema import RecipeError
 
     base = SMALL_DEMO.replace("doc_stride = 48\nmax_query_length = 24\n", "")
     recipe = parse_recipe(base.replace("max_length = 96", "max_length = 128"), "r.toml", tmp_path)

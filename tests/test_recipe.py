@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, XQUAD_DIR, run_cli
-from xstilts_tui.recipe.parse import HParams, RecipeError, load_recipe, parse_recipe
+from xstilts_tui.protocol.hparams import HParams
+from xstilts_tui.recipe.parse import load_recipe, parse_recipe
+from xstilts_tui.recipe.schema import RecipeError
 
 GOOD = f"""
 name = "t"

@@ -17,7 +17,7 @@ from xstilts_tui.compute.engines.registry import get_backend
 from xstilts_tui.compute.engines.training import find_state
 from conftest import ROOT, SMALL_DEMO
 from xstilts_tui.data import demo as demo_data
-from xstilts_tui.recipe.parse import HParams
+from xstilts_tui.protocol.hparams import HParams
 
 
 def _model(tokenizer):

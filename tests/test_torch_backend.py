@@ -9,7 +9,8 @@ from xstilts_tui.compute.kinds.qa import QAFeature, build_features, pad_batch
 from xstilts_tui.compute.engines.base import total_steps
 from xstilts_tui.compute.engines.registry import get_backend, registry
 from xstilts_tui.data import demo as demo_data
-from xstilts_tui.recipe.parse import BACKENDS, HParams
+from xstilts_tui.protocol.hparams import HParams
+from xstilts_tui.recipe.schema import BACKENDS
 
 
 def test_registry_matches_the_control_plane_table():

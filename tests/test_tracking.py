@@ -14,7 +14,8 @@ import pytest
 from conftest import SMALL_DEMO, run_cli
 from xstilts_tui.plan.stages import build_plan
 from xstilts_tui.run.progress import PlainDisplay
-from xstilts_tui.recipe.parse import RecipeError, parse_recipe
+from xstilts_tui.recipe.parse import parse_recipe
+from xstilts_tui.recipe.schema import RecipeError
 from xstilts_tui.run.runner import Runner
 from xstilts_tui.run.tracking import flatten, metrics_of
 

@@ -363,7 +363,7 @@ def test_panx_files(tmp_path):
                     "de:Die\tO\nde:UNO\tB-ORG\n", encoding="utf-8")
     from dataclasses import asdict
 
-    from xstilts_tui.recipe.parse import TaskSettings
+    from xstilts_tui.recipe.schema import TaskSettings
 
     task = {"name": "panx", "settings": asdict(TaskSettings(languages=("de",), eval_files=str(
         tmp_path / "panx.{lang}.txt")))}

@@ -16,7 +16,9 @@ from xstilts_tui.errors import UsageError
 from xstilts_tui.results.significance import RESAMPLES
 from xstilts_tui.plan.show import describe, plan_data
 from xstilts_tui.plan.stages import build_plan
-from xstilts_tui.recipe.parse import RecipeError, load_launch, load_recipe
+from xstilts_tui.recipe.parse import load_recipe
+from xstilts_tui.recipe.schema import RecipeError
+from xstilts_tui.recipe.sections import load_launch
 from xstilts_tui.tasks.registry import TASKS
 
 
@@ -51,7 +53,7 @@ REUSE_HELP = ("keep finished stages across these kinds of change, judged harmles
 
 
 def _tracker_list(text: str) -> tuple[str, ...]:
-    from xstilts_tui.run.tracking import TRACKERS
+    from xstilts_tui.recipe.schema import TRACKERS
 
     names = tuple(part.strip() for part in text.split(",") if part.strip())
     unknown = [n for n in names if n not in TRACKERS]
@@ -233,7 +235,7 @@ def _fetch_needs(needs, root: Path, cache_dir: str | None, out=None) -> int:
 def _unset_warnings(file: str, recipe) -> list[str]:
     from dataclasses import asdict
 
-    from xstilts_tui.recipe.parse import unset_paths
+    from xstilts_tui.recipe.sections import unset_paths
 
     return [f"warning: {file}: tasks.{name}.{key}: ${variable} is unset; the stages that read it "
             "stop unless it is set when they run"
@@ -643,7 +645,7 @@ def cmd_dashboard(recipes_dirs: list[str], results: str | None, output: str | No
             raise UsageError(f"--edit {edit}: no such recipe file")
         load_recipe_text_check(edit_path)
     if devices is not None or (parallel is not None and parallel < 1):
-        from xstilts_tui.recipe.parse import Launch
+        from xstilts_tui.recipe.schema import Launch
 
         run_slots(Launch(), devices, parallel)  # the same checks as a headless run
     return run_dashboard(folders, Path(results) if results else None,

@@ -18,7 +18,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Input, TabbedContent, TabPane
 
-from xstilts_tui.recipe.parse import Recipe, RecipeError
+from xstilts_tui.recipe.schema import Recipe, RecipeError
 from xstilts_tui.run.runner import Runner
 from xstilts_tui.dashboard.compare import CompareView
 from xstilts_tui.dashboard.context import RunContext

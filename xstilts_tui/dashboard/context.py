@@ -9,7 +9,7 @@ from typing import Any
 
 import polars as pl
 
-from xstilts_tui.recipe.parse import Recipe, RecipeError
+from xstilts_tui.recipe.schema import Recipe, RecipeError
 from xstilts_tui.results.store import AVG, AVG_NO_EN, RESULT_COLUMNS, STAGE_COLUMNS, score_cells
 from xstilts_tui.results.manifest import read_manifest, read_table
 from xstilts_tui.tasks.registry import TASKS

@@ -11,7 +11,7 @@ from typing import Any
 from xstilts_tui.run.executors import executor_for
 from xstilts_tui.plan.stages import Plan, build_plan
 from xstilts_tui.protocol.provenance import Runtime, digest, runtime_of_slots
-from xstilts_tui.recipe.parse import Recipe
+from xstilts_tui.recipe.schema import Recipe
 from xstilts_tui.protocol.slots import Slot, make_slots
 
 

@@ -21,7 +21,9 @@ from textual.message import Message
 from textual.widgets import (Button, DataTable, Input, Label, ListItem, ListView, Select,
                              SelectionList, Static)
 
-from xstilts_tui.recipe.parse import BACKENDS, HParams, Recipe, RecipeError, normalise_hparams, parse_recipe
+from xstilts_tui.protocol.hparams import HParams, normalise_hparams
+from xstilts_tui.recipe.parse import parse_recipe
+from xstilts_tui.recipe.schema import BACKENDS, Recipe, RecipeError
 from xstilts_tui.recipe.doc import PHASES, RecipeDocument
 from xstilts_tui.tasks.registry import TASKS
 from xstilts_tui.dashboard import saving

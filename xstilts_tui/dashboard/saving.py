@@ -97,7 +97,7 @@ def write_from_form(view, path: Path, document) -> bool:
 def name_problem(view, name: str) -> str:
     """What is wrong with a new recipe name ("" when nothing): judged by the names the
     listed recipes give themselves (their output folders), not their files' names."""
-    from xstilts_tui.recipe.parse import _NAME
+    from xstilts_tui.recipe.schema import NAME as _NAME
 
     assert view.recipe_path is not None
     if not _NAME.fullmatch(name):

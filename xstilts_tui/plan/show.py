@@ -9,7 +9,7 @@ from typing import Any
 from xstilts_tui.plan.cost import plan_costs, summary
 from xstilts_tui.plan.stages import Plan, Stage
 from xstilts_tui.protocol import provenance
-from xstilts_tui.recipe.parse import unset_paths
+from xstilts_tui.recipe.sections import unset_paths
 
 
 def unset_variables(stage: Stage) -> list[str]:

@@ -28,7 +28,7 @@ from typing import Any
 from xstilts_tui.protocol import provenance
 from xstilts_tui.plan.identity import corpus_identity, data_identity, local_file, weights_identity
 from xstilts_tui.protocol.provenance import Runtime, digest
-from xstilts_tui.recipe.parse import Launch, Recipe, TaskSettings
+from xstilts_tui.recipe.schema import Launch, Recipe, TaskSettings
 from xstilts_tui.tasks.registry import RETRIEVAL, TASKS
 
 KEY_VERSION = "stage-key/2"

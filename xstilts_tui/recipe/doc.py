@@ -12,7 +12,7 @@ from typing import Any
 import tomlkit
 from tomlkit.items import AoT, Table
 
-from xstilts_tui.recipe.parse import HF_PRECISION_FLAGS, hparam_aliases, normalise_hparams
+from xstilts_tui.protocol.hparams import HF_PRECISION_FLAGS, hparam_aliases, normalise_hparams
 
 PHASES = ("intermediate", "target")
 

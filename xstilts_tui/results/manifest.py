@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xstilts_tui.recipe.parse import RecipeError
+from xstilts_tui.recipe.schema import RecipeError
 
 # The columns a run's table must have to be read (later columns may be missing in the
 # tables of older versions: they read as null).

@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from xstilts_tui.recipe.parse import RecipeError
+from xstilts_tui.recipe.schema import RecipeError
 from xstilts_tui.results.store import (AVG, RESULT_COLUMNS, STAGE_COLUMNS, cost_rows, final_scores, score_cells,
                       xtreme_rows)
 from xstilts_tui.results.manifest import read_manifest, read_table

@@ -14,30 +14,17 @@ import json
 import os
 import signal
 import subprocess
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from xstilts_tui.protocol.processes import process_alive
+from xstilts_tui.recipe.schema import SlurmSettings
 
 JOB_FILE = "job.json"
 EXECUTORS = ("local", "slurm", "submitit-local")
 # SLURM states of a job that may still run (squeue/sacct words).
 ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING",
                  "SUSPENDED", "REQUEUE_HOLD", "REQUEUE_FED"}
-
-
-@dataclass(frozen=True)
-class SlurmSettings:
-    """The ``[slurm]`` section: what each stage's job asks for."""
-
-    partition: str = ""
-    gpus_per_node: int = 0  # 0: [launch]'s GPUs per stage
-    cpus_per_task: int = 8
-    mem_gb: int = 0  # 0: the partition's default
-    time_min: int = 24 * 60
-    account: str = ""
-    sbatch: dict[str, Any] = field(default_factory=dict)  # other sbatch options, e.g. qos
 
 
 class ChildProcess:

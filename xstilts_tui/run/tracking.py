@@ -22,23 +22,10 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-TRACKERS = ("mlflow", "wandb", "tensorboard")
-WANDB_MODES = ("online", "offline", "disabled")
-
-
-@dataclass(frozen=True)
-class TrackingSettings:
-    use: tuple[str, ...] = ()        # tracker names; empty: no tracking
-    experiment: str | None = None    # MLflow experiment, W&B project (default: the recipe's name)
-    dir: str | None = None           # where file-based trackers write (default: <output>/tracking)
-    mlflow_uri: str | None = None    # default: $MLFLOW_TRACKING_URI, else a file store in dir
-    wandb_mode: str | None = None    # default: W&B's own ($WANDB_MODE, else online)
-    wandb_entity: str | None = None
-
+from xstilts_tui.recipe.schema import TrackingSettings
 
 def flatten(value: Any, prefix: str = "") -> dict[str, str]:
     """A nested recipe as flat ``a.b.0.c`` keys and string values (tracker parameters)."""
