@@ -81,9 +81,9 @@ def run_one(args) -> dict:
     config = XLMRobertaConfig(**{**size, "vocab_size": vocab}, type_vocab_size=1, pad_token_id=1)
     torch.manual_seed(0)
     model = XLMRobertaForQuestionAnswering(config)
-    hp = {**vars(HParams()), "lr": 1e-4, "batch_size": args.batch_size, "grad_accum": 1,
+    hp = HParams(**{**vars(HParams()), "lr": 1e-4, "batch_size": args.batch_size, "grad_accum": 1,
           "max_steps": args.steps, "log_every": args.steps, "precision": args.precision,
-          "eval_every": 0, "save_every": 0}
+          "eval_every": 0, "save_every": 0})
     backend = get_backend(kind, {**defaults(kind), **options})
     job = single_task_job(model, features, lambda b: pad_batch(b, 1, True), hp, seed=1)
     if backend.device.type == "cuda":

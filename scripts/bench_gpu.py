@@ -107,9 +107,9 @@ def main() -> int:
             continue
         model = AutoModelForQuestionAnswering.from_config(config)
         model.load_state_dict(weights)
-        hp = {**asdict(HParams()), "lr": 1e-5, "batch_size": args.batch_size, "grad_accum": 1,
+        hp = HParams(**{**asdict(HParams()), "lr": 1e-5, "batch_size": args.batch_size, "grad_accum": 1,
               "max_steps": args.steps, "log_every": 1, "eval_every": 0, "save_every": 0,
-              **extra}
+              **extra})
         rates: list[tuple[int, float]] = []
         report = lambda step, total, loss, lr, rate: rates.append((step, rate))  # noqa: E731
         backend = TorchBackend() if kind == "torch" else PeftBackend(defaults("peft"))

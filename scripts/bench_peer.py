@@ -91,8 +91,8 @@ def score(model_dir: Path, test: Path, args) -> dict[str, float]:
     torch.set_num_threads(os.cpu_count() or 1)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForQuestionAnswering.from_pretrained(model_dir)
-    hp = {**asdict(HParams()), "max_length": args.max_length, "doc_stride": args.doc_stride,
-          "eval_batch_size": 64}
+    hp = HParams(**{**asdict(HParams()), "max_length": args.max_length, "doc_stride": args.doc_stride,
+          "eval_batch_size": 64})
     return KINDS[EXTRACTIVE_QA].evaluate(model, tokenizer, TorchBackend(), read_squad_json(str(test)),
                                          hp, TASKS["squad"], "en", {})
 

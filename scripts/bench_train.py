@@ -57,9 +57,9 @@ def main() -> int:
                               pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(0)
     initial = XLMRobertaForQuestionAnswering(config).state_dict()
-    hp = {**vars(HParams()), "lr": 1e-3, "batch_size": args.batch_size,
+    hp = HParams(**{**vars(HParams()), "lr": 1e-3, "batch_size": args.batch_size,
           "grad_accum": args.grad_accum, "max_steps": args.steps, "log_every": args.steps,
-          "warmup_ratio": 0.1}
+          "warmup_ratio": 0.1})
 
     def fresh_model():
         model = XLMRobertaForQuestionAnswering(config)

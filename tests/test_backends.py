@@ -198,8 +198,8 @@ def _train(backend, tokenizer, features, steps=20, **overrides):
     from xstilts_tui.compute.kinds.multitask import single_task_job
     from xstilts_tui.compute.kinds.qa import pad_batch
 
-    hp = {**asdict(HParams()), "lr": 1e-3, "batch_size": 8, "grad_accum": 2, "max_steps": steps,
-          "log_every": 1, "eval_every": 0, "save_every": 0, "precision": "fp32", **overrides}
+    hp = HParams(**{**asdict(HParams()), "lr": 1e-3, "batch_size": 8, "grad_accum": 2, "max_steps": steps,
+          "log_every": 1, "eval_every": 0, "save_every": 0, "precision": "fp32", **overrides})
     losses = []
     job = single_task_job(_qa_model(tokenizer), features, lambda b: pad_batch(b, tokenizer.pad_token_id, True),
                           hp, seed=3, report=lambda step, total, loss, lr, rate: losses.append(loss))
@@ -265,7 +265,7 @@ def test_lora_adapter_reloads_to_exactly_the_same_scores(demo_tokenizer, qa_feat
     assert 0 < stats.trainable_params < total / 4  # adapters and the head only
     kind, spec = KINDS["extractive_qa"], TASKS["demo-qa"]
     rows = demo_data.generate("demo-qa", "test", "en", 60)
-    hp = {**asdict(HParams()), "max_length": 96, "doc_stride": 48, "max_query_length": 24}
+    hp = HParams(**{**asdict(HParams()), "max_length": 96, "doc_stride": 48, "max_query_length": 24})
     in_memory = kind.evaluate(model.models["task"], demo_tokenizer, backend, rows, hp, spec, "en", {})
     backend.peft_model.save_pretrained(tmp_path / ADAPTER_DIR)
     adapter_bytes = sum(f.stat().st_size for f in (tmp_path / ADAPTER_DIR).iterdir())
@@ -361,8 +361,8 @@ def test_zero2_resumes_from_its_own_checkpoint(demo_tokenizer, qa_features, tmp_
     from xstilts_tui.compute.engines.training import find_state
 
     def run(state_dir, crash_at=None):
-        hp = {**asdict(HParams()), "lr": 1e-3, "batch_size": 8, "grad_accum": 2, "max_steps": 8,
-              "log_every": 1, "eval_every": 0, "save_every": 4, "precision": "fp32"}
+        hp = HParams(**{**asdict(HParams()), "lr": 1e-3, "batch_size": 8, "grad_accum": 2, "max_steps": 8,
+              "log_every": 1, "eval_every": 0, "save_every": 4, "precision": "fp32"})
         losses = []
         job = single_task_job(_qa_model(demo_tokenizer), qa_features,
                               lambda b: pad_batch(b, demo_tokenizer.pad_token_id, True), hp, seed=3,
@@ -415,8 +415,8 @@ HF_STYLE = {
 def test_hf_auto_values_are_filled_from_the_recipe():
     from xstilts_tui.compute.engines.deepspeed_engine import build_config
 
-    hp = {**asdict(HParams()), "lr": 3e-5, "batch_size": 4, "grad_accum": 8, "max_grad_norm": 0.5,
-          "adam_eps": 1e-7, "weight_decay": 0.02, "warmup_ratio": 0.1}
+    hp = HParams(**{**asdict(HParams()), "lr": 3e-5, "batch_size": 4, "grad_accum": 8, "max_grad_norm": 0.5,
+          "adam_eps": 1e-7, "weight_decay": 0.02, "warmup_ratio": 0.1})
     import json as _json
     import tempfile
 

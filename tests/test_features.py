@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from xstilts_tui.protocol.hparams import HParams
 from xstilts_tui.compute.inputs import features as feature_cache
 from xstilts_tui.compute.inputs.features import load_features
 from xstilts_tui.compute.kinds.registry import KINDS
 from xstilts_tui.tasks.squad import read_squad_json
 from xstilts_tui.tasks.registry import EXTRACTIVE_QA, MULTIPLE_CHOICE, PAIR_CLASSIFICATION
 
-HP = {"max_length": 128, "doc_stride": 64, "max_query_length": 32}
+HP = HParams(max_length=128, doc_stride=64, max_query_length=32)
 
 
 class CountingTokenizer:
@@ -84,7 +85,7 @@ def test_the_cache_misses_on_another_max_length_tokenizer_or_rows(xquad_dir, dem
     rows = xquad_rows(xquad_dir)[:100]
     load_features(kind, demo_tokenizer, rows, HP, {})
     shorter = CountingTokenizer(demo_tokenizer)
-    load_features(kind, shorter, rows, {**HP, "max_length": 96}, {})
+    load_features(kind, shorter, rows, HParams(**{**vars(HP), "max_length": 96}), {})
     assert shorter.calls > 0
     other = train_tokenizer([r["context"] for r in rows] * 3, 600)
     counted = CountingTokenizer(other)

@@ -21,7 +21,7 @@ from xstilts_tui.protocol.hparams import HParams
 from xstilts_tui.recipe.schema import TaskSettings
 from xstilts_tui.tasks.registry import TASKS, HubSplit
 
-HP = {**asdict(HParams()), "max_length": 64, "eval_batch_size": 16}
+HP = HParams(**{**asdict(HParams()), "max_length": 64, "eval_batch_size": 16})
 
 
 def _task(name, **settings):
@@ -160,8 +160,8 @@ KIND_TASKS = ["demo-jobs", "demo-nli", "demo-topic", "demo-choice", "demo-tags"]
 
 
 def _train(tiny_model_dir, demo_tokenizer, names, steps, seed=0, mlm=False, **hp):
-    hp = {**HP, "lr": 3e-3, "batch_size": 16, "grad_accum": 1, "warmup_ratio": 0.0,
-          "log_every": 1, "max_steps": steps, "eval_every": 0, **hp}
+    hp = HParams(**{**vars(HP), "lr": 3e-3, "batch_size": 16, "grad_accum": 1, "warmup_ratio": 0.0,
+          "log_every": 1, "max_steps": steps, "eval_every": 0, **hp})
     parts = {}
     for name in names:
         rows = load_rows(_task(name, generated_train_examples=400), "train")

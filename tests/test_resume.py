@@ -43,8 +43,8 @@ def _run(tokenizer, features, state_dir=None, crash_at=None, scores=None, **over
     """Train 12 steps; ``crash_at`` raises when that micro-batch is asked for;
     ``scores`` scripts what the validation returns at each evaluation."""
     model = _model(tokenizer)
-    hp = {**vars(HParams()), "lr": 1e-3, "batch_size": 8, "grad_accum": 2, "max_steps": 12,
-          "log_every": 1, "save_every": 4, "eval_every": 0, **overrides}
+    hp = HParams(**{**vars(HParams()), "lr": 1e-3, "batch_size": 8, "grad_accum": 2, "max_steps": 12,
+          "log_every": 1, "save_every": 4, "eval_every": 0, **overrides})
     evaluated = []
 
     def evaluate(step):

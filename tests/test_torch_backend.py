@@ -28,9 +28,9 @@ def test_batches_are_padded_to_their_longest_member():
 
 
 def test_total_steps_from_epochs_or_max_steps():
-    hp = vars(HParams(batch_size=4, grad_accum=2, epochs=2.0)).copy()
+    hp = HParams(batch_size=4, grad_accum=2, epochs=2.0)
     assert total_steps(100, hp) == 26  # ceil(100 / 8) = 13 per epoch
-    hp["max_steps"] = 7
+    hp = HParams(batch_size=4, grad_accum=2, epochs=2.0, max_steps=7)
     assert total_steps(100, hp) == 7
 
 
@@ -47,7 +47,7 @@ def _model(tokenizer, dropout=0.0):
 
 def _train(tokenizer, features, seed, dropout=0.0, backend=None, **overrides):
     model = _model(tokenizer, dropout)
-    hp = {**vars(HParams()), "lr": 1e-3, "log_every": 1, **overrides}
+    hp = HParams(**{**vars(HParams()), "lr": 1e-3, "log_every": 1, **overrides})
     losses = []
     job = single_task_job(model, features, lambda b: pad_batch(b, tokenizer.pad_token_id, True),
                           hp, seed, lambda step, total, loss, lr, rate: losses.append(loss))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA
+from xstilts_tui.protocol.hparams import HParams
 from xstilts_tui.tasks.formats import TATOEBA_CODES, read_conllu, read_tatoeba
 from xstilts_tui.scoring.retrieval import (best_threshold, cosine_nearest, f1_of, margin_candidates,
                                            mine, tatoeba_accuracy)
@@ -46,7 +47,7 @@ def test_udpos_labels_align_to_first_sub_tokens(lang, demo_tokenizer):
     rows = read_conllu(UD / UD_FILES[lang])[:200]
     kind = KINDS["token_tagging"]
     head = kind.head(TASKS["udpos"], rows)
-    features = kind.features(demo_tokenizer, rows, {"max_length": 512}, head)
+    features = kind.features(demo_tokenizer, rows, HParams(max_length=512), head)
     split_words = 0
     for row, feature in zip(rows, features):
         enc = demo_tokenizer(row["tokens"], is_split_into_words=True, truncation=True, max_length=512)
@@ -401,5 +402,5 @@ def test_bucc_mining_finds_known_pairs_with_a_real_encoder(tmp_path, tiny_model_
     assert len(data["test"]["gold"]) == 100 and len(data["test"]["english"]) == 300
     model = AutoModel.from_pretrained(tiny_model_dir)
     scores = evaluate_retrieval(model, load_tokenizer(str(tiny_model_dir), {}), get_backend("torch"),
-                                "bucc2018", data, {"max_length": 128, "eval_batch_size": 64})
+                                "bucc2018", data, HParams(max_length=128, eval_batch_size=64))
     assert scores["sample_f1"] > 95 and scores["f1"] > 95, scores

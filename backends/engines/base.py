@@ -14,6 +14,8 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
+from xstilts_tui.protocol.hparams import HParams
+
 from .training import TrainJob, TrainStats
 
 
@@ -61,10 +63,10 @@ class Backend(ABC):
             tokenizer.save_pretrained(out_dir)
 
 
-def total_steps(n_examples: int, hparams: dict[str, Any], world: int = 1) -> int:
+def total_steps(n_examples: int, hparams: HParams, world: int = 1) -> int:
     """Optimiser steps of a stage: ``max_steps``, or ``epochs`` over the examples, with a
     global batch of batch size x accumulation x processes."""
-    if hparams["max_steps"]:
-        return hparams["max_steps"]
-    per_epoch = math.ceil(n_examples / (hparams["batch_size"] * hparams["grad_accum"] * world))
-    return max(1, math.ceil(per_epoch * hparams["epochs"]))
+    if hparams.max_steps:
+        return hparams.max_steps
+    per_epoch = math.ceil(n_examples / (hparams.batch_size * hparams.grad_accum * world))
+    return max(1, math.ceil(per_epoch * hparams.epochs))

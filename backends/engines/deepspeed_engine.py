@@ -20,6 +20,7 @@ import torch
 
 from xstilts_tui.protocol.backend_options import PRESETS_DIR
 from xstilts_tui.protocol.deepspeed_auto import fill_auto
+from xstilts_tui.protocol.hparams import HParams
 
 from . import distributed
 from .base import Backend
@@ -40,7 +41,7 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_config(hparams: dict[str, Any], options: dict[str, Any], precision: str,
+def build_config(hparams: HParams, options: dict[str, Any], precision: str,
                  world: int = 1, steps: int | None = None,
                  hidden_size: int | None = None) -> dict[str, Any]:
     """The DeepSpeed configuration of a stage: generated, then preset, then user file,
@@ -54,10 +55,10 @@ def build_config(hparams: dict[str, Any], options: dict[str, Any], precision: st
     if stage == 3:
         zero["stage3_gather_16bit_weights_on_model_save"] = True
     config = {
-        "train_micro_batch_size_per_gpu": hparams["batch_size"],
-        "gradient_accumulation_steps": hparams["grad_accum"],
-        "train_batch_size": hparams["batch_size"] * hparams["grad_accum"] * world,
-        "gradient_clipping": hparams["max_grad_norm"],
+        "train_micro_batch_size_per_gpu": hparams.batch_size,
+        "gradient_accumulation_steps": hparams.grad_accum,
+        "train_batch_size": hparams.batch_size * hparams.grad_accum * world,
+        "gradient_clipping": hparams.max_grad_norm,
         "zero_optimization": zero,
         "bf16": {"enabled": precision == "bf16"},
         "fp16": {"enabled": precision == "fp16"},
@@ -144,16 +145,16 @@ class DeepSpeedBackend(Backend):
         from transformers import get_linear_schedule_with_warmup
 
         hp, model, steps = job.hparams, job.model, job.steps
-        self.precision = self._choose_precision(hp["precision"])
+        self.precision = self._choose_precision(hp.precision)
         world = distributed.world_size()
         deepspeed.init_distributed(dist_backend="nccl" if self._device.type == "cuda" else "gloo",
                                    verbose=False)
         hidden = next((m.config.hidden_size for m in model.modules()
                        if hasattr(getattr(m, "config", None), "hidden_size")), None)
         self.config = build_config(hp, self.options, self.precision, world, steps, hidden)
-        warmup = int(hp["warmup_ratio"] * steps)
+        warmup = int(hp.warmup_ratio * steps)
         optimizer = None if "optimizer" in self.config else torch.optim.AdamW(
-            optimizer_groups(model, hp["weight_decay"]), lr=hp["lr"], eps=hp["adam_eps"])
+            optimizer_groups(model, hp.weight_decay), lr=hp.lr, eps=hp.adam_eps)
         if "scheduler" in self.config:
             scheduler = None
         elif optimizer is None:

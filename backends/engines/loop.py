@@ -18,9 +18,9 @@ def train_loop(job: TrainJob, engine) -> TrainStats:
     """Train ``job.model`` with ``engine``'s hooks; on return it holds the kept weights."""
     hp = job.hparams
     world, rank = distributed.world_size(), distributed.rank()
-    selection = Selection(patience=hp["patience"])
+    selection = Selection(patience=hp.patience)
     step = engine.begin(job, selection)  # 0, or the step of the resume state it loaded
-    resumed_from, steps, accum = step, job.steps, hp["grad_accum"]
+    resumed_from, steps, accum = step, job.steps, hp.grad_accum
     meter = Meter(job, world)
     stopped_early = False
     engine.train_mode()
@@ -39,7 +39,7 @@ def train_loop(job: TrainJob, engine) -> TrainStats:
         engine.train_mode()
         if stopped_early:
             break
-        if job.state_dir and hp["save_every"] and step % hp["save_every"] == 0 and step < steps:
+        if job.state_dir and hp.save_every and step % hp.save_every == 0 and step < steps:
             engine.save_state(job, step, selection)
         stop_if_asked(job, step, lambda: engine.save_state(job, step, selection))
     if engine.restore_best(job, step, selection):

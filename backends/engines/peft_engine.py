@@ -7,6 +7,7 @@ that any backend loads it. Trains with the torch backend's loop.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,7 @@ class PeftBackend(TorchBackend):
         self.peft_model = peft_model
         job.model = peft_model
         if self.options.get("lr"):
-            job.hparams = {**hparams, "lr": self.options["lr"]}
+            job.hparams = replace(hparams, lr=self.options["lr"])
         try:
             return super().train(job)
         finally:

@@ -87,7 +87,7 @@ class TorchBackend(Backend):
     def train(self, job: TrainJob) -> TrainStats:
         self.dropout = "torch"
         cpu = self._device.type == "cpu"
-        if cpu and job.hparams.get("cpu_dropout", True) and cpu_dropout.enable(job.model):
+        if cpu and job.hparams.cpu_dropout and cpu_dropout.enable(job.model):
             self.dropout = "cpu"
         try:
             with host_memory.reuse_freed_memory() if cpu else contextlib.nullcontext():
@@ -107,7 +107,7 @@ class TorchBackend(Backend):
         from transformers import get_linear_schedule_with_warmup
 
         hp, model = job.hparams, job.model
-        self.precision = self._choose_precision(hp["precision"])
+        self.precision = self._choose_precision(hp.precision)
         if self._device.type == "cpu":
             torch.use_deterministic_algorithms(True)
         model.to(self._device)
@@ -118,17 +118,17 @@ class TorchBackend(Backend):
             self._forward = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[self._device.index] if self._device.type == "cuda" else None,
                 find_unused_parameters=len(getattr(model, "models", ())) > 1)
-        if hp.get("compile"):
+        if hp.compile:
             self._forward = torch.compile(self._forward, dynamic=True)
             self.compiled = True
         self._scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
         self.trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        self._accum, self._clip = hp["grad_accum"], hp["max_grad_norm"]
+        self._accum, self._clip = hp.grad_accum, hp.max_grad_norm
         # the device is the CPU or a GPU and trained parameters are floats: fused always applies
-        self._optimizer = torch.optim.AdamW(optimizer_groups(model, hp["weight_decay"]),
-                                            lr=hp["lr"], eps=hp["adam_eps"], fused=True)
+        self._optimizer = torch.optim.AdamW(optimizer_groups(model, hp.weight_decay),
+                                            lr=hp.lr, eps=hp.adam_eps, fused=True)
         self._scheduler = get_linear_schedule_with_warmup(
-            self._optimizer, int(hp["warmup_ratio"] * job.steps), job.steps)
+            self._optimizer, int(hp.warmup_ratio * job.steps), job.steps)
         self._best: dict[str, Any] | None = None
         found = find_state(job.state_dir) if job.state_dir else None
         if found is None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from xstilts_tui.protocol.stage_cache import RESUME_FILE, STATE, records, usable_state
+from xstilts_tui.protocol.hparams import HParams
 
 
 @dataclass
@@ -51,7 +52,7 @@ class TrainJob:
     model: Any
     batch: Callable[[int], tuple[str, dict[str, Any]]]
     steps: int
-    hparams: dict[str, Any]
+    hparams: HParams
     seed: int
     report: ProgressFn
     evaluate: Callable[[int], float] | None = None
@@ -61,7 +62,7 @@ class TrainJob:
     log: Callable[[str], None] = lambda message: None
 
     def due_for_eval(self, step: int) -> bool:
-        every = self.hparams["eval_every"]
+        every = self.hparams.eval_every
         if self.evaluate is None:
             return False
         if every and step % every == 0:
@@ -168,7 +169,7 @@ def stop_if_asked(job: "TrainJob", step: int, save) -> None:
     stage keeps states) and end the stage with StageStopped."""
     if not STOP.is_set():
         return
-    if job.state_dir is not None and job.hparams["save_every"] and step < job.steps:
+    if job.state_dir is not None and job.hparams.save_every and step < job.steps:
         save()
         raise StageStopped(f"stopped by SIGTERM at step {step} of {job.steps}; a resume state "
                            "was saved, run again to continue")
@@ -211,7 +212,7 @@ class Meter:
             raise TrainingDiverged(f"the loss is not finite ({float(self._loss) / self._batches}) at "
                                    f"step {step} (lr {lr:g}): training diverged; lower lr or "
                                    "check the data")
-        if step % self.job.hparams["log_every"] and step != self.job.steps:
+        if step % self.job.hparams.log_every and step != self.job.steps:
             return
         now = time.perf_counter()
         self.last_loss = float(self._loss) / self._batches

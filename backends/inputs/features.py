@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 
 from xstilts_tui.protocol.provenance import feature_code_hash
+from xstilts_tui.protocol.hparams import HParams
 
 SETTINGS = ("max_length", "doc_stride", "max_query_length")
 CHUNK_ROWS = 8192  # rows tokenised at a time when features are built
@@ -93,9 +94,9 @@ def rows_fingerprint(rows: list[dict]) -> str:
     return digest.hexdigest()
 
 
-def feature_key(kind, tokenizer, rows: list[dict], hp: dict[str, Any], head: dict[str, Any]) -> str:
+def feature_key(kind, tokenizer, rows: list[dict], hp: HParams, head: dict[str, Any]) -> str:
     what = {"code": feature_code_hash(), "kind": kind.name, "tokenizer": tokenizer_fingerprint(tokenizer),
-            "rows": rows_fingerprint(rows), "settings": {k: hp.get(k) for k in SETTINGS},
+            "rows": rows_fingerprint(rows), "settings": {k: getattr(hp, k) for k in SETTINGS},
             "labels": head.get("label2id")}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
@@ -130,7 +131,7 @@ def _to_table(kind, features: list) -> pa.Table:
     return pa.Table.from_pylist(records)
 
 
-def build_table(kind, tokenizer, rows: list[dict], hp: dict[str, Any],
+def build_table(kind, tokenizer, rows: list[dict], hp: HParams,
                 head: dict[str, Any]) -> pa.Table:
     """The features of ``rows`` as one Arrow table, tokenised ``CHUNK_ROWS`` rows at a
     time: the Python objects of one chunk are alive at once, the rest is Arrow arrays."""
@@ -155,7 +156,7 @@ def _write(path: Path, table: pa.Table) -> None:
     os.replace(tmp, path)
 
 
-def load_features(kind, tokenizer, rows: list[dict], hp: dict[str, Any],
+def load_features(kind, tokenizer, rows: list[dict], hp: HParams,
                   head: dict[str, Any]) -> FeatureTable:
     """The features of ``rows``: from the cache when there, else built (and kept there
     when a cache is in use)."""

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from xstilts_tui.tasks.registry import TaskSpec
+from xstilts_tui.protocol.hparams import HParams
 
 IGNORE = -100
 
@@ -48,9 +49,9 @@ def segment_ids(tokenizer, enc) -> list | None:
 AUTO_EVAL_BATCH = {"cuda": 512, "cpu": 64}
 
 
-def eval_batch_size(hp: dict[str, Any], device) -> int:
+def eval_batch_size(hp: HParams, device) -> int:
     """The evaluation batch: the recipe's, or with 0 a start for the largest that fits."""
-    return _batch_or_auto(hp["eval_batch_size"], device)
+    return _batch_or_auto(hp.eval_batch_size, device)
 
 
 def _batch_or_auto(batch_size: int, device) -> int:
@@ -110,7 +111,7 @@ class Kind:
         in the checkpoint's configuration (QA: two outputs, start and end)."""
         return _labels(["LABEL_0", "LABEL_1"])
 
-    def features(self, tokenizer, rows: list[dict], hp: dict[str, Any], head: dict[str, Any]) -> list:
+    def features(self, tokenizer, rows: list[dict], hp: HParams, head: dict[str, Any]) -> list:
         raise NotImplementedError
 
     def check_rows(self, rows: list[dict]) -> None:
@@ -134,25 +135,25 @@ class Kind:
     def from_record(self, record: dict[str, Any]):
         return record
 
-    def eval_features(self, tokenizer, rows: list[dict], hp: dict[str, Any], head: dict[str, Any]) -> list:
+    def eval_features(self, tokenizer, rows: list[dict], hp: HParams, head: dict[str, Any]) -> list:
         """The features of evaluation rows, through the feature cache."""
         from ..inputs.features import load_features
 
         return load_features(self, tokenizer, rows, hp, head).all()
 
-    def evaluate(self, model, tokenizer, backend, rows: list[dict], hp: dict[str, Any],
+    def evaluate(self, model, tokenizer, backend, rows: list[dict], hp: HParams,
                  spec: TaskSpec, lang: str, head: dict[str, Any],
                  keep: list[dict[str, Any]] | None = None) -> dict[str, float]:
         """The task's metrics on ``rows``; with ``keep``, one record per example appended to
         it: its id, prediction and gold (as text) and what it adds to each metric."""
         raise NotImplementedError
 
-    def logits(self, model, tokenizer, backend, features: list, hp: dict[str, Any]) -> list:
+    def logits(self, model, tokenizer, backend, features: list, hp: HParams) -> list:
         """The model's logits for each feature (its batches without labels)."""
         return run_model(model, backend, features,
                          lambda b: {k: v for k, v in self.collate(b, tokenizer.pad_token_id).items()
                                     if k != "labels"},
-                         hp["eval_batch_size"], self.length,
+                         hp.eval_batch_size, self.length,
                          lambda out: out.logits.float().cpu().numpy())
 
     def auto_class(self):

@@ -21,7 +21,7 @@ class Classification(Kind):
     def features(self, tokenizer, rows, hp, head):
         texts = [r["text"] for r in rows]
         pairs = [r["pair"] for r in rows] if rows and rows[0]["pair"] is not None else None
-        enc = tokenizer(texts, pairs, truncation=True, max_length=hp["max_length"])
+        enc = tokenizer(texts, pairs, truncation=True, max_length=hp.max_length)
         types = segment_ids(tokenizer, enc)
         return [{"input_ids": ids, "label": r["label"],
                  **({"token_type_ids": types[i]} if types is not None else {})}
@@ -73,7 +73,7 @@ class MultipleChoice(Classification):
         n = len(rows[0]["choices"])
         firsts = [r["text"] for r in rows for _ in r["choices"]]
         seconds = [c for r in rows for c in r["choices"]]
-        encoded = tokenizer(firsts, seconds, truncation=True, max_length=hp["max_length"])
+        encoded = tokenizer(firsts, seconds, truncation=True, max_length=hp.max_length)
         enc, types = encoded["input_ids"], segment_ids(tokenizer, encoded)
         return [{"input_ids": enc[i * n:(i + 1) * n], "label": r["label"],
                  **({"token_type_ids": types[i * n:(i + 1) * n]} if types is not None else {})}

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from xstilts_tui.protocol.hparams import HParams
+
 MLM = "mlm"  # the name of the continued masked-LM "task" inside a stage
 
 
@@ -235,7 +237,7 @@ class BatchPlan:
         return stream.name, perm[j * self.batch_size:(j + 1) * self.batch_size].tolist()
 
 
-def single_task_job(model, features, collate, hparams: dict[str, Any], seed: int,
+def single_task_job(model, features, collate, hparams: HParams, seed: int,
                     report=lambda *args: None, lengths=None, **job_fields):
     """A training job for one plain transformers model on one list of features, or a
     ``FeatureTable`` (the benchmarks and tests train this way; stages go through the
@@ -247,9 +249,9 @@ def single_task_job(model, features, collate, hparams: dict[str, Any], seed: int
     steps = total_steps(len(features), hparams)
     if lengths is None:
         lengths = getattr(features, "lengths", None)
-    grouped = lengths is not None and hparams.get("group_by_length", True)
-    plan = BatchPlan({"task": len(features)}, hparams["batch_size"], seed,
-                     steps * hparams["grad_accum"], lengths={"task": lengths} if grouped else None)
+    grouped = lengths is not None and hparams.group_by_length
+    plan = BatchPlan({"task": len(features)}, hparams.batch_size, seed,
+                     steps * hparams.grad_accum, lengths={"task": lengths} if grouped else None)
     take = features.rows if hasattr(features, "rows") else (lambda idx: [features[j] for j in idx])
 
     def batch(i: int):

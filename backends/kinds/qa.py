@@ -169,8 +169,8 @@ class ExtractiveQA(Kind):
 
     def features(self, tokenizer, rows, hp, head):
 
-        return build_features(tokenizer, rows, hp["max_length"], hp["doc_stride"],
-                              hp["max_query_length"])
+        return build_features(tokenizer, rows, hp.max_length, hp.doc_stride,
+                              hp.max_query_length)
 
     def length(self, feature):
         return len(feature.input_ids)
@@ -200,12 +200,12 @@ class ExtractiveQA(Kind):
         features = self.eval_features(tokenizer, rows, hp, head)
         logits = run_model(model, backend, features,
                            lambda b: pad_batch(b, tokenizer.pad_token_id, False),
-                           hp["eval_batch_size"], self.length,
+                           hp.eval_batch_size, self.length,
                            lambda out: list(zip(out.start_logits.float().cpu().numpy(),
                                                 out.end_logits.float().cpu().numpy())))
         starts = [s[: len(f.input_ids)] for f, (s, _) in zip(features, logits)]
         ends = [e[: len(f.input_ids)] for f, (_, e) in zip(features, logits)]
-        predictions = best_spans(rows, features, starts, ends, hp["n_best"], hp["max_answer_length"])
+        predictions = best_spans(rows, features, starts, ends, hp.n_best, hp.max_answer_length)
         gold = {r["id"]: r["answers"]["text"] for r in rows}
         scores = score_qa(gold, predictions, spec.metric, lang if spec.metric == "mlqa" else None)
         if keep is not None:

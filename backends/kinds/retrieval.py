@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from xstilts_tui.protocol.hparams import HParams
+
 
 def default_layer(num_layers: int) -> int:
     """Layer 14 of 24 (hidden_states[14]: the output of the 14th layer), scaled to depth."""
@@ -38,16 +40,16 @@ def sentence_vectors(model, tokenizer, texts: list[str], layer: int, max_length:
 
 
 def evaluate_retrieval(model, tokenizer, backend, task: str, data: dict[str, Any],
-                       hp: dict[str, Any]) -> dict[str, float]:
+                       hp: HParams) -> dict[str, float]:
     """Tatoeba accuracy or BUCC F1 (with the threshold chosen on the sample split)."""
     from xstilts_tui.scoring.retrieval import best_threshold, bucc_candidates, f1_of, mine, tatoeba_accuracy
 
-    layer = hp.get("retrieval_layer") or default_layer(model.config.num_hidden_layers)
+    layer = hp.retrieval_layer or default_layer(model.config.num_hidden_layers)
 
     from .base import eval_batch_size
 
     def vectors(texts: list[str]) -> np.ndarray:
-        return sentence_vectors(model, tokenizer, texts, layer, hp["max_length"],
+        return sentence_vectors(model, tokenizer, texts, layer, hp.max_length,
                                 eval_batch_size(hp, backend.device), backend)
 
     if task == "tatoeba":

@@ -23,7 +23,7 @@ class Tagging(Kind):
     def features(self, tokenizer, rows, hp, head):
         label2id = head["label2id"]
         enc = tokenizer([r["tokens"] for r in rows], is_split_into_words=True, truncation=True,
-                        max_length=hp["max_length"])
+                        max_length=hp.max_length)
         features = []
         for i, row in enumerate(rows):
             word_ids = enc.word_ids(i)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from xstilts_tui.protocol.hparams import HParams
+
 # The fields the Trainer fills, by dotted path.
 AUTO_FIELDS = (
     "train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "train_batch_size",
@@ -37,25 +39,25 @@ def unfillable(config: dict) -> str | None:
     return next((p for p in auto_paths(config) if p not in AUTO_FIELDS), None)
 
 
-def fill_auto(config: dict, hparams: dict, precision: str, world: int, steps: int | None,
+def fill_auto(config: dict, hparams: HParams, precision: str, world: int, steps: int | None,
               hidden_size: int | None) -> dict:
     """``config`` with its ``"auto"`` values filled (a copy)."""
-    warmup = max(1, int(hparams["warmup_ratio"] * steps)) if steps else None
+    warmup = max(1, int(hparams.warmup_ratio * steps)) if steps else None
     stage = config.get("zero_optimization", {}).get("stage", 0)
     hidden = hidden_size or 0
     values = {
-        "train_micro_batch_size_per_gpu": hparams["batch_size"],
-        "gradient_accumulation_steps": hparams["grad_accum"],
-        "train_batch_size": hparams["batch_size"] * hparams["grad_accum"] * world,
-        "gradient_clipping": hparams["max_grad_norm"],
+        "train_micro_batch_size_per_gpu": hparams.batch_size,
+        "gradient_accumulation_steps": hparams.grad_accum,
+        "train_batch_size": hparams.batch_size * hparams.grad_accum * world,
+        "gradient_clipping": hparams.max_grad_norm,
         "fp16.enabled": precision == "fp16",
         "bf16.enabled": precision == "bf16",
-        "optimizer.params.lr": hparams["lr"],
+        "optimizer.params.lr": hparams.lr,
         "optimizer.params.betas": [0.9, 0.999],  # torch's AdamW defaults, which we train with
-        "optimizer.params.eps": hparams["adam_eps"],
-        "optimizer.params.weight_decay": hparams["weight_decay"],
+        "optimizer.params.eps": hparams.adam_eps,
+        "optimizer.params.weight_decay": hparams.weight_decay,
         "scheduler.params.warmup_min_lr": 0,
-        "scheduler.params.warmup_max_lr": hparams["lr"],
+        "scheduler.params.warmup_max_lr": hparams.lr,
         "scheduler.params.warmup_num_steps": warmup,
         "scheduler.params.total_num_steps": steps,
         "zero_optimization.reduce_bucket_size": hidden * hidden if hidden else None,
