@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from xstilts_tui.cli.main import _with_overrides  # noqa: E402
+from xstilts_tui.cli.options import with_overrides as _with_overrides  # noqa: E402
 from xstilts_tui.plan.show import plan_data  # noqa: E402
 from xstilts_tui.plan.stages import build_plan  # noqa: E402
 from xstilts_tui.recipe.parse import load_recipe  # noqa: E402

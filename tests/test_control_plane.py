@@ -10,7 +10,7 @@ from conftest import ROOT
 from xstilts_tui.protocol.events import EventError, decode, encode, make_event
 from xstilts_tui.results.store import RESULT_COLUMNS, final_scores
 from xstilts_tui.results.summary import summary_tables
-from xstilts_tui.run.runner import EventTail
+from xstilts_tui.run.stage_io import EventTail
 
 
 def test_control_plane_never_imports_the_compute_stack():

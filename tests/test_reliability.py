@@ -160,7 +160,7 @@ def test_a_damaged_resume_state_falls_back_for_both_processes(tmp_path):
     import pickle
 
     from xstilts_tui.compute.engines.training import find_state, install_state
-    from xstilts_tui.run.runner import keep_events_until
+    from xstilts_tui.run.stage_io import keep_events_until
     from xstilts_tui.protocol.stage_cache import STATE, usable_state
 
     stage = tmp_path / "stage"

@@ -260,7 +260,7 @@ def test_submitit_local_executor_runs_the_stages_in_dependency_order(tmp_path, f
 def test_a_rerun_follows_a_job_still_running_instead_of_submitting_it_again(tmp_path, fake,
                                                                           monkeypatch):
     from xstilts_tui.run.executors import SubmititExecutor
-    from xstilts_tui.run.runner import worker_env
+    from xstilts_tui.run.workers import worker_env
 
     plan = plan_of(tmp_path)
     executor = SubmititExecutor("local", tmp_path / "jobs")
@@ -285,7 +285,7 @@ def test_a_rerun_after_the_controller_died_keeps_everything_the_followed_job_wro
     before training); the rerun follows the job without cutting its event log, so the
     table has every score the job wrote and the job seals its stage."""
     from xstilts_tui.run.executors import SubmititExecutor
-    from xstilts_tui.run.runner import worker_env
+    from xstilts_tui.run.workers import worker_env
     from xstilts_tui.protocol.stage_cache import verify_done
 
     plan = plan_of(tmp_path, text=SMALL_DEMO)

@@ -21,38 +21,18 @@ from textual.message import Message
 from textual.widgets import (Button, DataTable, Input, Label, ListItem, ListView, Select,
                              SelectionList, Static)
 
-from xstilts_tui.protocol.hparams import HParams, normalise_hparams
+from xstilts_tui.protocol.hparams import HParams
 from xstilts_tui.recipe.parse import parse_recipe
 from xstilts_tui.recipe.schema import BACKENDS, Recipe, RecipeError
 from xstilts_tui.recipe.doc import PHASES, RecipeDocument
 from xstilts_tui.tasks.registry import TASKS
 from xstilts_tui.dashboard import saving
 from xstilts_tui.dashboard.context import backend_label
+from xstilts_tui.dashboard.recipe_form import (HPARAM_FIELDS, LEVELS, document_of_form, fill_form,
+                                              language_pickers, name_list)
 from xstilts_tui.dashboard.saving import read_recipe_text
 
 SHIPPED_RECIPES = Path(__file__).resolve().parent.parent.parent / "recipes"
-
-# The hyper-parameters the form shows; the others are kept as the file has them.
-HPARAM_FIELDS = ("lr", "batch_size", "grad_accum", "epochs", "max_steps", "max_length", "precision")
-LEVELS = ("all", *PHASES)  # "all": the [hparams] top level, which both phases inherit
-
-
-def _number(text: str) -> Any:
-    text = text.strip()
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
-def _number_list(text: str) -> list[Any]:
-    return [_number(t) for t in text.split(",") if t.strip()]
-
-
-def _name_list(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
 
 
 def recipe_files(folders: list[Path]) -> list[Path]:
@@ -182,36 +162,7 @@ class RecipesView(Horizontal):
             return
         self.raw = document.plain()
         self._loading = True
-        raw = self.raw
-        self.query_one("#f-name", Input).value = str(raw.get("name", path.stem))
-        model = raw.get("model", {}) if isinstance(raw.get("model"), dict) else {}
-        model_input = self.query_one("#f-model", Input)
-        if "config" in model:
-            model_input.value = "built from a configuration (edit the file to change it)"
-            model_input.disabled = True
-        else:
-            model_input.disabled = False
-            model_input.value = str(model.get("hub") or model.get("path") or "")
-        seeds = raw.get("seeds", [0])
-        self.query_one("#f-seeds", Input).value = ", ".join(str(s) for s in seeds) \
-            if isinstance(seeds, list) else str(seeds)
-        targets = raw.get("targets", [])
-        self.query_one("#f-targets", Input).value = ", ".join(map(str, targets)) \
-            if isinstance(targets, list) else str(targets)
-        for level in LEVELS:
-            values = normalise_hparams(document.hparams(None if level == "all" else level))
-            for key in HPARAM_FIELDS:
-                self.query_one(f"#hp-{level}-{key}", Input).value = \
-                    str(values[key]) if key in values else ""
-        self.arms_raw = [dict(a) for a in raw.get("arms", []) if isinstance(a, dict)]
-        profiles = raw.get("backends", {}) if isinstance(raw.get("backends"), dict) else {}
-        choices = [(b, b) for b in BACKENDS] + [(f"{p} ({v.get('kind', '?')})", p)
-                                                for p, v in profiles.items()
-                                                if isinstance(v, dict) and p not in BACKENDS]
-        self.backend_choices = {value for _, value in choices}
-        backend = self.query_one("#f-arm-backend", Select)
-        backend.set_options(choices)
-        backend.value = "torch"
+        fill_form(self, document, path)
         self.refresh_arms()
         self.rebuild_pickers(force=True)
         self.show_inherited()
@@ -233,23 +184,13 @@ class RecipesView(Horizontal):
 
     def rebuild_pickers(self, force: bool = False) -> None:
         """One language picker per known target task, every language in sight."""
-        targets = [t for t in _name_list(self.query_one("#f-targets", Input).value) if t in TASKS]
+        targets = [t for t in name_list(self.query_one("#f-targets", Input).value) if t in TASKS]
         if targets == self._picker_targets and not force:
             return
         self._picker_targets = targets
         box = self.query_one("#f-langs", Vertical)
         box.remove_children()  # the pickers have no ids: new ones never clash with old ones
-        tasks = self.raw.get("tasks", {}) if isinstance(self.raw.get("tasks"), dict) else {}
-        pickers = []
-        for target in targets:
-            spec = TASKS[target]
-            own = tasks.get(target, {}) if isinstance(tasks.get(target), dict) else {}
-            chosen = own.get("languages", list(spec.languages))
-            picker = SelectionList[str](*[(lang, lang, lang in chosen) for lang in spec.all_languages],
-                                        name=target, classes="langs", compact=True)
-            picker.border_title = f"{target} languages (space picks)"
-            picker.styles.height = len(spec.all_languages) + 2
-            pickers.append(picker)
+        pickers = language_pickers(targets, self.raw)
         if pickers:
             box.mount_all(pickers)
 
@@ -270,38 +211,7 @@ class RecipesView(Horizontal):
     def form_document(self) -> RecipeDocument:
         """The opened file with the form's fields written into it: what the form does not
         show is kept as it was, comments and layout too."""
-        document = RecipeDocument(self.text)
-        name = self.query_one("#f-name", Input).value.strip()
-        if "name" in self.raw or name != self.recipe_path.stem:  # else the file's name says it
-            document.set("name", name)
-        model_input = self.query_one("#f-model", Input)
-        if not model_input.disabled:
-            model = self.raw.get("model", {}) if isinstance(self.raw.get("model"), dict) else {}
-            document.set_model_source("path" if "path" in model else "hub", model_input.value.strip())
-        seeds = _number_list(self.query_one("#f-seeds", Input).value)
-        if "seeds" in self.raw or seeds != [0]:  # [0]: what a recipe without seeds runs
-            document.set("seeds", seeds)
-        targets = _name_list(self.query_one("#f-targets", Input).value)
-        document.set("targets", targets)
-        document.set_arms(self.arms_raw)
-        used = set(targets) | {t for arm in self.arms_raw for t in arm.get("intermediate", [])}
-        self.dropped = document.drop_task_settings(keep=used)
-        tasks = self.raw.get("tasks", {}) if isinstance(self.raw.get("tasks"), dict) else {}
-        for picker in self.query(".langs").results(SelectionList):
-            target = picker.name
-            if target not in self._picker_targets or picker.parent is None:
-                continue
-            spec = TASKS[target]
-            chosen = [lang for lang in spec.all_languages if lang in picker.selected]
-            written = isinstance(tasks.get(target), dict) and "languages" in tasks[target]
-            if written or chosen != list(spec.languages):
-                document.set_languages(target, chosen)
-        for level in LEVELS:
-            for key in HPARAM_FIELDS:
-                text = self.query_one(f"#hp-{level}-{key}", Input).value.strip()
-                document.set_hparam(None if level == "all" else level, key,
-                                    _number(text) if text else None)
-        return document
+        return document_of_form(self)
 
     def form_text(self) -> str:
         return self.form_document().dumps()
@@ -378,7 +288,7 @@ class RecipesView(Horizontal):
 
     def _arm_from_editor(self) -> dict[str, Any]:
         arm: dict[str, Any] = {"name": self.query_one("#f-arm-name", Input).value.strip()}
-        inter = _name_list(self.query_one("#f-arm-inter", Input).value)
+        inter = name_list(self.query_one("#f-arm-inter", Input).value)
         if inter:
             arm["intermediate"] = inter
         backend = str(self.query_one("#f-arm-backend", Select).value)

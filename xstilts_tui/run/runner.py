@@ -23,15 +23,14 @@ from xstilts_tui.plan.stages import Plan, Stage
 from xstilts_tui.run.progress import PlainDisplay
 from xstilts_tui.results.store import ResultsStore, archive_previous
 from xstilts_tui.results.manifest import write_manifest
-# keep_events_until: also what tests and tools reach through the runner
-from xstilts_tui.run.stage_io import EventTail, LineTail, keep_events_until, prepare_stage, stop_processes  # noqa: F401
-from xstilts_tui.run.executors import ChildProcess, SubmititExecutor
-from xstilts_tui.protocol.slots import Slot, free_port
+from xstilts_tui.run.stage_io import EventTail, stop_processes
+from xstilts_tui.run.workers import Worker, log_tail, start_worker
+from xstilts_tui.run.executors import SubmititExecutor
+from xstilts_tui.protocol.slots import Slot
 from xstilts_tui.run.tracking import Tracking
 from xstilts_tui.protocol.stage_cache import LAST_USED, discard, stage_lock, verify_done
 from xstilts_tui.plan.index import read_entry
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -45,17 +44,6 @@ class RunOutcome:
         return all(s in ("done", "cached") for s in self.status.values())
 
 
-def worker_env() -> dict[str, str]:
-    env = dict(os.environ)
-    # The workers import `backends` and `xstilts_tui` from this checkout too when the
-    # project runs from source rather than from an installed copy.
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # Workers end themselves when this process is gone (see xstilts_tui.compute.worker).
-    env["XSTILTS_CONTROL_PID"] = str(os.getpid())
-    return env
-
-
 def _done_detail(finished: dict[str, Any]) -> str:
     detail = f"{finished['wall_s']:.1f} s"
     best, steps = finished.get("best_step"), finished.get("steps")
@@ -64,30 +52,6 @@ def _done_detail(finished: dict[str, Any]) -> str:
     if finished.get("resumed_from"):
         detail += f"; resumed at step {finished['resumed_from']}"
     return detail
-
-
-def _log_tail(path: Path, lines: int = 3) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-    except FileNotFoundError:
-        return ""
-    return " | ".join(text[-lines:])
-
-
-@dataclass
-class Worker:
-    """One running stage: its process, the slot it holds, and the files it is followed by."""
-
-    stage: Stage
-    slot: Slot
-    process: Any  # executors.ChildProcess or SubmittedJob: poll(), signal(), wait()
-    lock: Any
-    events: EventTail
-    log: LineTail
-    log_file: Any
-    finished: dict[str, Any] | None = None
-    error: str = ""
-    stopping: bool = False
 
 
 def made_by_cache(plan: Plan, stage: Stage) -> dict[str, Any] | None:
@@ -174,43 +138,7 @@ class Runner:
     # -- starting and following workers --
 
     def _start(self, stage: Stage, slot: Slot, lock: Any) -> Worker:
-        stage_dir = self.plan.stage_dir(stage)
-        stage_dir.mkdir(parents=True, exist_ok=True)
-        # A job an earlier run submitted that still runs is followed as it is: its event
-        # log, marker and spec are its own (cutting the log under it loses what it wrote).
-        followed = self.executor.find_active(stage_dir) if self.executor is not None else None
-        if followed is None:
-            prepare_stage(self.plan, stage, self.display)
-        log_path = stage_dir / "worker.log"
-        log_tail = LineTail(log_path)
-        log = open(log_path, "a", encoding="utf-8")
-        where = f" on {slot.name}" if len(self.slots) > 1 or slot.env else ""
-        if followed is None:
-            log.write(f"--- {stage.id}: worker started by run {self.run_id}{where} at "
-                      f"{time.strftime('%Y-%m-%d %H:%M:%S')} ---\n")
-            log.flush()
-        log_tail.offset = log.tell()
-        port = free_port()
-        env = {**worker_env(), **slot.env, "MASTER_PORT": str(port)}
-        command = self.plan.command(stage, master_port=port)
-        try:
-            if self.executor is None:
-                process: Any = ChildProcess(command, env, log)
-            elif followed is not None:
-                process = followed
-                self.display.message(stage.id, f"following job {process.job_id}, submitted "
-                                               "by an earlier run")
-            else:
-                after = [self.workers[d].process.job_id for d in stage.deps if d in self.workers]
-                process = self.executor.submit(stage_dir, stage.id, command, env, after)
-                self.display.message(stage.id, f"submitted as job {process.job_id}"
-                                     + (f" after {', '.join(after)}" if after else ""))
-        except OSError:
-            log.close()
-            raise
-        if len(self.slots) > 1 and self.executor is None:
-            self.display.message(stage.id, f"started on {slot.name}")
-        return Worker(stage, slot, process, lock, EventTail(stage_dir / "events.jsonl"), log_tail, log)
+        return start_worker(self, stage, slot, lock)
 
     def _follow(self, worker: Worker) -> int | None:
         """Read what the worker wrote since the last look; its exit code once it ended."""
@@ -231,7 +159,7 @@ class Runner:
         error = worker.error
         if code != 0 and not error:
             log_path = stage_dir / "worker.log"
-            error = f"worker exited with code {code}; log {log_path}: {_log_tail(log_path)}"
+            error = f"worker exited with code {code}; log {log_path}: {log_tail(log_path)}"
         try:
             if code == 0 and finished is not None and finished.get("status") == "ok" \
                     and verify_done(stage_dir) is None:
@@ -350,61 +278,68 @@ class Runner:
                     waiting = self._cancel(outcome, waiting)
                 moved = False
                 for stage in list(waiting):
-                    states = [outcome.status.get(d) for d in stage.deps]
-                    failed = [d for d, st in zip(stage.deps, states)
-                              if st in ("failed", "skipped", "cancelled")]
-                    if failed:
-                        waiting.remove(stage)
-                        self._conclude(outcome, stage, "skipped",
-                                       f"needs {', '.join(failed)}, which did not finish")
-                        moved = True
-                        continue
-                    chained = self.executor is not None and self.executor.chains_jobs
-                    if not all(st in ("done", "cached") or (chained and d in self.workers)
-                               for d, st in zip(stage.deps, states)):
-                        continue
-                    if not free and stage.id in needs_slot:
-                        continue  # known not cached; looked at again when a slot frees
-                    lock = self._try_lock(stage, told)
-                    if lock is None:
-                        continue
-                    try:
-                        if self._cached_or_ready(outcome, stage):
-                            lock.release()
-                            waiting.remove(stage)
-                            moved = True
-                            continue
-                    except BaseException:
-                        lock.release()
-                        raise
-                    if not free:
-                        lock.release()
-                        needs_slot.add(stage.id)
-                        continue
-                    waiting.remove(stage)
-                    try:
-                        self.workers[stage.id] = self._start(stage, free.pop(0), lock)
-                    except BaseException:
-                        lock.release()
-                        raise
-                    self._overall(outcome)
-                    moved = True
+                    moved = self._schedule(outcome, stage, waiting, free, told, needs_slot) or moved
                 moved = self._follow_all(outcome, free) or moved
                 if not moved:
                     time.sleep(self.poll_s)
         finally:
-            for worker in self.workers.values():
-                worker.stopping = True
-            self.stop_workers()
-            for worker in self.workers.values():
-                worker.log_file.close()
-                worker.lock.release()
-            self.workers.clear()
-            self.store.compact()
-            self.store.close()
-            self._finish_tracking(outcome)
-            self.display.close()
+            self._shut_down(outcome)
         return outcome
+
+    def _schedule(self, outcome: RunOutcome, stage: Stage, waiting: list[Stage], free: list[Slot],
+                  told: set[str], needs_slot: set[str]) -> bool:
+        """One waiting stage: skipped when an input failed; once its inputs are done,
+        concluded from the cache or started on a free slot. True when it moved."""
+        states = [outcome.status.get(d) for d in stage.deps]
+        failed = [d for d, st in zip(stage.deps, states) if st in ("failed", "skipped", "cancelled")]
+        if failed:
+            waiting.remove(stage)
+            self._conclude(outcome, stage, "skipped", f"needs {', '.join(failed)}, which did not finish")
+            return True
+        chained = self.executor is not None and self.executor.chains_jobs
+        if not all(st in ("done", "cached") or (chained and d in self.workers)
+                   for d, st in zip(stage.deps, states)):
+            return False
+        if not free and stage.id in needs_slot:
+            return False  # known not cached; looked at again when a slot frees
+        lock = self._try_lock(stage, told)
+        if lock is None:
+            return False
+        try:
+            if self._cached_or_ready(outcome, stage):
+                lock.release()
+                waiting.remove(stage)
+                return True
+        except BaseException:
+            lock.release()
+            raise
+        if not free:
+            lock.release()
+            needs_slot.add(stage.id)
+            return False
+        waiting.remove(stage)
+        try:
+            self.workers[stage.id] = self._start(stage, free.pop(0), lock)
+        except BaseException:
+            lock.release()
+            raise
+        self._overall(outcome)
+        return True
+
+    def _shut_down(self, outcome: RunOutcome) -> None:
+        """However the run ends: its workers stopped, their locks released, the tables
+        written and closed, the trackers finished."""
+        for worker in self.workers.values():
+            worker.stopping = True
+        self.stop_workers()
+        for worker in self.workers.values():
+            worker.log_file.close()
+            worker.lock.release()
+        self.workers.clear()
+        self.store.compact()
+        self.store.close()
+        self._finish_tracking(outcome)
+        self.display.close()
 
     def _cancel(self, outcome: RunOutcome, waiting: list[Stage]) -> list[Stage]:
         """Cancelled: the waiting stages conclude as cancelled, the running ones are

@@ -22,7 +22,7 @@ from pathlib import Path
 from xstilts_tui.errors import UsageError
 from xstilts_tui.scoring.metrics import score_qa
 from xstilts_tui.tasks.squad import DataFileError, gold_answers, read_squad_json
-from xstilts_tui.tasks.registry import EXTRACTIVE_QA, TASKS
+from xstilts_tui.tasks.registry import EXTRACTIVE_QA
 
 
 def _read_pred_lines(path: str) -> list[str]:
@@ -89,7 +89,7 @@ def _tag_lists(path: str, values) -> list[list[str]]:
     return out
 
 
-def _native_predictions(path: str, kind: str, task: str) -> str:
+def native_predictions(path: str, kind: str, task: str) -> str:
     """A stage's predictions file (``predictions/<task>.<lang>.parquet``) written out in the
     task's native predictions format, to a temporary file scored like any other."""
     import atexit
@@ -312,7 +312,7 @@ def _score_bucc(spec, gold_path: str, pred_path: str, lang: str | None) -> dict:
             "gold_pairs": len(gold)}
 
 
-def _scorer(spec):
+def scorer_for(spec):
     """The scorer of a task, chosen from its kind (and for retrieval its name), as
     evaluate.py chooses from its tables."""
     from xstilts_tui.tasks.registry import MULTIPLE_CHOICE, PAIR_CLASSIFICATION, SENTENCE_CLASSIFICATION, TOKEN_TAGGING
@@ -324,7 +324,7 @@ def _scorer(spec):
     return by_name.get(spec.name) or by_kind[spec.kind]
 
 
-def _score_recorded(spec, pred_path: str, lang: str | None) -> dict:
+def score_recorded(spec, pred_path: str, lang: str | None) -> dict:
     """A stage's predictions scored against the gold the file records, with the task's
     own metric (what the stage reported, for every task the demo's included)."""
     from xstilts_tui.scoring.metrics import accuracy, tagging_f1
@@ -344,50 +344,3 @@ def _score_recorded(spec, pred_path: str, lang: str | None) -> dict:
                 {"accuracy": accuracy([t for s in gold for t in s], [t for s in predicted for t in s])})
     return {"accuracy": accuracy(frame["gold"].to_list(), frame["prediction"].to_list()),
             "examples": frame.height}
-
-
-def cmd_score(task: str, gold_path: str | None, pred_path: str, lang: str | None) -> int:
-    """Score a predictions file against a task's gold file (the formats: this module's
-    doc); a stage's predictions parquet without ``--gold``: against the gold it records."""
-    if task not in TASKS:
-        raise UsageError(f"score: unknown task {task!r}; expected one of: {', '.join(sorted(TASKS))}")
-    spec = TASKS[task]
-    if lang is not None and lang not in spec.all_languages:
-        raise UsageError(f"score: {task} has no language {lang!r}; expected one of: "
-                         f"{', '.join(spec.all_languages)}")
-    result: dict[str, object] = {"task": task, "language": lang}
-    if gold_path is None:
-        if not pred_path.endswith(".parquet"):
-            raise UsageError("score: --gold FILE is needed, except for a stage's predictions "
-                             "(predictions/<task>.<language>.parquet), which record their gold")
-        result.update(_score_recorded(spec, pred_path, lang))
-        print(json.dumps(result))
-        return 0
-    if spec.generated:
-        raise UsageError(f"score: {task} is generated: score a stage's predictions of it "
-                         "(--pred predictions/<task>.<language>.parquet) without --gold")
-    if pred_path.endswith(".parquet"):
-        pred_path = _native_predictions(pred_path, spec.kind, task)
-    result.update(_scorer(spec)(spec, gold_path, pred_path, lang))
-    print(json.dumps(result))
-    return 0
-
-
-def add_parser(sub) -> None:
-    """The ``score`` command on the command line's subparsers (its help lists every task
-    and the formats)."""
-    import argparse
-
-    p = sub.add_parser("score", help="score a predictions file against a task's gold file",
-                       description=__doc__.split("\n\n", 1)[1],
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", required=True, metavar="TASK",
-                   help="one of: " + ", ".join(sorted(TASKS)))
-    p.add_argument("--gold", metavar="FILE", help="the task's native gold file (or folder); "
-                   "not needed for a stage's predictions parquet, which records its gold")
-    p.add_argument("--pred", required=True, metavar="FILE",
-                   help="QA: JSON {question id: answer}; classification: a label a line; tagging: "
-                        "a tag a line, blank line between sentences; tatoeba: a line number a line; "
-                        "bucc2018: source-id<TAB>english-id a line; or a stage's "
-                        "predictions/<task>.<language>.parquet")
-    p.add_argument("--lang", help="language of the answers (needed for mlqa)")
