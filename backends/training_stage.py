@@ -53,7 +53,7 @@ def task_streams(spec: dict[str, Any], hp: HParams, tokenizer, target: bool) -> 
         task_spec = TASKS[task["name"]]
         kind = KINDS[task_spec.kind]
         settings = task["settings"]
-        languages = tuple(settings.get("train_languages") or ("en",))
+        languages = tuple(settings["train_languages"])
         rows_by_lang = {lang: load_rows(task, "train", lang) for lang in languages}
         head = kind.head(task_spec, [r for rows in rows_by_lang.values() for r in rows])
         features_by_lang = {}
@@ -69,8 +69,8 @@ def task_streams(spec: dict[str, Any], hp: HParams, tokenizer, target: bool) -> 
         size = sum(len(f) for f in features_by_lang.values())
         share = min(size, cap) if cap else size
         by_lang = language_weights({lang: len(f) for lang, f in features_by_lang.items()},
-                                   settings.get("language_sampling", "proportional"),
-                                   settings.get("sampling_temperature", 5.0))
+                                   settings["language_sampling"],
+                                   settings["sampling_temperature"])
         for lang, feats in features_by_lang.items():
             stream = name if len(languages) == 1 else f"{name}@{lang}"
             out.features[stream] = (name, feats)

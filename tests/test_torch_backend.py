@@ -72,7 +72,7 @@ def test_same_seed_same_model_on_cpu(demo_tokenizer, features):
     assert losses_a != losses_c  # another seed shuffles differently
 
 
-def test_cpu_dropout_by_default_reproducible_and_the_model_handed_back(demo_tokenizer, features):
+def test_cpu_dropout_where_asked_reproducible_and_the_model_handed_back(demo_tokenizer, features):
     from xstilts_tui.compute.engines import cpu_dropout
 
     runs = {}
@@ -87,6 +87,25 @@ def test_cpu_dropout_by_default_reproducible_and_the_model_handed_back(demo_toke
         assert not any(type(m) is cpu_dropout.Dropout for m in model.modules())
     assert runs["cpu"] == runs["cpu again"]
     assert runs["cpu"] != runs["torch"]  # another random stream
+
+
+def test_a_cpu_trains_with_torchs_own_dropout_unless_asked_and_leaves_the_allocator_alone(
+        demo_tokenizer, features):
+    """The path a GPU user takes is the default on a CPU too: torch's dropout and attention;
+    the block-drawn CPU dropout only where a recipe asks (cpu_dropout = true). No module
+    changes the process's malloc settings."""
+    import importlib.util
+
+    assert HParams().cpu_dropout is False
+    backend = get_backend("torch")
+    defaults = {k: v for k, v in vars(HParams()).items() if k != "cpu_dropout"}
+    model = _model(demo_tokenizer, 0.1)
+    job = single_task_job(model, features, lambda b: pad_batch(b, demo_tokenizer.pad_token_id, True),
+                          HParams(**{**defaults, "max_steps": 2, "batch_size": 8, "grad_accum": 1}),
+                          3, lambda *a: None)
+    backend.train(job)
+    assert backend.dropout == "torch"
+    assert importlib.util.find_spec("xstilts_tui.compute.engines.host_memory") is None
 
 
 def test_bf16_on_a_cpu_only_where_asked_and_the_cpu_has_it(demo_tokenizer, features, monkeypatch):

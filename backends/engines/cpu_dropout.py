@@ -1,9 +1,10 @@
 """Dropout for training on a CPU, without torch's per-element mask draws.
 
 On a CPU, ``torch.nn.functional.dropout`` draws its mask one element at a time from the
-Mersenne Twister; in a training step of MiniLM (a 6-layer BERT) here that is about a
-quarter of the step, most of it in the attention probabilities (batch x heads x length x
-length), which dropout also moves off sdpa's fused kernel. Here the random bits come from
+Mersenne Twister: in attention that is batch x heads x length x length draws a step, and
+dropout there also moves attention off sdpa's fused kernel (what it costs, measured:
+``docs/benchmarks.md``). Used only where a recipe asks (``cpu_dropout = true``); by default
+every device runs torch's own dropout and attention. Here the random bits come from
 numpy's SFC64 generator (64 bits a draw, four 16-bit lanes an element each), seeded by one
 draw from torch's default generator, so a run is still a pure function of torch's seed and
 resumes where torch's state was saved. An element is dropped when its 16 bits fall under

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from xstilts_tui.protocol.backend_options import PRESETS_DIR
+from xstilts_tui.protocol.backend_options import PRESETS_DIR, defaults
 from xstilts_tui.protocol.deepspeed_auto import fill_auto
 from xstilts_tui.protocol.hparams import HParams
 
@@ -46,7 +46,8 @@ def build_config(hparams: HParams, options: dict[str, Any], precision: str,
                  hidden_size: int | None = None) -> dict[str, Any]:
     """The DeepSpeed configuration of a stage: generated, then preset, then user file,
     whose ``"auto"`` values are filled from the recipe as the HF Trainer fills them."""
-    stage = options.get("zero_stage", 2)
+    options = {**defaults("deepspeed"), **options}
+    stage = options["zero_stage"]
     zero: dict[str, Any] = {"stage": stage}
     if options.get("offload_optimizer"):
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": torch.cuda.is_available()}

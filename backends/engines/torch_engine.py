@@ -6,9 +6,9 @@ weights an uninterrupted run reaches.
 Fused AdamW (one kernel over all parameters, on the CPU as on a GPU, as the Trainer's
 default). On a GPU: batches copied from pinned memory without blocking, and with
 ``compile = true`` the model compiled by ``torch.compile`` (dynamic shapes: batches are
-padded to their own longest member). On a CPU, dropout draws its masks in blocks
-(``cpu_dropout``: a MiniLM step here 1.12 to 1.25 times as fast; ``cpu_dropout = false`` keeps
-torch's), and glibc keeps the memory a step frees for the next (``host_memory``)."""
+padded to their own longest member). On a CPU, where a recipe asks (``cpu_dropout =
+true``), dropout draws its masks in blocks (``cpu_dropout``); by default every device runs
+torch's own dropout and attention."""
 
 from __future__ import annotations
 
@@ -17,9 +17,7 @@ from typing import Any
 
 import torch
 
-from . import cpu_dropout
-from . import distributed
-from . import host_memory
+from . import cpu_dropout, distributed
 from .base import Backend
 from .loop import train_loop
 from .training import Selection, TrainJob, TrainStats, find_state, load_state, save_state
@@ -86,12 +84,10 @@ class TorchBackend(Backend):
 
     def train(self, job: TrainJob) -> TrainStats:
         self.dropout = "torch"
-        cpu = self._device.type == "cpu"
-        if cpu and job.hparams.cpu_dropout and cpu_dropout.enable(job.model):
+        if self._device.type == "cpu" and job.hparams.cpu_dropout and cpu_dropout.enable(job.model):
             self.dropout = "cpu"
         try:
-            with host_memory.reuse_freed_memory() if cpu else contextlib.nullcontext():
-                return self._train(job)
+            return self._train(job)
         finally:  # the model leaves as it came (its config names sdpa again)
             if self.dropout == "cpu":
                 cpu_dropout.disable(job.model)

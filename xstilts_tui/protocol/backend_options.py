@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# DeepSpeed configuration presets: backends/presets/<name>.json.
+# DeepSpeed configuration presets: deepspeed_presets/<name>.json beside this module.
 PRESETS_DIR = Path(__file__).resolve().parent / "deepspeed_presets"
 
 

@@ -50,9 +50,10 @@ class HParams:
     # batches in random order): less padding; false draws batches at random.
     group_by_length: bool = True
     compile: bool = False  # torch.compile the model for training (measure before relying on it)
-    # On a CPU, dropout masks drawn in blocks from numpy's SFC64, seeded from torch's
-    # generator (a MiniLM step here 1.12 to 1.25 times as fast); false: torch's own dropout.
-    cpu_dropout: bool = True
+    # On a CPU, only where asked: dropout masks drawn in blocks from numpy's SFC64, seeded
+    # from torch's generator, through an attention of our own (docs/benchmarks.md measures
+    # it); false, the default: torch's own dropout and attention, as on a GPU.
+    cpu_dropout: bool = False
 
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
