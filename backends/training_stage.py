@@ -222,6 +222,10 @@ def run_training_stage(spec: dict[str, Any], stage_dir: Path, events) -> dict[st
     events.emit("log", message=f"loaded encoder from {source}; fresh head(s) {', '.join(report['head_modules'])}"
                                f"{' for ' + ', '.join(parts) if len(parts) > 1 else ''}; dropped "
                                f"{len(report['unexpected_keys'])} checkpoint key(s) outside the encoder")
+    if hp.freeze_embeddings:
+        frozen = freeze_word_embeddings(model.primary)
+        events.emit("log", message=f"word embeddings frozen (freeze_embeddings): {frozen:,} parameters "
+                                   "not trained")
     steps, batch, train_features = batch_source(streams, mlm_data, spec, hp, tokenizer, world, events,
                                                 target)
     scoring = Scoring(spec, stage_dir, hp, parts, model, tokenizer, backend, events)
@@ -230,9 +234,10 @@ def run_training_stage(spec: dict[str, Any], stage_dir: Path, events) -> dict[st
                 train_features=train_features, resuming=resuming)
     if target:
         scoring.load_test_sets()
-    if target and hp.eval_before_training and "en" in scoring.test_sets and not resuming:
+    if target and hp.eval_before_training and not resuming:  # the fresh head's scores: the floor
         model.to(backend.device)
-        scoring.score_test("en", 0)
+        for lang in scoring.test_sets:
+            scoring.score_test(lang, 0)
 
     def progress(step, total, loss, lr, rate):
         events.emit("progress", step=step, total_steps=total, loss=loss, lr=lr, examples_per_s=rate)
@@ -250,6 +255,14 @@ def run_training_stage(spec: dict[str, Any], stage_dir: Path, events) -> dict[st
     if distributed.rank() != 0:
         return {}
     return stage_cost(spec, stats, backend, model, checkpoint, world)
+
+
+def freeze_word_embeddings(model) -> int:
+    """The input word-embedding matrix out of training (shared by every task head and a
+    tied masked-LM decoder); how many parameters that leaves untrained."""
+    weight = model.get_input_embeddings().weight
+    weight.requires_grad_(False)
+    return weight.numel()
 
 
 def stage_cost(spec: dict[str, Any], stats, backend, model, checkpoint: Path, world: int) -> dict[str, Any]:

@@ -86,7 +86,7 @@ offload_optimizer = true
     stages = {s.id: s for s in plan.stages}
     inter = stages["intermediate/demo-jobs/lora4/seed1"].spec["backend"]
     assert inter == {"name": "lora4", "kind": "peft", "options": {
-        "r": 4, "alpha": 16, "dropout": 0.1, "target_modules": ["query", "key", "value"], "lr": 0.0}}
+        "r": 4, "alpha": 16, "dropout": 0.1, "target_modules": ["query", "key", "value"], "lr": 5e-4}}
     target = stages["target/jobs/demo-qa/seed1"].spec["backend"]
     assert target["kind"] == "deepspeed" and target["options"]["zero_stage"] == 3
     assert target["options"]["offload_optimizer"] is True
@@ -184,6 +184,25 @@ def _qa_model(tokenizer, dropout=0.0):
                               attention_probs_dropout_prob=dropout)
     torch.manual_seed(0)
     return XLMRobertaForQuestionAnswering(config)
+
+
+def test_an_adapter_arm_without_its_own_lr_learns_at_the_adapter_default(demo_tokenizer, monkeypatch):
+    """LoRA at full fine-tuning's 1e-5 barely moves: a peft backend without its own lr
+    trains at the documented adapter default, whatever the phase's lr; one it names wins."""
+    from xstilts_tui.compute.engines import torch_engine
+    from xstilts_tui.compute.engines.registry import get_backend
+    from xstilts_tui.compute.kinds.multitask import TaskModel
+    from xstilts_tui.compute.engines.training import TrainJob
+    from xstilts_tui.protocol.backend_options import ADAPTER_LR, defaults
+
+    seen = []
+    monkeypatch.setattr(torch_engine.TorchBackend, "train", lambda self, job: seen.append(job.hparams.lr))
+    job = TrainJob(model=TaskModel({"task": _qa_model(demo_tokenizer)}), batch=lambda i: ("task", {}),
+                   steps=1, hparams=HParams(lr=1e-5), seed=0, report=lambda *a: None)
+    get_backend("peft", {}).train(job)
+    get_backend("peft", {"lr": 2e-4}).train(job)
+    assert seen == [ADAPTER_LR, 2e-4] and 1e-4 <= ADAPTER_LR <= 5e-4
+    assert defaults("peft")["lr"] == ADAPTER_LR and job.hparams.lr == 1e-5  # the job left as it came
 
 
 @pytest.fixture(scope="module")

@@ -32,8 +32,9 @@ def test_demo_recipe_end_to_end_then_fully_cached(tmp_path, capsys):
                                     & (pl.col("metric") == metric))
                 assert rows.height == 1, (arm, lang, metric)
                 assert 0.0 <= rows["value"][0] <= 100.0
-    # English before training, at step 0, for both arms.
-    assert results.filter(pl.col("step") == 0).height == 4
+    # Every language before training, at step 0, for both arms (the fresh head's floor).
+    before = results.filter(pl.col("step") == 0)
+    assert before.height == 2 * 5 * 2 and set(before["language"]) == set(langs)
     # The intermediate stage scored its English validation set.
     assert results.filter(pl.col("split") == "validation")["task"].unique().to_list() == ["demo-jobs"]
 

@@ -261,3 +261,119 @@ lora_dropout = 0.05
     # A task's own hyper-parameters too.
     task = parse_recipe(SMALL_DEMO + "\n[tasks.demo-qa.hparams]\nlearning_rate = 1e-4\n", "r.toml", tmp_path)
     assert task.tasks["demo-qa"].hparams == {"lr": 1e-4}
+
+
+def test_set_replaces_recipe_values_before_validation(tmp_path, monkeypatch):
+    (tmp_path / "e5").mkdir()
+    (tmp_path / "e5" / "config.json").write_text("{}", encoding="utf-8")
+    (tmp_path / "r.toml").write_text(GOOD.replace(
+        'hub = "FacebookAI/xlm-roberta-large"', 'hub = "FacebookAI/xlm-roberta-large"\nrevision = "main"'),
+        encoding="utf-8")
+    monkeypatch.chdir(tmp_path)  # a relative path on the command line starts here
+    settings = ("model.path=e5", "hparams.target.epochs=3", 'tasks.xquad.languages=["en", "de"]',
+                'arms.squad.intermediate=["mnli"]', "seeds=[7]")
+    recipe = load_recipe(tmp_path / "r.toml", settings)
+    # The model's source is replaced (hub and revision gone), the rest set as TOML values.
+    assert recipe.model.source == "path" and recipe.model.hub is None and recipe.model.revision is None
+    assert Path(recipe.model.path) == (tmp_path / "e5").resolve()
+    assert recipe.hparams_target.epochs == 3.0 and recipe.hparams_intermediate.epochs == 2.0
+    assert recipe.tasks["xquad"].languages == ("en", "de")
+    assert recipe.arms[1].intermediate == ("mnli",) and recipe.seeds == (7,)
+    assert recipe.to_dict()["settings"] == settings  # run.json records them
+    assert load_recipe(tmp_path / "r.toml").model.hub == "FacebookAI/xlm-roberta-large"  # file unchanged
+
+
+SET_BAD = [
+    ("no-equals", "model.path", "--set 'model.path': expected KEY=VALUE"),
+    ("empty-part", "model..path=x", "expected KEY=VALUE"),
+    ("unknown-arm", "arms.lora.backend=peft", "--set arms.lora.backend=peft: no arm named 'lora' "
+                                              "(arms: baseline, squad)"),
+    ("into-a-value", "seeds.first=1", "seeds is a value, not a table"),
+    ("arm-without-field", "arms.squad=1", "name an arm and a field"),
+    ("checked-like-the-file", "hparams.target.epochz=1", "hparams.target.epochz: unknown key"),
+    ("wrong-type", "hparams.target.epochs=three", "hparams.target.epochs"),
+]
+
+
+@pytest.mark.parametrize("label, setting, words", SET_BAD, ids=[b[0] for b in SET_BAD])
+def test_bad_set_is_one_line_naming_it(tmp_path, capsys, label, setting, words):
+    (tmp_path / "r.toml").write_text(GOOD, encoding="utf-8")
+    code, out, err = run_cli(["validate", tmp_path / "r.toml", "--set", setting], capsys)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"error: {tmp_path / 'r.toml'}: ") and words in err, err
+
+
+def test_set_reaches_every_command_that_reads_a_recipe(tmp_path, capsys):
+    (tmp_path / "r.toml").write_text(GOOD, encoding="utf-8")
+    setting = ["--set", "arms.squad.intermediate=[\"mnli\"]"]
+    code, out, err = run_cli(["plan", tmp_path / "r.toml", "--output", tmp_path / "o", *setting], capsys)
+    assert code == 0 and "intermediate/mnli/torch/seed1" in out and "squad/torch" not in out, err
+    code, out, _ = run_cli(["data", "status", tmp_path / "r.toml", "--json", *setting], capsys)
+    assert '"nyu-mll/glue' in out or "mnli" in out
+    code, out, err = run_cli(["--recipe", tmp_path / "r.toml", "--set", "hparams.lr=-1"], capsys)
+    assert code == 2 and "hparams.lr" in err and not (tmp_path / "runs").exists()
+
+
+UD_ARMS = f"""
+name = "ud"
+seeds = [1]
+targets = ["xquad"]
+
+[model]
+hub = "intfloat/multilingual-e5-small"
+
+[[arms]]
+name = "baseline"
+
+[[arms]]
+name = "ud-en"
+intermediate = ["udpos"]
+
+[[arms]]
+name = "ud-multi"
+intermediate = ["udpos"]
+[arms.tasks.udpos]
+train_languages = ["en", "de", "zh"]
+
+[tasks.xquad]
+languages = ["en", "de"]
+eval_files = "{XQUAD_DIR}/xquad.{{lang}}.json"
+"""
+
+
+def test_an_arm_trains_an_intermediate_task_in_its_own_languages(tmp_path, capsys):
+    """English vs multilingual intermediate training on the same task: the arm's own
+    [arms.tasks.NAME] settings make a stage of their own, named after the arm."""
+    recipe = parse_recipe(UD_ARMS, "r.toml")
+    en, multi = recipe.arms[1], recipe.arms[2]
+    assert en.task_settings("udpos", recipe.tasks).train_languages == ("en",)
+    assert multi.task_settings("udpos", recipe.tasks).train_languages == ("en", "de", "zh")
+    (tmp_path / "r.toml").write_text(UD_ARMS, encoding="utf-8")
+    code, out, err = run_cli(["plan", tmp_path / "r.toml", "--output", tmp_path / "o", "--json"], capsys)
+    assert code == 0, err
+    import json
+
+    stages = {s["id"]: s for s in json.loads(out)["stages"]}
+    assert {"intermediate/udpos/torch/seed1", "intermediate/udpos@ud-multi/torch/seed1"} <= set(stages)
+    # Targets keep the recipe's settings: every arm is scored on the same data.
+    assert "target/ud-multi/xquad/seed1" in stages
+
+
+UD_BAD = [
+    ("not-its-task", lambda t: t.replace("[arms.tasks.udpos]", "[arms.tasks.xquad]"),
+     "arms[2].tasks.xquad: xquad is not one of this arm's intermediate tasks"),
+    ("no-train-data", lambda t: t.replace('["en", "de", "zh"]', '["en", "th"]'),
+     "arms[2].tasks.udpos.train_languages: unknown training language for udpos 'th'"),
+    ("hparams", lambda t: t.replace('train_languages = ["en", "de", "zh"]',
+                                    "hparams = { max_length = 64 }"),
+     "arms[2].tasks.udpos.hparams: an arm cannot change a task's hyper-parameters"),
+    ("unknown-key", lambda t: t.replace("train_languages =", "train_language ="),
+     "arms[2].tasks.udpos.train_language: unknown key"),
+]
+
+
+@pytest.mark.parametrize("label, change, words", UD_BAD, ids=[b[0] for b in UD_BAD])
+def test_an_arms_task_settings_are_checked_like_the_recipes(label, change, words):
+    with pytest.raises(RecipeError) as err:
+        parse_recipe(change(UD_ARMS), "r.toml")
+    assert str(err.value).startswith("r.toml: ") and words in str(err.value), err.value

@@ -12,7 +12,7 @@ from xstilts_tui.plan.stages import build_plan
 from xstilts_tui.recipe.parse import load_recipe
 from xstilts_tui.recipe.schema import RecipeError
 from xstilts_tui.tasks.registry import TASKS
-from xstilts_tui.cli.options import check_writable
+from xstilts_tui.cli.options import add_set, check_writable
 
 
 def _inputs(recipe, plan=None):
@@ -92,13 +92,13 @@ def _size(value: int | None) -> str:
     return "-"
 
 
-def cmd_data_status(file: str, as_json: bool) -> int:
+def cmd_data_status(file: str, as_json: bool, settings: tuple[str, ...] = ()) -> int:
     """Every input the recipe reads, from the hub and from local paths, and whether it is
     here: exit 0 means the recipe can run on this machine."""
     from xstilts_tui.data.sources import data_root
     from xstilts_tui.recipe.inputs import local_inputs
 
-    recipe = load_recipe(file)
+    recipe = load_recipe(file, settings)
     _, needs, statuses = _inputs(recipe)
     statuses += local_inputs(recipe)
     missing = sum(not s["present"] for s in statuses)
@@ -132,13 +132,13 @@ def cmd_data_status(file: str, as_json: bool) -> int:
     return 1 if missing else 0
 
 
-def cmd_data_fetch(file: str, to: str | None) -> int:
+def cmd_data_fetch(file: str, to: str | None, settings: tuple[str, ...] = ()) -> int:
     import os
 
     from xstilts_tui.data.sources import DATA_ROOT_ENV, bound_hub_timeouts, data_root, hub_offline, hub_problem
     from xstilts_tui.recipe.inputs import need_status
 
-    recipe = load_recipe(file)
+    recipe = load_recipe(file, settings)
     if hub_offline():
         raise UsageError("data fetch: HF_HUB_OFFLINE is set; fetching needs the hub (unset it)")
     cache_dir = None
@@ -177,8 +177,10 @@ def add_parser(sub) -> None:
                             "exit 0 when all are here, 1 otherwise")
     q.add_argument("file", metavar="RECIPE")
     q.add_argument("--json", action="store_true", help="print the same as JSON")
+    add_set(q)
     q = data_sub.add_parser("fetch", help="download what the recipe needs (resumable, verified) "
                             "and print what to set so that an offline machine runs it")
     q.add_argument("file", metavar="RECIPE")
     q.add_argument("--to", metavar="DIR", help="put data in DIR/data and models in DIR/hub "
                    "(default: $XSTILTS_DATA_ROOT and the Hugging Face cache)")
+    add_set(q)

@@ -17,7 +17,7 @@ from xstilts_tui.errors import UsageError
 from xstilts_tui.recipe.schema import RecipeError
 from xstilts_tui.cli.dashboard import cmd_dashboard
 from xstilts_tui.cli.data import cmd_data_fetch, cmd_data_status
-from xstilts_tui.cli.options import REUSE_HELP, reuse_list, seed_list, tracker_list
+from xstilts_tui.cli.options import REUSE_HELP, add_set, reuse_list, seed_list, tracker_list
 from xstilts_tui.cli.plan import cmd_plan
 from xstilts_tui.cli.report import cmd_report
 from xstilts_tui.cli.run import cmd_run
@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
                         "(mlflow, wandb, tensorboard; replaces [tracking] use)")
     parser.add_argument("--reuse", metavar="KINDS", type=reuse_list, default=frozenset(),
                         help=REUSE_HELP)
+    add_set(parser)
     parser.add_argument("--strict-cache", action="store_true",
                         help="a cached stage whose files do not verify fails (default: it is "
                         "trained again)")
@@ -78,14 +79,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "validate":
-            return cmd_validate(args.files)
+            return cmd_validate(args.files, tuple(args.set))
         if args.command == "plan":
             return cmd_plan(args.file, args.output, args.cache, args.launch, args.json,
-                            args.devices, args.parallel, args.seeds, args.reuse, args.write_specs)
+                            args.devices, args.parallel, args.seeds, args.reuse, args.write_specs,
+                            tuple(args.set))
         if args.command == "data":
             if args.data_command == "status":
-                return cmd_data_status(args.file, args.json)
-            return cmd_data_fetch(args.file, args.to)
+                return cmd_data_status(args.file, args.json, tuple(args.set))
+            return cmd_data_fetch(args.file, args.to, tuple(args.set))
         if args.command == "cache":
             return cache_command.run(args)
         if args.command == "score":
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.recipe:
             return cmd_run(args.recipe, args.output, args.cache, args.launch, args.strict_cache,
                            args.devices, args.parallel, args.executor, args.seeds,
-                           args.track, args.reuse)
+                           args.track, args.reuse, tuple(args.set))
         return cmd_dashboard(args.recipes_dir, args.results, args.output, args.edit, args.executor,
                              args.devices, args.parallel)
     except (RecipeError, UsageError) as exc:

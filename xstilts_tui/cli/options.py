@@ -46,6 +46,17 @@ def tracker_list(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+SET_HELP = ("replace a recipe value, e.g. --set model.path=DIR (a local copy of the model), "
+            "--set tasks.xquad.eval_files=DIR/heldout.{lang}.json, --set hparams.target.epochs=2; "
+            "VALUE is TOML or plain text; repeatable")
+
+
+def add_set(parser) -> None:
+    """``--set KEY=VALUE`` (repeatable): recipe values replaced before validation."""
+    parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="set",
+                        help=SET_HELP)
+
+
 def with_overrides(recipe, seeds: tuple[int, ...] | None = None,
                     track: tuple[str, ...] | None = None):
     """The recipe with the command line's --seeds and --track in place of its own."""

@@ -10,7 +10,7 @@ from xstilts_tui.plan.show import describe, plan_data
 from xstilts_tui.plan.stages import build_plan
 from xstilts_tui.recipe.parse import load_recipe
 from xstilts_tui.recipe.sections import load_launch
-from xstilts_tui.cli.options import REUSE_HELP, reuse_list, run_slots, seed_list, with_overrides
+from xstilts_tui.cli.options import REUSE_HELP, add_set, reuse_list, run_slots, seed_list, with_overrides
 
 
 def planned(recipe, output: str | None, cache: str | None, launch: str | None,
@@ -31,8 +31,8 @@ def planned(recipe, output: str | None, cache: str | None, launch: str | None,
 def cmd_plan(file: str, output: str | None, cache: str | None, launch: str | None = None,
              as_json: bool = False, devices: str | None = None, parallel: int | None = None,
              seeds: tuple[int, ...] | None = None, reuse: frozenset[str] = frozenset(),
-             write_specs: bool = False) -> int:
-    plan, slots = planned(with_overrides(load_recipe(file), seeds), output, cache, launch, devices,
+             write_specs: bool = False, settings: tuple[str, ...] = ()) -> int:
+    plan, slots = planned(with_overrides(load_recipe(file, settings), seeds), output, cache, launch, devices,
                            parallel, reuse)
     if write_specs:  # each stage's worker spec, so that the printed commands run by hand
         try:
@@ -67,3 +67,4 @@ def add_parser(sub) -> None:
     p.add_argument("--reuse", metavar="KINDS", type=reuse_list, default=frozenset(), help=REUSE_HELP)
     p.add_argument("--write-specs", action="store_true", help="write each stage's stage.json into "
                    "the stage cache, so that the printed commands run by hand (else nothing is written)")
+    add_set(p)

@@ -19,13 +19,13 @@ def cmd_run(file: str, output: str | None, cache: str | None, launch: str | None
             strict_cache: bool = False, devices: str | None = None,
             parallel: int | None = None, executor: str = "local",
             seeds: tuple[int, ...] | None = None, track: tuple[str, ...] | None = None,
-            reuse: frozenset[str] = frozenset()) -> int:
+            reuse: frozenset[str] = frozenset(), settings: tuple[str, ...] = ()) -> int:
     from xstilts_tui.run.progress import make_display
     from xstilts_tui.results.store import cost_table, xtreme_table
     from xstilts_tui.results.summary import summary_tables, what_the_model_is
     from xstilts_tui.run.runner import Runner
 
-    recipe = with_overrides(load_recipe(file), seeds, track)  # validated before anything is written
+    recipe = with_overrides(load_recipe(file, settings), seeds, track)  # validated before anything is written
     plan, slots = planned(recipe, output, cache, launch, devices, parallel, reuse,
                            slurm=executor == "slurm")
     if check_inputs(file, recipe, plan, fetch=True):  # fetched: the keys take their hashes

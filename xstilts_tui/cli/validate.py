@@ -6,6 +6,7 @@ import sys
 
 from xstilts_tui.plan.stages import build_plan
 from xstilts_tui.recipe.parse import load_recipe
+from xstilts_tui.cli.options import add_set
 from xstilts_tui.recipe.schema import RecipeError
 
 
@@ -19,11 +20,11 @@ def _unset_warnings(file: str, recipe) -> list[str]:
             for name, settings in recipe.tasks.items() for key, variable in unset_paths(asdict(settings))]
 
 
-def cmd_validate(files: list[str]) -> int:
+def cmd_validate(files: list[str], settings: tuple[str, ...] = ()) -> int:
     status = 0
     for file in files:
         try:
-            recipe = load_recipe(file)
+            recipe = load_recipe(file, settings)
         except RecipeError as exc:
             print(f"error: {exc}", file=sys.stderr)
             status = 2
@@ -45,3 +46,4 @@ def cmd_validate(files: list[str]) -> int:
 def add_parser(sub) -> None:
     p = sub.add_parser("validate", help="check recipes and report the first problem of each")
     p.add_argument("files", nargs="+", metavar="FILE")
+    add_set(p)

@@ -289,7 +289,7 @@ class _Builder:
             if not arm.intermediate:
                 continue
             spec = {"kind": "intermediate", "model": model_spec,
-                    "tasks": [_task_spec(t, recipe.tasks[t]) for t in arm.intermediate],
+                    "tasks": [_task_spec(t, arm.task_settings(t, recipe.tasks)) for t in arm.intermediate],
                     "mlm": _mlm_spec(arm),
                     "hparams": asdict(recipe.task_hparams("intermediate", arm.intermediate)),
                     "backend": _backend_spec(recipe, arm.backend),
@@ -303,6 +303,8 @@ class _Builder:
                 of_arm[arm.name] = existing
                 continue
             what = "+".join(arm.intermediate) + (f"+mlm{arm.mlm.ratio:g}" if arm.mlm else "")
+            if arm.tasks:  # the arm's own task settings: named after it
+                what += f"@{arm.name}"
             stage.id = f"intermediate/{what}/{arm.backend}/seed{seed}"
             if stage.id in self._ids:  # same tasks, other settings (another corpus)
                 stage.id = f"intermediate/{what}-{stage.key[:8]}/{arm.backend}/seed{seed}"

@@ -147,8 +147,10 @@ def local_inputs(recipe) -> list[dict[str, Any]]:
     environment variable that is unset."""
     out = []
     used = set(recipe.targets) | {t for arm in recipe.arms for t in arm.intermediate}
-    for name in sorted(used):
-        settings = recipe.tasks[name]
+    each = [(f"tasks.{name}", name, recipe.tasks[name]) for name in sorted(used)]
+    each += [(f"arms.{arm.name}.tasks.{name}", name, settings) for arm in recipe.arms
+             for name, settings in arm.tasks.items()]
+    for where, _, settings in each:
         for key in LOCAL_KEYS:
             value = getattr(settings, key, None)
             if not value:
@@ -164,7 +166,7 @@ def local_inputs(recipe) -> list[dict[str, Any]]:
                 state = "here" if len(found) == len(paths) else "MISSING"
                 size = sum(f.stat().st_size if f.is_file() else
                            sum(x.stat().st_size for x in f.rglob("*") if x.is_file()) for f in found)
-            out.append({"kind": "local", "need": f"tasks.{name}.{key}", "present": state == "here",
+            out.append({"kind": "local", "need": f"{where}.{key}", "present": state == "here",
                         "state": state, "source": value + (f" (${variable} is unset)" if variable else ""),
                         "where": value, "bytes": size, "stages": []})
     return out

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from xstilts_tui.protocol.hparams import HParams
+from xstilts_tui.recipe.overrides import apply_settings
 from xstilts_tui.recipe.schema import BACKENDS, NAME, Arm, Recipe, RecipeError, TaskSettings
 from xstilts_tui.recipe.sections import (read_backend_profiles, read_hparams, read_launch, read_mlm,
                                          read_model, read_slurm, read_tracking)
@@ -113,7 +114,11 @@ def _arm(table: Table, file: str, base: Path, tasks_data: Any, profiles: dict, a
     arm_name = table.get("name", str, required=True)
     if not arm_name.strip() or "/" in arm_name:
         table.fail("name", f"must be a non-empty name without '/', got {arm_name!r}")
-    intermediate = _intermediate(table, tasks_data)
+    own = table.get("tasks", dict, {})
+    merged = {**tasks_data, **{t: {**tasks_data.get(t, {}), **v} for t, v in own.items()
+                               if isinstance(v, dict)}} if isinstance(tasks_data, dict) else tasks_data
+    intermediate = _intermediate(table, merged)
+    task_settings = _arm_tasks(table, file, base, merged, intermediate, own)
     mlm_data = table.get("mlm", dict)
     mlm = read_mlm(file, base, f"{table.where}.mlm", mlm_data) if mlm_data is not None else None
     if mlm is not None and not intermediate:
@@ -133,7 +138,27 @@ def _arm(table: Table, file: str, base: Path, tasks_data: Any, profiles: dict, a
         table.fail("name", f"another arm is already called {arm_name!r}")
     return Arm(name=arm_name, intermediate=intermediate, mlm=mlm,
                backend=phase_backends["intermediate_backend"] or backend,
-               target_backend=phase_backends["target_backend"] or backend)
+               target_backend=phase_backends["target_backend"] or backend, tasks=task_settings)
+
+
+def _arm_tasks(table: Table, file: str, base: Path, merged: dict, intermediate: tuple[str, ...],
+               own: dict) -> dict[str, TaskSettings]:
+    """``[arms.tasks.NAME]``: an arm's own settings of one of its intermediate tasks (its
+    training languages, data files...), over the recipe's ``[tasks.NAME]``; targets keep
+    the recipe's settings, so that every arm is scored on the same data."""
+    out: dict[str, TaskSettings] = {}
+    for name, values in own.items():
+        if name not in intermediate:
+            table.fail(f"tasks.{name}", f"{name} is not one of this arm's intermediate tasks; an "
+                                        "arm's own task settings apply to those only")
+        if not isinstance(values, dict):
+            table.fail(f"tasks.{name}", f"expected a table, got {type(values).__name__}")
+        if "hparams" in values:
+            table.fail(f"tasks.{name}.hparams", f"an arm cannot change a task's hyper-parameters; "
+                                                f"set them in [tasks.{name}.hparams]")
+        out[name] = read_task_settings(file, base, name, TASKS[name], merged[name],
+                                       where=f"{table.where}.tasks.{name}")
+    return out
 
 
 def _tasks(top: Table, file: str, base: Path, tasks_data: Any, used: set[str],
@@ -154,8 +179,10 @@ def _tasks(top: Table, file: str, base: Path, tasks_data: Any, used: set[str],
     return tasks
 
 
-def parse_recipe(text: str, file: str, base: Path | None = None) -> Recipe:
-    """Validate recipe text; ``base`` is the folder relative paths start from."""
+def parse_recipe(text: str, file: str, base: Path | None = None,
+                 settings: tuple[str, ...] = ()) -> Recipe:
+    """Validate recipe text; ``base`` is the folder relative paths start from;
+    ``settings``: the command line's ``--set KEY=VALUE`` overrides, applied first."""
     base = base or Path(file).resolve().parent
     try:
         data = tomllib.loads(text)
@@ -163,6 +190,11 @@ def parse_recipe(text: str, file: str, base: Path | None = None) -> Recipe:
         raise RecipeError(f"{file}: TOML syntax: {exc}") from None
     except RecursionError:
         raise RecipeError(f"{file}: TOML nested too deeply to be a recipe") from None
+    if settings:
+        try:
+            data = apply_settings(data, settings)
+        except RecipeError as exc:
+            raise RecipeError(f"{file}: {exc}") from None
     top = Table(file, "", data)
     name, description, output_dir, seeds = _top_fields(top, file)
     model = read_model(file, base, top.get("model", dict, required=True))
@@ -187,10 +219,11 @@ def parse_recipe(text: str, file: str, base: Path | None = None) -> Recipe:
                   targets=targets, seeds=seeds, tasks=tasks,
                   hparams_intermediate=hp_inter, hparams_target=hp_target,
                   description=description, output_dir=output_dir, backends=profiles,
-                  launch=launch, slurm=slurm, tracking=tracking)
+                  launch=launch, slurm=slurm, tracking=tracking, settings=tuple(settings))
 
 
-def load_recipe(path: str | Path) -> Recipe:
+def load_recipe(path: str | Path, settings: tuple[str, ...] = ()) -> Recipe:
+    """A recipe file, validated, with the command line's ``--set`` overrides applied."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -200,4 +233,4 @@ def load_recipe(path: str | Path) -> Recipe:
         raise RecipeError(f"{path}: is a folder; expected a recipe .toml file") from None
     except UnicodeDecodeError:
         raise RecipeError(f"{path}: not UTF-8 text; expected a TOML recipe") from None
-    return parse_recipe(text, str(path), path.resolve().parent)
+    return parse_recipe(text, str(path), path.resolve().parent, tuple(settings))

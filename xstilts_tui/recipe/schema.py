@@ -156,6 +156,12 @@ class Arm:
     backend: str = "torch"  # the intermediate phase's backend
     mlm: MLMSpec | None = None
     target_backend: str = "torch"
+    # ``[arms.tasks.NAME]``: this arm's own settings of an intermediate task (e.g. its
+    # training languages), in place of the recipe's ``[tasks.NAME]``.
+    tasks: dict[str, "TaskSettings"] = field(default_factory=dict)
+
+    def task_settings(self, name: str, recipe_tasks: dict[str, "TaskSettings"]) -> "TaskSettings":
+        return self.tasks.get(name) or recipe_tasks[name]
 
 
 @dataclass(frozen=True)
@@ -199,6 +205,7 @@ class Recipe:
     launch: Launch = Launch()
     slurm: SlurmSettings = SlurmSettings()
     tracking: TrackingSettings = TrackingSettings()
+    settings: tuple[str, ...] = ()  # the command line's --set KEY=VALUE overrides, as given
 
     def task_hparams(self, phase: str, tasks: tuple[str, ...]) -> HParams:
         """A stage's hyper-parameters: the phase's, with a task's own overrides when the

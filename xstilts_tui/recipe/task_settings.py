@@ -110,8 +110,10 @@ def _training_languages(table: Table, name: str, spec: TaskSpec, values: dict[st
                 table.fail("train_file", f"no file for language {lang!r} at " + train_file.replace("{lang}", lang))
 
 
-def read_task_settings(file: str, base: Path, name: str, spec: TaskSpec, data: dict) -> TaskSettings:
-    table = Table(file, f"tasks.{name}", data)
+def read_task_settings(file: str, base: Path, name: str, spec: TaskSpec, data: dict,
+                       where: str | None = None) -> TaskSettings:
+    """``[tasks.NAME]`` (or an arm's own settings of the task, ``where``), checked."""
+    table = Table(file, where or f"tasks.{name}", data)
     languages = _languages(table, name, spec)
     values: dict[str, Any] = {"languages": languages}
     _data_files(table, base, name, spec, languages, values)
@@ -128,8 +130,8 @@ def read_task_settings(file: str, base: Path, name: str, spec: TaskSpec, data: d
         values["data_dir"] = data_dir
     overrides = table.get("hparams", dict)
     if overrides is not None:
-        checked = read_hparams(file, f"tasks.{name}.hparams", overrides, HParams())
-        given = hparam_values(Table(file, f"tasks.{name}.hparams", overrides))
+        checked = read_hparams(file, f"{table.where}.hparams", overrides, HParams())
+        given = hparam_values(Table(file, f"{table.where}.hparams", overrides))
         values["hparams"] = {k: getattr(checked, k) for k in given}
     table.finish([f.name for f in fields(TaskSettings)])
     return TaskSettings(**values)

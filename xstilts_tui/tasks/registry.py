@@ -102,9 +102,10 @@ class TaskSpec:
     # Local file forms it reads, for messages (QA: SQuAD JSON).
     local_files: str = "SQuAD v1.1 JSON"
 
-    # Languages whose training data exists on the hub (translate-train): an intermediate
-    # arm may train on several of them; other languages than English come from
-    # ``translate_train`` (its config may hold {lang}).
+    # Languages with training data (machine-translated for XNLI and PAWS-X, native
+    # treebanks for UD-POS): an intermediate arm may train on several of them; other
+    # languages than English come from ``translate_train`` (its config may hold {lang}
+    # or {lang_name}).
     train_languages: tuple[str, ...] = ("en",)
     translate_train: HubSplit | None = None
     # Languages the data set has beyond the benchmark's (XQuAD's Romanian, added after
@@ -311,7 +312,14 @@ TASKS: dict[str, TaskSpec] = {
                                 upstream="ud-2.5"),
             columns=Columns(tokens="tokens", tags="pos_tags"), lang_names=_UD_NAMES,
             tag_set=UPOS, tag_set_name="UPOS",
-            local_files="CoNLL-U (.conllu: words and their UPOS tags)"),
+            local_files="CoNLL-U (.conllu: words and their UPOS tags)",
+            # Each language's own treebanks, for multilingual intermediate training; Thai,
+            # Tagalog and Yoruba have test treebanks only in UD 2.5.
+            translate_train=HubSplit(_XTREME, "train", config="udpos.{lang_name}", script=True,
+                                     upstream="ud-2.5"),
+            train_languages=("af", "ar", "bg", "de", "el", "en", "es", "et", "eu", "fa", "fi", "fr",
+                             "he", "hi", "hu", "id", "it", "ja", "kk", "ko", "mr", "nl", "pt", "ru",
+                             "ta", "te", "tr", "ur", "vi", "zh")),
         TaskSpec(
             name="panx", kind=TOKEN_TAGGING,
             description="PAN-X (WikiANN NER): trained on English, zero-shot in 40 languages",
