@@ -19,7 +19,7 @@ def default_layer(num_layers: int) -> int:
 def sentence_vectors(model, tokenizer, texts: list[str], layer: int, max_length: int,
                      batch_size: int, backend) -> np.ndarray:
     """One vector a sentence: the mean over its tokens (not padding) of ``layer``'s
-    hidden states, in batches of similar length."""
+    hidden states, in fp32 (under bf16 autocast too), in batches of similar length."""
     import torch
 
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -33,9 +33,10 @@ def sentence_vectors(model, tokenizer, texts: list[str], layer: int, max_length:
             enc = {k: v.to(backend.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
             with backend.autocast():
                 hidden = model(**enc, output_hidden_states=True).hidden_states[layer]
+            hidden = hidden.float()  # pooled in fp32, as XTREME does, whatever autocast returned
             mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-            out[chunk] = pooled.float().cpu().numpy()
+            out[chunk] = pooled.cpu().numpy()
     return out
 
 
