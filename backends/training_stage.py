@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from xstilts_tui.protocol.hparams import HParams, from_spec
-from xstilts_tui.tasks.registry import TASKS, TaskSpec
+from xstilts_tui.tasks.registry import EXTRACTIVE_QA, TASKS, TaskSpec
 
 from .inputs.data import DataError
 from .stage_output import dir_bytes, peak_memory, seed_everything, write_checkpoint, write_predictions
@@ -139,15 +139,33 @@ class Scoring:
         self.primary = parts[self.primary_name]
         self.test_sets: dict[str, list[dict]] = {}
 
-    def evaluate(self, step: int) -> float:
-        """Every task on its first ``eval_examples`` English validation rows; the
-        selection score is the mean of the tasks' selection metrics."""
-        from .inputs.data import load_rows
+    def selection_rows(self, part: TaskPart) -> list[dict]:
+        """``eval_examples`` English validation rows drawn with a fixed seed (the same for
+        every arm and seed), none the study tests on: not XQuAD's questions where they come
+        from SQuAD v1.1 dev, not a question of this stage's own test sets (tasks/selection.py)."""
+        from xstilts_tui.tasks.selection import sample, xquad_ids
 
+        from .inputs.data import DataError, load_rows
+
+        # QA ids name a question across a data set's splits (elsewhere ids are row numbers)
+        exclude = {row["id"] for rows in self.test_sets.values() for row in rows} \
+            if part.spec.kind == EXTRACTIVE_QA else set()
+        if part.spec.selects_on_squad_dev and not part.task["settings"].get("validation_file"):
+            exclude |= xquad_ids()
+        rows = sample(load_rows(part.task, "validation", "en"), self.hp.eval_examples, exclude)
+        if not rows:
+            raise DataError(f"{part.spec.name}: no English validation rows left to select checkpoints on "
+                            "once the rows it is tested on are left out; give tasks."
+                            f"{part.spec.name}.validation_file")
+        return rows
+
+    def evaluate(self, step: int) -> float:
+        """Every task on its selection rows (``selection_rows``); the selection score is the
+        mean of the tasks' selection metrics."""
         values = []
         for name, part in self.parts.items():
             if name not in self.validation:
-                self.validation[name] = load_rows(part.task, "validation", "en")[: self.hp.eval_examples]
+                self.validation[name] = self.selection_rows(part)
             scores = part.kind.evaluate(self.model.models[name], self.tokenizer, self.backend,
                                         self.validation[name], self.hp, part.spec, "en", part.head)
             for metric, value in scores.items():

@@ -45,3 +45,72 @@ def test_retrieval_pools_in_fp32_under_bf16_autocast():
     expected = hidden.to(torch.bfloat16).float().mean(1).numpy()  # the layer's values, averaged in fp32
     assert vectors.dtype == np.float32
     np.testing.assert_allclose(vectors, expected, rtol=1e-6)
+
+
+def _xquad_en():
+    import json
+
+    from conftest import XQUAD_DIR
+
+    doc = json.loads((XQUAD_DIR / "xquad.en.json").read_text(encoding="utf-8"))
+    return [{"id": q["id"], "question": q["question"], "context": p["context"],
+             "answers": {"text": [a["text"] for a in q["answers"]],
+                         "answer_start": [a["answer_start"] for a in q["answers"]]}}
+            for article in doc["data"] for p in article["paragraphs"] for q in p["qas"]]
+
+
+def _scoring(task_name: str, settings: dict, eval_examples: int, test_sets=None):
+    from xstilts_tui.compute.training_stage import Scoring, TaskPart
+    from xstilts_tui.protocol.hparams import HParams
+    from xstilts_tui.tasks.registry import TASKS
+
+    part = TaskPart(task={"name": task_name, "settings": {"max_train_examples": 0, "max_eval_examples": 0,
+                                                          **settings}},
+                    spec=TASKS[task_name], kind=None, head={}, train_rows=0, features=[])
+    scoring = Scoring({}, None, HParams(eval_examples=eval_examples), {task_name: part}, None, None, None, None)
+    scoring.test_sets = test_sets or {}
+    return scoring, part
+
+
+def test_selection_on_squad_dev_is_a_seeded_sample_without_xquads_questions(monkeypatch):
+    """SQuAD v1.1 dev holds XQuAD's 1190 questions (the first 500 rows about 30 of them):
+    checkpoints are never chosen on a question later scored in translation, and the rows
+    are a seeded sample (the same for every arm and seed), not the first ones."""
+    from xstilts_tui.compute.inputs import data
+
+    xquad = _xquad_en()
+    dev = [dict(row, id=f"dev{i:05d}") for i, row in enumerate(xquad)]
+    rows = [r for pair in zip(dev, xquad) for r in pair]  # XQuAD's questions every other row
+    monkeypatch.setattr(data, "load_rows", lambda task, split, lang="en": rows)
+    for task in ("squad", "xquad", "mlqa"):  # SQuAD as an intermediate task, the targets trained on it
+        scoring, part = _scoring(task, {}, 500)
+        chosen = scoring.selection_rows(part)
+        assert len(chosen) == 500 and not {r["id"] for r in chosen} & {r["id"] for r in xquad}, task
+        assert [r["id"] for r in chosen] != [r["id"] for r in dev[:500]]
+        assert chosen == scoring.selection_rows(part)
+
+
+def test_a_target_never_selects_on_a_question_it_is_tested_on(monkeypatch):
+    from xstilts_tui.compute.inputs import data
+
+    rows = _xquad_en()
+    monkeypatch.setattr(data, "load_rows", lambda task, split, lang="en": rows)
+    scoring, part = _scoring("xquad", {"validation_file": "dev.json"}, 2000,
+                             test_sets={"de": rows[:700]})
+    chosen = scoring.selection_rows(part)
+    assert [r["id"] for r in chosen] == [r["id"] for r in rows[700:]]
+
+
+def test_tydiqa_selects_on_english_training_rows_held_out_of_training(tmp_path):
+    """TyDiQA-GoldP is tested on its validation split, English included: its selection
+    rows are held out of English training, and training leaves them out."""
+    from conftest import XQUAD_DIR
+    from xstilts_tui.compute.inputs.data import load_rows
+
+    task = {"name": "tydiqa", "settings": {"max_train_examples": 0, "max_eval_examples": 0,
+                                           "train_file": str(XQUAD_DIR / "xquad.en.json"),
+                                           "eval_files": str(XQUAD_DIR / "xquad.{lang}.json")}}
+    train = {r["id"] for r in load_rows(task, "train", "en")}
+    selection = {r["id"] for r in load_rows(task, "validation", "en")}
+    assert len(selection) == 1190 // 5 and len(train) == 1190 - 1190 // 5 and not train & selection
+    assert len(selection) == len(load_rows(task, "validation", "en"))

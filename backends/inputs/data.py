@@ -28,6 +28,7 @@ from xstilts_tui.data.sources import unset_variable
 from xstilts_tui.tasks.rows import expected_columns, normalize_row
 from xstilts_tui.tasks.squad import DataFileError, read_squad_json
 from xstilts_tui.tasks.registry import EXTRACTIVE_QA, TASKS, TOKEN_TAGGING, HubSplit, TaskSpec
+from xstilts_tui.tasks.selection import holdout
 from xstilts_tui.data.upstream import UPSTREAM
 
 
@@ -200,12 +201,23 @@ def load_rows(task: dict[str, Any], split: str, lang: str = "en") -> list[dict]:
     """Rows of one task, split ("train", "validation" or "test") and language.
 
     ``task`` is the task part of a stage spec: name and the recipe's settings.
-    "test" is the per-language zero-shot evaluation set.
+    "test" is the per-language zero-shot evaluation set. A task that selects on rows held
+    out of training (TyDiQA) gets them as "validation", and "train" without them.
     """
-    name = task["name"]
-    spec = TASKS[name]
-    settings = task["settings"]
+    spec, settings = TASKS[task["name"]], task["settings"]
     limit = settings["max_train_examples"] if split == "train" else settings["max_eval_examples"]
+    if spec.selection == "train-holdout" and split in ("train", "validation") and lang == "en" \
+            and not settings.get("validation_file"):
+        kept, held = holdout(_split_rows(spec, settings, "train", "en"))
+        rows = held if split == "validation" else kept
+    else:
+        rows = _split_rows(spec, settings, split, lang)
+    return rows[:limit] if limit else rows
+
+
+def _split_rows(spec: TaskSpec, settings: dict[str, Any], split: str, lang: str) -> list[dict]:
+    """Every row of one split and language, from local files, the hub or the generator."""
+    name = spec.name
     if spec.generated:
         count = (settings["generated_train_examples"] if split == "train"
                  else settings["generated_eval_examples"])
@@ -236,7 +248,7 @@ def load_rows(task: dict[str, Any], split: str, lang: str = "en") -> list[dict]:
     if not rows:
         raise DataError(f"{where}: no examples")
     check_rows(spec, rows, where, split)
-    return rows[:limit] if limit else rows
+    return rows
 
 
 def check_rows(spec: TaskSpec, rows: list[dict], where: str, split: str) -> None:

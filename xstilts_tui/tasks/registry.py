@@ -117,6 +117,15 @@ class TaskSpec:
     # the data is refused; empty: the tag set is the training data's (CCG).
     tag_set: tuple[str, ...] = ()
     tag_set_name: str = ""
+    # Where checkpoint selection's English rows come from: "validation" (a seeded sample
+    # of them), or "train-holdout" where the validation split is tested on (TyDiQA): rows
+    # held out of English training (tasks/selection.py).
+    selection: str = "validation"
+
+    @property
+    def selects_on_squad_dev(self) -> bool:
+        """Selection on SQuAD v1.1 dev, which holds XQuAD's questions (left out)."""
+        return self.validation == _SQUAD_VALID
 
     @property
     def all_languages(self) -> tuple[str, ...]:
@@ -235,10 +244,12 @@ TASKS: dict[str, TaskSpec] = {
             metric="squad_v1",
             train=HubSplit("google-research-datasets/tydiqa", "train", config="secondary_task",
                            id_prefix="english-"),
-            validation=HubSplit("google-research-datasets/tydiqa", "validation",
-                                config="secondary_task", id_prefix="english-"),
+            # Its English test rows are its validation rows: selection holds out training rows.
+            validation=HubSplit("google-research-datasets/tydiqa", "train", config="secondary_task",
+                                id_prefix="english-"),
             evaluation=HubSplit("google-research-datasets/tydiqa", "validation",
                                 config="secondary_task", id_prefix="{lang_name}-"),
+            selection="train-holdout",
             lang_names=_TYDIQA_NAMES,
             local_files=_SQUAD_FILES,
         ),
