@@ -27,6 +27,22 @@ class TaskPart:
     head: dict[str, Any]
     train_rows: int
     features: list  # FeatureTables, one a training language
+    hp: HParams  # the stage's, with the task's own feature and evaluation settings
+
+
+# A task's own [tasks.X.hparams] that apply inside a stage training several tasks: how its
+# examples become features and how its predictions are read. The loop's settings (rate,
+# batch, epochs, selection) are the stage's.
+TASK_OWN_HPARAMS = ("max_length", "doc_stride", "max_query_length", "n_best", "max_answer_length",
+                    "eval_batch_size")
+
+
+def own_hparams(hp: HParams, task: dict[str, Any]) -> HParams:
+    """The stage's hyper-parameters with a task's own feature and evaluation settings."""
+    from dataclasses import replace
+
+    own = {k: v for k, v in (task["settings"].get("hparams") or {}).items() if k in TASK_OWN_HPARAMS}
+    return replace(hp, **own) if own else hp
 
 
 @dataclass
@@ -56,16 +72,17 @@ def task_streams(spec: dict[str, Any], hp: HParams, tokenizer, target: bool) -> 
         languages = tuple(settings["train_languages"])
         rows_by_lang = {lang: load_rows(task, "train", lang) for lang in languages}
         head = kind.head(task_spec, [r for rows in rows_by_lang.values() for r in rows])
+        task_hp = own_hparams(hp, task)
         features_by_lang = {}
         for lang, rows in rows_by_lang.items():
             try:
-                features_by_lang[lang] = load_features(kind, tokenizer, rows, hp, head)
+                features_by_lang[lang] = load_features(kind, tokenizer, rows, task_hp, head)
             except ValueError as exc:
                 raise DataError(f"{task['name']} training data ({lang}): {exc}") from None
         name = task["name"]
         out.parts[name] = TaskPart(task, task_spec, kind, head,
                                    sum(len(r) for r in rows_by_lang.values()),
-                                   list(features_by_lang.values()))
+                                   list(features_by_lang.values()), task_hp)
         size = sum(len(f) for f in features_by_lang.values())
         share = min(size, cap) if cap else size
         by_lang = language_weights({lang: len(f) for lang, f in features_by_lang.items()},
@@ -167,7 +184,7 @@ class Scoring:
             if name not in self.validation:
                 self.validation[name] = self.selection_rows(part)
             scores = part.kind.evaluate(self.model.models[name], self.tokenizer, self.backend,
-                                        self.validation[name], self.hp, part.spec, "en", part.head)
+                                        self.validation[name], part.hp, part.spec, "en", part.head)
             for metric, value in scores.items():
                 self.events.emit("score", task=name, language="en", split="validation", metric=metric,
                                  value=value, step=step)
@@ -186,7 +203,7 @@ class Scoring:
         records: list[dict[str, Any]] = []
         primary = self.primary
         scores = primary.kind.evaluate(self.model.primary, self.tokenizer, self.backend,
-                                       self.test_sets[lang], self.hp, primary.spec, lang, primary.head,
+                                       self.test_sets[lang], primary.hp, primary.spec, lang, primary.head,
                                        keep=records)
         if distributed.rank() == 0:
             write_predictions(self.stage_dir, records, stage_key=self.spec["key"], seed=self.spec["seed"],

@@ -66,8 +66,9 @@ def _scoring(task_name: str, settings: dict, eval_examples: int, test_sets=None)
 
     part = TaskPart(task={"name": task_name, "settings": {"max_train_examples": 0, "max_eval_examples": 0,
                                                           **settings}},
-                    spec=TASKS[task_name], kind=None, head={}, train_rows=0, features=[])
-    scoring = Scoring({}, None, HParams(eval_examples=eval_examples), {task_name: part}, None, None, None, None)
+                    spec=TASKS[task_name], kind=None, head={}, train_rows=0, features=[],
+                    hp=HParams(eval_examples=eval_examples))
+    scoring = Scoring({}, None, part.hp, {task_name: part}, None, None, None, None)
     scoring.test_sets = test_sets or {}
     return scoring, part
 
@@ -114,3 +115,28 @@ def test_tydiqa_selects_on_english_training_rows_held_out_of_training(tmp_path):
     selection = {r["id"] for r in load_rows(task, "validation", "en")}
     assert len(selection) == 1190 // 5 and len(train) == 1190 - 1190 // 5 and not train & selection
     assert len(selection) == len(load_rows(task, "validation", "en"))
+
+
+def test_a_multi_task_stage_builds_each_tasks_features_with_its_own_settings(demo_tokenizer):
+    """[tasks.X.hparams] apply inside a multi-task stage too: the all-nine arm builds
+    SQuAD's features at 384 tokens, not at the phase's 256 (here: demo-jobs QA at 64 with
+    a 32-token stride, beside demo-nli at the phase's 128, where alone it would be at 128)."""
+    from dataclasses import asdict
+
+    from xstilts_tui.compute.training_stage import task_streams
+    from xstilts_tui.protocol.hparams import HParams
+    from xstilts_tui.recipe.schema import TaskSettings
+
+    def task(name, **hparams):
+        settings = asdict(TaskSettings(languages=("en",), generated_train_examples=40))
+        return {"name": name, "settings": {**settings, "hparams": hparams or None}}
+
+    hp = HParams(max_length=128, doc_stride=64, max_query_length=32)
+    spec = {"tasks": [task("demo-jobs", max_length=64, doc_stride=32, max_query_length=16),
+                      task("demo-nli")], "seed": 1}
+    streams = task_streams(spec, hp, demo_tokenizer, target=False)
+    jobs, nli = streams.parts["demo-jobs"], streams.parts["demo-nli"]
+    alone = task_streams({"tasks": [task("demo-jobs")], "seed": 1}, hp, demo_tokenizer, target=False)
+    assert max(jobs.features[0].lengths) <= 64 < max(alone.parts["demo-jobs"].features[0].lengths) <= 128
+    assert (jobs.hp.max_length, jobs.hp.doc_stride, jobs.hp.max_query_length) == (64, 32, 16)
+    assert nli.hp.max_length == 128 and jobs.hp.lr == hp.lr  # the loop's settings stay the phase's
