@@ -140,3 +140,48 @@ def test_a_multi_task_stage_builds_each_tasks_features_with_its_own_settings(dem
     assert max(jobs.features[0].lengths) <= 64 < max(alone.parts["demo-jobs"].features[0].lengths) <= 128
     assert (jobs.hp.max_length, jobs.hp.doc_stride, jobs.hp.max_query_length) == (64, 32, 16)
     assert nli.hp.max_length == 128 and jobs.hp.lr == hp.lr  # the loop's settings stay the phase's
+
+
+def test_anli_plus_is_anli_then_mnli_then_snli_without_snlis_unlabelled_rows(monkeypatch):
+    """The paper's ANLI+ (1,104,934 training examples) is ANLI R1-R3 (162,865) + MNLI
+    (392,702) + SNLI (549,367 once its "-" rows, label -1, are dropped); plain ANLI stays."""
+    from xstilts_tui.compute.inputs import data
+    from xstilts_tui.tasks.registry import TASKS
+
+    spec = TASKS["anli-plus"]
+    sources = [(s.path, s.split, s.config) for s in (spec.train, *spec.train_also)]
+    assert sources == [("facebook/anli", "train_r1+train_r2+train_r3", "plain_text"),
+                       ("nyu-mll/glue", "train", "mnli"), ("stanfordnlp/snli", "train", "plain_text")]
+    assert spec.validation == TASKS["anli"].validation and TASKS["anli"].train_also == ()
+    assert 162_865 + 392_702 + 549_367 == 1_104_934
+    fixture = {"facebook/anli": [("a", "b", 0), ("c", "d", 1), ("e", "f", 2)],
+               "nyu-mll/glue": [("g", "h", 2), ("i", "j", 0)],
+               "stanfordnlp/snli": [("k", "l", 1), ("m", "n", -1), ("o", "p", 0)]}
+
+    class Split(list):
+        features = {}
+
+    def hub_dataset(source, lang, lang_name, hint):
+        return Split({"premise": p, "hypothesis": h, "label": y} for p, h, y in fixture[source.path]), None
+
+    monkeypatch.setattr(data, "_hub_dataset", hub_dataset)
+    task = {"name": "anli-plus", "settings": {"max_train_examples": 0, "max_eval_examples": 0}}
+    rows = data.load_rows(task, "train", "en")
+    assert [(r["text"], r["label"]) for r in rows] == [("a", 0), ("c", 1), ("e", 2), ("g", 2), ("i", 0),
+                                                      ("k", 1), ("o", 0)]
+
+
+def test_anli_plus_needs_and_keys_name_all_three_sources(tmp_path):
+    from xstilts_tui.plan.stages import build_plan
+    from xstilts_tui.recipe.inputs import recipe_needs
+    from xstilts_tui.recipe.parse import parse_recipe
+
+    recipe = parse_recipe('seeds = [1]\ntargets = ["xnli"]\n[model]\nhub = "FacebookAI/xlm-roberta-large"\n'
+                          '[[arms]]\nname = "anli-plus"\nintermediate = ["anli-plus"]\n', str(tmp_path / "r.toml"))
+    plan = build_plan(recipe, tmp_path / "out")
+    needs = {n.label for n in recipe_needs(plan)}
+    assert {"anli-plus train (en)", "anli-plus train (en): nyu-mll/glue",
+            "anli-plus train (en): stanfordnlp/snli"} <= needs
+    stage = next(s for s in plan.stages if s.kind == "intermediate")
+    assert {"anli-plus train (en): nyu-mll/glue", "anli-plus train (en): stanfordnlp/snli"} <= \
+        set(stage.provenance["data"]["anli-plus"])

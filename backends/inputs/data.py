@@ -244,6 +244,9 @@ def _split_rows(spec: TaskSpec, settings: dict[str, Any], split: str, lang: str)
                                 f"({spec.local_files})")
             rows = _from_hub(source, lang, spec.lang_names.get(lang, lang),
                              f"tasks.{name}.{file_key} in the recipe", spec)
+            if split == "train" and lang == "en":  # more English training data (ANLI+)
+                for more in spec.train_also:
+                    rows += _from_hub(more, lang, lang, f"tasks.{name}.{file_key} in the recipe", spec)
     where = path.replace("{lang}", lang) if not spec.generated and path else f"{name} {split} ({lang})"
     if not rows:
         raise DataError(f"{where}: no examples")

@@ -126,6 +126,9 @@ def data_identity(task: dict[str, Any], stage_kind: str, selects: bool) -> dict[
         found = _split_input(spec, settings, split, lang)
         if found is not None:
             out[found[0]] = found[1]
+        if split == "train" and lang == "en" and not settings.get("train_file"):
+            for more in spec.train_also:  # ANLI+: MNLI and SNLI after ANLI
+                out[f"{spec.name} train ({lang}): {more.path}"] = _hub_source(more, lang, lang)
     return out
 
 

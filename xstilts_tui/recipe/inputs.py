@@ -45,6 +45,10 @@ def _split_needs(name: str, settings: dict, split: str, langs, add) -> None:
         lang_name = spec.lang_names.get(lang, lang)
         add(Need("data", f"{name} {split} ({lang})", f"tasks.{name}.{key}",
                  sources=candidates(source, lang, lang_name)))
+        if split == "train" and lang == "en":
+            for more in spec.train_also:  # ANLI+: MNLI and SNLI after ANLI
+                add(Need("data", f"{name} {split} ({lang}): {more.path}", f"tasks.{name}.{key}",
+                         sources=candidates(more, lang, lang)))
 
 
 def _selects(hparams: dict) -> bool:

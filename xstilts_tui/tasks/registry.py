@@ -108,6 +108,8 @@ class TaskSpec:
     # or {lang_name}).
     train_languages: tuple[str, ...] = ("en",)
     translate_train: HubSplit | None = None
+    # More English training data after ``train``, in this order (ANLI+: MNLI, then SNLI).
+    train_also: tuple[HubSplit, ...] = ()
     # Languages the data set has beyond the benchmark's (XQuAD's Romanian, added after
     # XTREME): a recipe may evaluate them; the XTREME score keeps ``languages``.
     extra_languages: tuple[str, ...] = ()
@@ -186,11 +188,12 @@ _TAGGING_FILES = ("CoNLL-style text (a word and its tag a line, tab-separated, a
 
 def _english(name: str, kind: str, description: str, train: HubSplit | None,
              validation: HubSplit | None, columns: Columns, labels: tuple[str, ...] | None,
-             local_files: str = "") -> TaskSpec:
+             local_files: str = "", train_also: tuple[HubSplit, ...] = ()) -> TaskSpec:
     """An English intermediate task: trained on ``train``, scored on ``validation``."""
     return TaskSpec(name=name, kind=kind, description=description, languages=("en",),
                     metric="accuracy", train=train, validation=validation, evaluation=None,
-                    columns=columns, labels=labels, local_files=local_files or _TABLE_FILES)
+                    columns=columns, labels=labels, local_files=local_files or _TABLE_FILES,
+                    train_also=train_also)
 
 
 def _demo(name: str, kind: str, description: str, columns: Columns,
@@ -262,6 +265,15 @@ TASKS: dict[str, TaskSpec] = {
                  HubSplit("facebook/anli", "train_r1+train_r2+train_r3", config="plain_text"),
                  HubSplit("facebook/anli", "dev_r1+dev_r2+dev_r3", config="plain_text"),
                  Columns(text=("premise",), pair=("hypothesis",)), _NLI_LABELS),
+        # The paper's "ANLI+" (its Table 1: 1,104,934 training examples): ANLI R1-R3
+        # (162,865), MNLI (392,702) and SNLI (549,367 once its unlabelled "-" rows go),
+        # scored on ANLI's development rounds.
+        _english("anli-plus", PAIR_CLASSIFICATION, "ANLI+: ANLI rounds 1-3, MNLI and SNLI (the paper's)",
+                 HubSplit("facebook/anli", "train_r1+train_r2+train_r3", config="plain_text"),
+                 HubSplit("facebook/anli", "dev_r1+dev_r2+dev_r3", config="plain_text"),
+                 Columns(text=("premise",), pair=("hypothesis",)), _NLI_LABELS,
+                 train_also=(HubSplit(_GLUE, "train", config="mnli"),
+                             HubSplit("stanfordnlp/snli", "train", config="plain_text"))),
         _english("qqp", PAIR_CLASSIFICATION, "Quora Question Pairs: paraphrase detection",
                  HubSplit(_GLUE, "train", config="qqp"), HubSplit(_GLUE, "validation", config="qqp"),
                  Columns(text=("question1",), pair=("question2",)),
