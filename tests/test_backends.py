@@ -266,6 +266,72 @@ def test_zero3_saves_a_complete_checkpoint(demo_tokenizer, qa_features, tmp_path
     assert not info["missing_keys"] and not info["unexpected_keys"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", [2, 3])
+def test_a_bf16_deepspeed_stage_hands_on_its_fp32_master_weights(demo_tokenizer, qa_features, tmp_path,
+                                                                  monkeypatch, stage):
+    """The next phase starts from the fp32 master weights (what DeepSpeed's zero_to_fp32
+    gives), not from their bf16 rounding, so that backends compare fairly."""
+    from deepspeed.utils import safe_get_full_fp32_param
+    from safetensors.torch import load_file
+
+    from xstilts_tui.compute.engines.deepspeed_engine import DeepSpeedBackend
+    from xstilts_tui.compute.engines.registry import get_backend
+
+    monkeypatch.setattr(DeepSpeedBackend, "_choose_precision", lambda self, requested: "bf16")
+    backend = get_backend("deepspeed", {"zero_stage": stage})
+    model, _, _ = _train(backend, demo_tokenizer, qa_features, steps=5)
+    masters = {name[len("models.task."):]: safe_get_full_fp32_param(p).detach().float().cpu().clone()
+               for name, p in backend.engine.module.named_parameters()}
+    out = tmp_path / "checkpoint"
+    out.mkdir()
+    backend.save(model, demo_tokenizer, out)
+    saved = load_file(out / "model.safetensors")
+    rounded = 0
+    for key, master in masters.items():
+        assert saved[key].dtype == torch.float32 and torch.equal(saved[key], master), key
+        rounded += not torch.equal(master.to(torch.bfloat16).float(), master)
+    assert rounded > len(masters) / 2  # bf16 would have rounded most of them
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", [2, 3])
+def test_a_deepspeed_stage_hands_on_its_best_steps_fp32_weights(demo_tokenizer, qa_features, tmp_path,
+                                                                monkeypatch, stage):
+    """Checkpoint selection keeps an earlier step: what is handed on is that step's fp32
+    master weights, not the last step's (nor their bf16 rounding)."""
+    from deepspeed.utils import safe_get_full_fp32_param
+    from safetensors.torch import load_file
+
+    from xstilts_tui.compute.engines.deepspeed_engine import DeepSpeedBackend
+    from xstilts_tui.compute.engines.registry import get_backend
+    from xstilts_tui.compute.kinds.multitask import single_task_job
+    from xstilts_tui.compute.kinds.qa import pad_batch
+
+    monkeypatch.setattr(DeepSpeedBackend, "_choose_precision", lambda self, requested: "bf16")
+    backend = get_backend("deepspeed", {"zero_stage": stage})
+    kept = {}
+
+    def evaluate(step):  # step 2 scores best
+        if step == 2:
+            kept.update({n[len("models.task."):]: safe_get_full_fp32_param(p).detach().float().cpu().clone()
+                         for n, p in backend.engine.module.named_parameters()})
+        return 1.0 if step == 2 else 0.0
+
+    hp = HParams(**{**asdict(HParams()), "lr": 1e-3, "batch_size": 8, "grad_accum": 1, "max_steps": 5,
+                    "log_every": 1, "eval_every": 1, "save_every": 0, "precision": "bf16"})
+    job = single_task_job(_qa_model(demo_tokenizer), qa_features,
+                          lambda b: pad_batch(b, demo_tokenizer.pad_token_id, True), hp, seed=3,
+                          evaluate=evaluate, state_dir=tmp_path / "state")
+    (tmp_path / "state").mkdir()
+    stats = backend.train(job)
+    assert stats.best_step == 2
+    backend.save(job.model, demo_tokenizer, tmp_path / "checkpoint")
+    saved = load_file(tmp_path / "checkpoint" / "model.safetensors")
+    for key, master in kept.items():
+        assert torch.equal(saved[key], master), key
+
+
 def test_lora_adapter_reloads_to_exactly_the_same_scores(demo_tokenizer, qa_features, tmp_path):
     from peft import PeftModel
 

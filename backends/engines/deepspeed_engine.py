@@ -118,15 +118,33 @@ class DeepSpeedBackend(Backend):
             return None
         return torch.load(out_dir / name, map_location="cpu", weights_only=True)
 
+    def _fp32_masters(self) -> dict[str, Any]:
+        """Each trained parameter's fp32 master weights on rank 0, as DeepSpeed's
+        ``zero_to_fp32`` would give them (empty elsewhere). Every rank must call this
+        (under ZeRO-3 each parameter is gathered)."""
+        from deepspeed.utils import safe_get_full_fp32_param
+
+        out = {}
+        for name, param in self.engine.module.named_parameters():
+            if not param.requires_grad:
+                continue
+            full = safe_get_full_fp32_param(param)
+            if full is not None and distributed.rank() == 0:
+                out[name] = full.detach().to("cpu", torch.float32).clone()
+        return out
+
     def save(self, model, tokenizer, out_dir: Path) -> None:
         """Every rank calls this (the weights are gathered); rank 0 writes the primary
-        task model in the transformers layout, as safetensors."""
+        task model in the transformers layout, as safetensors, its trained parameters from
+        the fp32 master weights (a bf16 stage hands on full precision, as torch's does)."""
         if self.engine is None:
             return super().save(model, tokenizer, out_dir)
         state = self._gathered_state_dict(out_dir, "gathered.pt")
+        masters = self._fp32_masters()
         if state is None:
             return
         (out_dir / "gathered.pt").unlink()
+        state.update(masters)  # trained parameters in full precision, not their 16-bit rounding
         primary = next(name for name in model.models if name != "mlm")
         prefix = f"models.{primary}."
         weights = {k[len(prefix):]: v.float().contiguous() for k, v in state.items()
@@ -173,6 +191,8 @@ class DeepSpeedBackend(Backend):
         _, client = self.engine.load_checkpoint(str(found), tag="state")
         selection.load(client["selection"])
         torch.set_rng_state(client["rng"])
+        if self._device.type == "cuda" and client.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state(client["rng_cuda"])
         job.log(f"resumed from the state saved at step {client['step']}")
         return client["step"]
 
@@ -199,9 +219,14 @@ class DeepSpeedBackend(Backend):
         return last()[0] if last is not None else self.engine.get_lr()[0]
 
     def keep_best(self, job: TrainJob, step: int) -> None:
-        """The gathered weights on disk (nothing to keep when the last step is the best)."""
+        """The gathered weights and the fp32 master weights on disk (nothing to keep when
+        the last step is the best)."""
         if step < job.steps and job.state_dir:
             self._gathered_state_dict(job.state_dir, f"{BEST_PREFIX}{step}.pt")
+            masters = self._fp32_masters()
+            if distributed.rank() == 0:
+                torch.save(masters, job.state_dir / f"{BEST_PREFIX}{step}.fp32.pt")
+            distributed.barrier()
 
     def save_state(self, job: TrainJob, step: int, selection: Selection) -> None:
         self._save_state(job, step, selection)
@@ -221,7 +246,8 @@ class DeepSpeedBackend(Backend):
         tmp = fresh_state_folder(job.state_dir) if distributed.rank() == 0 else job.state_dir / (STATE + ".tmp")
         distributed.barrier()
         self.engine.save_checkpoint(str(tmp), tag="state", client_state={
-            "step": step, "selection": selection.to_dict(), "rng": torch.get_rng_state()})
+            "step": step, "selection": selection.to_dict(), "rng": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state() if self._device.type == "cuda" else None})
         distributed.barrier()
         if distributed.rank() == 0:
             install_state(job.state_dir, tmp, {"step": step, "events_offset": job.events_offset()})
@@ -240,4 +266,16 @@ class DeepSpeedBackend(Backend):
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
             module.load_state_dict(state, strict=False)
+        distributed.barrier()
+        self._restore_masters(path.with_name(path.name.replace(".pt", ".fp32.pt")))
+
+    def _restore_masters(self, path: Path) -> None:
+        """The kept step's fp32 master weights back into the optimizer's partitions, so
+        that the hand-off (``_fp32_masters``) is that step's. Every rank calls this."""
+        from deepspeed.utils import safe_set_full_fp32_param
+
+        masters = torch.load(path, map_location="cpu", weights_only=True)
+        for name, param in self.engine.module.named_parameters():
+            if param.requires_grad and name in masters:
+                safe_set_full_fp32_param(param, masters[name].to(self._device))
         distributed.barrier()
