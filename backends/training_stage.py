@@ -164,9 +164,10 @@ class Scoring:
 
         from .inputs.data import DataError, load_rows
 
-        # QA ids name a question across a data set's splits (elsewhere ids are row numbers)
+        # QA ids name a question across a data set's splits (elsewhere, and in the demo's
+        # generated splits, ids are row numbers)
         exclude = {row["id"] for rows in self.test_sets.values() for row in rows} \
-            if part.spec.kind == EXTRACTIVE_QA else set()
+            if part.spec.kind == EXTRACTIVE_QA and not part.spec.generated else set()
         if part.spec.selects_on_squad_dev and not part.task["settings"].get("validation_file"):
             exclude |= xquad_ids()
         rows = sample(load_rows(part.task, "validation", "en"), self.hp.eval_examples, exclude)

@@ -185,3 +185,14 @@ def test_anli_plus_needs_and_keys_name_all_three_sources(tmp_path):
     stage = next(s for s in plan.stages if s.kind == "intermediate")
     assert {"anli-plus train (en): nyu-mll/glue", "anli-plus train (en): stanfordnlp/snli"} <= \
         set(stage.provenance["data"]["anli-plus"])
+
+
+def test_generated_splits_are_not_mistaken_for_each_other():
+    """The demo's generated splits number their questions alike ("demo-qa-en-00000" in
+    validation and test, other questions): a demo target selects on its own validation rows."""
+    from xstilts_tui.data import demo
+
+    settings = {"generated_train_examples": 50, "generated_eval_examples": 40}
+    scoring, part = _scoring("demo-qa", settings, 30,
+                             test_sets={"en": demo.generate("demo-qa", "test", "en", 40)})
+    assert len(scoring.selection_rows(part)) == 30
