@@ -309,9 +309,11 @@ def test_set_reaches_every_command_that_reads_a_recipe(tmp_path, capsys):
     code, out, err = run_cli(["plan", tmp_path / "r.toml", "--output", tmp_path / "o", *setting], capsys)
     assert code == 0 and "intermediate/mnli/torch/seed1" in out and "squad/torch" not in out, err
     code, out, _ = run_cli(["data", "status", tmp_path / "r.toml", "--json", *setting], capsys)
-    assert '"nyu-mll/glue' in out or "mnli" in out
-    code, out, err = run_cli(["--recipe", tmp_path / "r.toml", "--set", "hparams.lr=-1"], capsys)
-    assert code == 2 and "hparams.lr" in err and not (tmp_path / "runs").exists()
+    assert "mnli train (en)" in out and "squad train (en)" not in out
+    code, out, err = run_cli(["--recipe", tmp_path / "r.toml", "--output", tmp_path / "bad",
+                              "--cache", tmp_path / "bad-cache", "--set", "hparams.lr=-1"], capsys)
+    assert code == 2 and "hparams.lr" in err
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "bad-cache").exists()
 
 
 UD_ARMS = f"""
