@@ -34,7 +34,7 @@ class TaskPart:
 # examples become features and how its predictions are read. The loop's settings (rate,
 # batch, epochs, selection) are the stage's.
 TASK_OWN_HPARAMS = ("max_length", "doc_stride", "max_query_length", "n_best", "max_answer_length",
-                    "eval_batch_size")
+                    "null_score_diff_threshold", "eval_batch_size")
 
 
 def own_hparams(hp: HParams, task: dict[str, Any]) -> HParams:

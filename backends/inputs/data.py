@@ -256,7 +256,7 @@ def _split_rows(spec: TaskSpec, settings: dict[str, Any], split: str, lang: str)
 
 def check_rows(spec: TaskSpec, rows: list[dict], where: str, split: str) -> None:
     """Refuse data the pipeline would turn into wrong numbers without a word: QA questions
-    without answers, answers not where their answer_start says (training), a question id
+    without answers (but SQuAD v2.0's unanswerable ones), answers not where their answer_start says (training), a question id
     twice (predictions are keyed by it); tags outside a task's fixed tag set."""
     if spec.kind == EXTRACTIVE_QA:
         seen: set[str] = set()
@@ -266,7 +266,7 @@ def check_rows(spec: TaskSpec, rows: list[dict], where: str, split: str) -> None
                 raise DataError(f"{where}: question {qid} appears twice; ids must be unique")
             seen.add(qid)
             answers = row["answers"]
-            if not answers["text"]:
+            if not answers["text"] and spec.metric != "squad_v2":  # v2.0: unanswerable questions
                 raise DataError(f"{where}: question {qid} has no answers")
             if split == "train":
                 for text, start in zip(answers["text"], answers["answer_start"]):

@@ -104,38 +104,66 @@ def build_features(tokenizer, rows: list[dict], max_length: int, doc_stride: int
 
 
 def best_spans(rows: list[dict], features: list[QAFeature], start_logits: list[np.ndarray],
-               end_logits: list[np.ndarray], n_best: int, max_answer_length: int) -> dict[str, str]:
+               end_logits: list[np.ndarray], n_best: int, max_answer_length: int,
+               null_threshold: float | None = None) -> dict[str, str]:
     """The highest-scoring valid span of each row, over all its windows.
 
     A span is valid when both ends lie in the context, the end does not precede the
     start, and it is at most ``max_answer_length`` tokens long; candidates are the
     ``n_best`` start and end logits of each window, scored by their sum. A row with no
     valid span gets the empty string.
+
+    With ``null_threshold`` (SQuAD v2.0), as HF ``utils_qa.py`` with
+    ``version_2_with_negative``: the null score is the lowest first-token score
+    (start + end logit at position 0) over the row's windows; the best non-null answer
+    is the best valid span with some text ("empty", scored 0, where there is none); the
+    row gets "" when the null score exceeds the best non-null score by more than the
+    threshold.
     """
     best: dict[int, tuple[float, int, int]] = {}
+    null: dict[int, float] = {}
     for feature, s_logits, e_logits in zip(features, start_logits, end_logits):
-        in_context = np.array([o is not None for o in feature.offsets])
-        s_logits = np.asarray(s_logits, dtype=np.float64)[: len(in_context)]
-        e_logits = np.asarray(e_logits, dtype=np.float64)[: len(in_context)]
-        s_idx = np.argsort(-s_logits, kind="stable")[:n_best]
-        e_idx = np.argsort(-e_logits, kind="stable")[:n_best]
-        length = e_idx[None, :] - s_idx[:, None] + 1
-        valid = (in_context[s_idx][:, None] & in_context[e_idx][None, :]
-                 & (length >= 1) & (length <= max_answer_length))
-        if not valid.any():
-            continue
-        scores = np.where(valid, s_logits[s_idx][:, None] + e_logits[e_idx][None, :], -np.inf)
-        flat = int(np.argmax(scores))
-        score = float(scores.flat[flat])
-        s, e = int(s_idx[flat // len(e_idx)]), int(e_idx[flat % len(e_idx)])
+        s_logits = np.asarray(s_logits, dtype=np.float64)[: len(feature.offsets)]
+        e_logits = np.asarray(e_logits, dtype=np.float64)[: len(feature.offsets)]
+        if null_threshold is not None:
+            null[feature.example] = min(null.get(feature.example, np.inf), s_logits[0] + e_logits[0])
+        hit = _best_in_window(feature, s_logits, e_logits, n_best, max_answer_length,
+                              with_text=null_threshold is not None)
         previous = best.get(feature.example)
-        if previous is None or score > previous[0]:
-            best[feature.example] = (score, feature.offsets[s][0], feature.offsets[e][1])
+        if hit is not None and (previous is None or hit[0] > previous[0]):
+            best[feature.example] = hit
     predictions = {}
     for i, row in enumerate(rows):
         hit = best.get(i)
-        predictions[row["id"]] = row["context"][hit[1]:hit[2]] if hit else ""
+        text = row["context"][hit[1]:hit[2]] if hit else ""
+        if null_threshold is not None and i in null:
+            if hit is None:
+                hit, text = (0.0, 0, 0), "empty"
+            if null[i] - hit[0] > null_threshold:
+                text = ""
+        predictions[row["id"]] = text
     return predictions
+
+
+def _best_in_window(feature: QAFeature, s_logits: np.ndarray, e_logits: np.ndarray, n_best: int,
+                    max_answer_length: int, with_text: bool) -> tuple[float, int, int] | None:
+    """The window's best valid span: (score, first character, end character), or None."""
+    in_context = np.array([o is not None for o in feature.offsets])
+    s_idx = np.argsort(-s_logits, kind="stable")[:n_best]
+    e_idx = np.argsort(-e_logits, kind="stable")[:n_best]
+    length = e_idx[None, :] - s_idx[:, None] + 1
+    valid = (in_context[s_idx][:, None] & in_context[e_idx][None, :]
+             & (length >= 1) & (length <= max_answer_length))
+    if with_text and valid.any():  # v2.0: a span whose characters are none is not an answer
+        first = np.array([o[0] if o is not None else 0 for o in feature.offsets])
+        last = np.array([o[1] if o is not None else 0 for o in feature.offsets])
+        valid &= last[e_idx][None, :] > first[s_idx][:, None]
+    if not valid.any():
+        return None
+    scores = np.where(valid, s_logits[s_idx][:, None] + e_logits[e_idx][None, :], -np.inf)
+    flat = int(np.argmax(scores))
+    s, e = int(s_idx[flat // len(e_idx)]), int(e_idx[flat % len(e_idx)])
+    return float(scores.flat[flat]), feature.offsets[s][0], feature.offsets[e][1]
 
 
 def pad_batch(features: list[QAFeature], pad_id: int, with_labels: bool):
@@ -161,8 +189,8 @@ def pad_batch(features: list[QAFeature], pad_id: int, with_labels: bool):
 
 
 class ExtractiveQA(Kind):
-    """Sliding windows over the context, start and end logits, n-best span search;
-    the SQuAD v1.1 or MLQA metric."""
+    """Sliding windows over the context, start and end logits, n-best span search (and
+    the null answer for SQuAD v2.0); the SQuAD v1.1, SQuAD v2.0 or MLQA metric."""
 
     name = "extractive_qa"
     model_class = "AutoModelForQuestionAnswering"
@@ -205,7 +233,8 @@ class ExtractiveQA(Kind):
                                                 out.end_logits.float().cpu().numpy())))
         starts = [s[: len(f.input_ids)] for f, (s, _) in zip(features, logits)]
         ends = [e[: len(f.input_ids)] for f, (_, e) in zip(features, logits)]
-        predictions = best_spans(rows, features, starts, ends, hp.n_best, hp.max_answer_length)
+        predictions = best_spans(rows, features, starts, ends, hp.n_best, hp.max_answer_length,
+                                 hp.null_score_diff_threshold if spec.metric == "squad_v2" else None)
         gold = {r["id"]: r["answers"]["text"] for r in rows}
         scores = score_qa(gold, predictions, spec.metric, lang if spec.metric == "mlqa" else None)
         if keep is not None:
@@ -218,4 +247,4 @@ class ExtractiveQA(Kind):
                 keep.append({"example_id": row["id"], "prediction": prediction,
                              "gold": json.dumps(list(row["answers"]["text"]), ensure_ascii=False),
                              "f1": f1, "exact_match": exact})
-        return {"f1": scores["f1"], "exact_match": scores["exact_match"]}
+        return {name: scores[name] for name in spec.metric_names if name in scores}

@@ -22,7 +22,7 @@ from xstilts_tui.tasks.registry import RETRIEVAL, TASKS
 # QA targets train on SQuAD v1.1; XNLI on MultiNLI; udpos on XTREME's English treebanks;
 # TyDiQA less the 500 rows held out for selection; ANLI+ is ANLI, MNLI and labelled SNLI).
 TRAIN_EXAMPLES = {
-    "squad": 87_599, "xquad": 87_599, "mlqa": 87_599, "tydiqa": 3_196, "mnli": 392_702,
+    "squad": 87_599, "squad-v2": 130_319, "xquad": 87_599, "mlqa": 87_599, "tydiqa": 3_196, "mnli": 392_702,
     "anli": 162_865, "anli-plus": 1_104_934, "qqp": 363_846, "sst2": 67_349, "hellaswag": 39_905,
     "commonsenseqa": 9_741, "cosmosqa": 25_262, "xnli": 392_702, "pawsx": 49_401,
     "udpos": 21_253, "panx": 20_000, "xglue-nc": 100_000, "xglue-qam": 100_000,

@@ -30,6 +30,9 @@ class HParams:
     max_query_length: int = 64
     n_best: int = 20
     max_answer_length: int = 30
+    # SQuAD v2.0: predict no answer where the null score beats the best span by more than
+    # this (HF utils_qa.py's null_score_diff_threshold)
+    null_score_diff_threshold: float = 0.0
     eval_batch_size: int = 0  # 0: the largest that fits (GPU: from 512, halved on out-of-memory; CPU: 64)
     # auto: bf16 where the GPU supports it, else fp32; bf16 (asked for) also on CPUs with
     # AVX512-BF16 or AMX (torch backend); fp16: GPUs only

@@ -1,10 +1,14 @@
 """Exact re-implementations of the published extractive-QA evaluation scripts.
 
 * ``squad_v1``: SQuAD v1.1 ``evaluate-v1.1.py`` (used by XQuAD and TyDiQA-GoldP).
+* ``squad_v2``: SQuAD v2.0 ``evaluate-v2.0.py`` (unanswerable questions: the empty
+  answer is the only right one; overall, HasAns and NoAns scores).
 * ``mlqa``: MLQA ``mlqa_evaluation_v1.py`` with its per-language normalisation.
 
-Both score every gold question: a question without a prediction counts as 0, each
-question takes the maximum over its gold answers, and the totals are on a 0-100 scale.
+All score every gold question: a question without a prediction counts as 0 (the v2.0
+script skips it with a message, then fails on the HasAns/NoAns split; our evaluation
+predicts every question), each question takes the maximum over its gold answers, and the
+totals are on a 0-100 scale.
 Pure Python: the control plane and the workers share this module.
 """
 
@@ -108,7 +112,7 @@ Normalizer = Callable[[str], str]
 
 
 def _normalizer(metric: str, lang: str | None) -> Normalizer:
-    if metric == "squad_v1":
+    if metric in ("squad_v1", "squad_v2"):
         return normalize_squad
     if metric == "mlqa":
         if lang is None:
@@ -118,7 +122,7 @@ def _normalizer(metric: str, lang: str | None) -> Normalizer:
     raise ValueError(f"unknown QA metric {metric!r}; known: {', '.join(QA_METRICS)}")
 
 
-QA_METRICS = ("squad_v1", "mlqa")
+QA_METRICS = ("squad_v1", "squad_v2", "mlqa")
 
 
 def qa_f1(prediction: str, gold: str, normalize: Normalizer) -> float:
@@ -137,6 +141,25 @@ def qa_exact(prediction: str, gold: str, normalize: Normalizer) -> float:
     return float(normalize(prediction) == normalize(gold))
 
 
+def _v2_f1(prediction: str, gold: str, normalize: Normalizer) -> float:
+    """evaluate-v2.0.py's F1: where either side has no tokens, 1 when both have none."""
+    if not normalize(prediction).split() or not normalize(gold).split():
+        return float(normalize(prediction).split() == normalize(gold).split())
+    return qa_f1(prediction, gold, normalize)
+
+
+def _question_scores(prediction: str, answers: list[str], metric: str,
+                     normalize: Normalizer) -> tuple[float, float]:
+    """One question's (exact, F1) on a 0-1 scale: the maximum over its gold answers. v2.0
+    keeps the answers that normalise to some text; with none, the only gold answer is ""."""
+    f1 = qa_f1
+    if metric == "squad_v2":
+        answers = [a for a in answers if normalize(a)] or [""]
+        f1 = _v2_f1
+    return (max((qa_exact(prediction, a, normalize) for a in answers), default=0.0),
+            max((f1(prediction, a, normalize) for a in answers), default=0.0))
+
+
 def score_qa(
     gold: Mapping[str, Iterable[str]] | Iterable[tuple[str, Iterable[str]]],
     predictions: Mapping[str, str],
@@ -151,29 +174,36 @@ def score_qa(
     are ignored.
     """
     normalize = _normalizer(metric, lang)
-    total = 0
-    exact = f1 = 0.0
+    per_question: list[tuple[bool, float, float]] = []  # (has an answer, exact, F1)
     for qid, answers in (gold.items() if isinstance(gold, Mapping) else gold):
         answers = list(answers)
-        total += 1
-        if qid not in predictions:
-            continue
-        pred = predictions[qid]
-        exact += max((qa_exact(pred, a, normalize) for a in answers), default=0.0)
-        f1 += max((qa_f1(pred, a, normalize) for a in answers), default=0.0)
+        exact = f1 = 0.0
+        if qid in predictions:
+            exact, f1 = _question_scores(predictions[qid], answers, metric, normalize)
+        per_question.append((bool(answers), exact, f1))
+    scores = _totals(per_question)
+    if metric == "squad_v2":  # evaluate-v2.0.py's HasAns_* and NoAns_*, where there are any
+        for prefix, kind in (("has_ans", True), ("no_ans", False)):
+            part = [q for q in per_question if q[0] is kind]
+            if part:
+                scores.update({f"{prefix}_{k}": v for k, v in _totals(part).items()})
+    return scores
+
+
+def _totals(per_question: list[tuple[bool, float, float]]) -> dict[str, float]:
+    total = len(per_question)
     if total == 0:
         return {"exact_match": 0.0, "f1": 0.0, "count": 0}
-    return {"exact_match": 100.0 * exact / total, "f1": 100.0 * f1 / total, "count": total}
+    return {"exact_match": 100.0 * sum(q[1] for q in per_question) / total,
+            "f1": 100.0 * sum(q[2] for q in per_question) / total, "count": total}
 
 
 def qa_example_scores(prediction: str, answers: Iterable[str], metric: str = "squad_v1",
                       lang: str | None = None) -> tuple[float, float]:
     """One question's F1 and exact match (0-100), as ``score_qa`` counts it: its mean over
     a file's questions is the file's score."""
-    normalize = _normalizer(metric, lang)
-    answers = list(answers)
-    return (100.0 * max((qa_f1(prediction, a, normalize) for a in answers), default=0.0),
-            100.0 * max((qa_exact(prediction, a, normalize) for a in answers), default=0.0))
+    exact, f1 = _question_scores(prediction, list(answers), metric, _normalizer(metric, lang))
+    return 100.0 * f1, 100.0 * exact
 
 
 # --- classification, multiple choice, tagging ---------------------------------------

@@ -194,7 +194,7 @@ def _score_qa_file(spec, gold_path: str, pred_path: str, lang: str | None) -> di
     if not gold:
         raise UsageError(f"score: --gold {gold_path}: no questions")
     empty = next((qid for qid, answers in gold if not answers), None)
-    if empty is not None:
+    if empty is not None and spec.metric != "squad_v2":  # v2.0: unanswerable questions
         raise UsageError(f"score: --gold {gold_path}: question {empty} has no answers")
     try:
         predictions = json.loads("\n".join(_file_lines(pred_path, "--pred")))
@@ -205,8 +205,8 @@ def _score_qa_file(spec, gold_path: str, pred_path: str, lang: str | None) -> di
     if not isinstance(predictions, dict) or not all(isinstance(v, str) for v in predictions.values()):
         raise UsageError(f"score: --pred {pred_path}: expected a JSON object {{question id: answer text}}")
     scores = score_qa(gold, predictions, spec.metric, lang)
-    return {"exact_match": scores["exact_match"], "f1": scores["f1"], "questions": scores["count"],
-            "predicted": sum(1 for q, _ in gold if q in predictions)}
+    return {**{name: scores[name] for name in ("exact_match", "f1", *spec.metric_names) if name in scores},
+            "questions": scores["count"], "predicted": sum(1 for q, _ in gold if q in predictions)}
 
 
 def _as_label_names(spec, gold: list[str], lines: list[str], pred_path: str) -> tuple[list[str], dict]:
@@ -336,7 +336,8 @@ def score_recorded(spec, pred_path: str, lang: str | None) -> dict:
     if spec.kind == EXTRACTIVE_QA:
         gold = [(qid, json.loads(g)) for qid, g in zip(frame["example_id"], frame["gold"])]
         scores = score_qa(gold, dict(zip(frame["example_id"], frame["prediction"])), spec.metric, lang)
-        return {"exact_match": scores["exact_match"], "f1": scores["f1"], "questions": scores["count"]}
+        return {**{name: scores[name] for name in ("exact_match", "f1", *spec.metric_names) if name in scores},
+                "questions": scores["count"]}
     if spec.kind == TOKEN_TAGGING:
         gold = _tag_lists(pred_path, frame["gold"])
         predicted = _tag_lists(pred_path, frame["prediction"])

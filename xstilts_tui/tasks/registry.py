@@ -22,10 +22,13 @@ RETRIEVAL = "retrieval"  # no training: sentence vectors of the encoder, nearest
 TASK_KINDS = (EXTRACTIVE_QA, SENTENCE_CLASSIFICATION, PAIR_CLASSIFICATION, MULTIPLE_CHOICE,
               TOKEN_TAGGING, RETRIEVAL)
 # The metric checkpoint selection maximises, per metric family.
-SELECTION_METRIC = {"squad_v1": "f1", "mlqa": "f1", "accuracy": "accuracy", "seqeval": "f1",
+SELECTION_METRIC = {"squad_v1": "f1", "squad_v2": "f1", "mlqa": "f1", "accuracy": "accuracy", "seqeval": "f1",
                     "tatoeba": "accuracy", "bucc": "f1"}
 # The numbers each metric family reports (the first is the headline one).
 METRIC_NAMES = {"squad_v1": ("f1", "exact_match"), "mlqa": ("f1", "exact_match"),
+                # evaluate-v2.0.py's overall, HasAns_* and NoAns_* scores
+                "squad_v2": ("f1", "exact_match", "has_ans_f1", "has_ans_exact_match",
+                             "no_ans_f1", "no_ans_exact_match"),
                 "accuracy": ("accuracy",), "seqeval": ("f1", "precision", "recall"),
                 "tatoeba": ("accuracy",), "bucc": ("f1", "precision", "recall")}
 
@@ -215,6 +218,17 @@ TASKS: dict[str, TaskSpec] = {
             validation=_SQUAD_VALID,
             evaluation=None,
             local_files=_SQUAD_FILES,
+        ),
+        TaskSpec(
+            name="squad-v2",
+            kind=EXTRACTIVE_QA,
+            description="SQuAD v2.0, English extractive QA with unanswerable questions",
+            languages=("en",),
+            metric="squad_v2",
+            train=HubSplit("rajpurkar/squad_v2", "train", config="squad_v2"),
+            validation=HubSplit("rajpurkar/squad_v2", "validation", config="squad_v2"),
+            evaluation=None,
+            local_files="SQuAD v2.0 JSON (train-v2.0.json, dev-v2.0.json)",
         ),
         TaskSpec(
             name="xquad",
