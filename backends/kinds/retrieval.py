@@ -4,6 +4,7 @@ depth as layer 14 of XLM-R Large's 24 (``retrieval_layer`` 0); evaluation only, 
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,45 @@ def default_layer(num_layers: int) -> int:
     return max(1, min(num_layers, round(14 * num_layers / 24)))
 
 
+class _LayerRead(Exception):
+    """Raised by the hook on the layer retrieval reads: the layers above it are not run."""
+
+    def __init__(self, hidden):
+        super().__init__()
+        self.hidden = hidden
+
+
+@contextlib.contextmanager
+def _stop_after(model, layer: int):
+    """A function of a batch giving ``hidden_states[layer]``. Where the encoder's blocks
+    are a list (BERT, XLM-R) and the layer is not the last, the forward pass stops at the
+    output of block ``layer`` - the same tensor, without running the blocks above it (5
+    of 12 for multilingual-e5-small's layer 7). The last layer, or another layout: a full
+    pass with every hidden state."""
+    import torch
+
+    blocks = getattr(getattr(model, "encoder", None), "layer", None)
+    if not isinstance(blocks, torch.nn.ModuleList) or not 1 <= layer < len(blocks):
+        yield lambda enc: model(**enc, output_hidden_states=True).hidden_states[layer]
+        return
+
+    def hook(module, args, output):
+        raise _LayerRead(output[0] if isinstance(output, tuple) else output)
+
+    def read(enc):
+        try:
+            model(**enc)
+        except _LayerRead as done:
+            return done.hidden
+        raise RuntimeError(f"the encoder never ran block {layer} of {len(blocks)}")
+
+    handle = blocks[layer - 1].register_forward_hook(hook)
+    try:
+        yield read
+    finally:
+        handle.remove()
+
+
 def sentence_vectors(model, tokenizer, texts: list[str], layer: int, max_length: int,
                      batch_size: int, backend) -> np.ndarray:
     """One vector a sentence: the mean over its tokens (not padding) of ``layer``'s
@@ -25,14 +65,14 @@ def sentence_vectors(model, tokenizer, texts: list[str], layer: int, max_length:
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     model.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), _stop_after(model, layer) as read:
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             enc = tokenizer([texts[i] for i in chunk], truncation=True, max_length=max_length,
                             padding=True, return_tensors="pt")
             enc = {k: v.to(backend.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
             with backend.autocast():
-                hidden = model(**enc, output_hidden_states=True).hidden_states[layer]
+                hidden = read(enc)
             hidden = hidden.float()  # pooled in fp32, as XTREME does, whatever autocast returned
             mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
