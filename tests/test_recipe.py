@@ -316,6 +316,30 @@ def test_set_reaches_every_command_that_reads_a_recipe(tmp_path, capsys):
     assert not (tmp_path / "bad").exists() and not (tmp_path / "bad-cache").exists()
 
 
+def test_set_may_narrow_a_study_whose_task_tables_it_leaves_unused(tmp_path, capsys):
+    """Narrowing the shipped study with --set (fewer targets, fewer arms) leaves some of its
+    [tasks.X] tables, and some settings a prepared --set list gives, without a stage: they
+    are still checked, then left out; in the file as written an unused table stays an error."""
+    study = Path(__file__).resolve().parent.parent / "recipes" / "small-study.toml"
+    (tmp_path / "train.en.conllu").write_text("1\tA\ta\tDET\t_\t_\t0\troot\t_\t_\n\n", encoding="utf-8")
+    narrowed = ["--set", 'targets=["tatoeba"]', "--set", 'arms=[{name="baseline"}]',
+                "--set", f"tasks.udpos.train_file={tmp_path}/train.{{lang}}.conllu"]
+    code, out, err = run_cli(["validate", study, *narrowed], capsys)
+    assert code == 0, err
+    recipe = load_recipe(study, tuple(narrowed[1::2]))
+    assert set(recipe.tasks) == {"tatoeba"} and recipe.targets == ("tatoeba",)
+    # What an unused table holds is checked all the same.
+    code, _, err = run_cli(["validate", study, *narrowed, "--set", "tasks.udpos.train_fil=x"], capsys)
+    assert code == 2 and "tasks.udpos.train_fil: unknown key" in err, err
+    code, _, err = run_cli(["validate", study, *narrowed, "--set", "tasks.nope.train_file=x"], capsys)
+    assert code == 2 and "unknown task 'nope'" in err, err
+    # Without --set, an unused [tasks.X] table is still refused.
+    (tmp_path / "r.toml").write_text(study.read_text(encoding="utf-8").replace(
+        'targets = ["xquad", "tatoeba"]', 'targets = ["tatoeba"]'), encoding="utf-8")
+    code, _, err = run_cli(["validate", tmp_path / "r.toml"], capsys)
+    assert code == 2 and "tasks.xquad: settings for a task no arm or target uses" in err, err
+
+
 UD_ARMS = f"""
 name = "ud"
 seeds = [1]

@@ -162,14 +162,19 @@ def _arm_tasks(table: Table, file: str, base: Path, merged: dict, intermediate: 
 
 
 def _tasks(top: Table, file: str, base: Path, tasks_data: Any, used: set[str],
-           model) -> dict[str, TaskSettings]:
-    """``[tasks.NAME]`` of every task the recipe uses (defaults where it gives none)."""
+           model, narrowed: bool = False) -> dict[str, TaskSettings]:
+    """``[tasks.NAME]`` of every task the recipe uses (defaults where it gives none).
+    A table for a task nothing uses is refused, unless ``--set`` settings were given
+    (``narrowed``: they may leave a study's tables, or a prepared list's settings,
+    without a stage): then it is checked and left out."""
     tasks: dict[str, TaskSettings] = {}
     tasks_table = Table(file, "tasks", tasks_data)
     for task_name in tasks_data:
         task_spec(tasks_table, task_name, task_name)
         if task_name not in used:
-            tasks_table.fail(task_name, "settings for a task no arm or target uses")
+            if not narrowed:
+                tasks_table.fail(task_name, "settings for a task no arm or target uses")
+            read_task_settings(file, base, task_name, TASKS[task_name], tasks_data[task_name])
         tasks_table.seen.add(task_name)
     for task_name in sorted(used):
         tasks[task_name] = read_task_settings(file, base, task_name, TASKS[task_name],
@@ -212,7 +217,7 @@ def parse_recipe(text: str, file: str, base: Path | None = None,
     for i, arm_data in enumerate(arms_data):
         arms.append(_arm(Table(file, f"arms[{i}]", arm_data), file, base, tasks_data, profiles, arms))
     used = set(targets) | {t for a in arms for t in a.intermediate}
-    tasks = _tasks(top, file, base, tasks_data, used, model)
+    tasks = _tasks(top, file, base, tasks_data, used, model, narrowed=bool(settings))
     top.finish(["name", "description", "output_dir", "seeds", "model", "hparams", "targets",
                 "arms", "tasks", "backends", "launch", "slurm", "tracking"])
     return Recipe(name=name, path=str(Path(file)), model=model, arms=tuple(arms),
