@@ -256,8 +256,9 @@ def _split_rows(spec: TaskSpec, settings: dict[str, Any], split: str, lang: str)
 
 def check_rows(spec: TaskSpec, rows: list[dict], where: str, split: str) -> None:
     """Refuse data the pipeline would turn into wrong numbers without a word: QA questions
-    without answers (but SQuAD v2.0's unanswerable ones), answers not where their answer_start says (training), a question id
-    twice (predictions are keyed by it); tags outside a task's fixed tag set."""
+    without answers (but SQuAD v2.0's unanswerable ones), answers not where their
+    answer_start says (training), a question id twice (predictions are keyed by it); tags
+    outside a task's fixed tag set."""
     if spec.kind == EXTRACTIVE_QA:
         seen: set[str] = set()
         for row in rows:

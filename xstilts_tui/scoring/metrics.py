@@ -143,8 +143,9 @@ def qa_exact(prediction: str, gold: str, normalize: Normalizer) -> float:
 
 def _v2_f1(prediction: str, gold: str, normalize: Normalizer) -> float:
     """evaluate-v2.0.py's F1: where either side has no tokens, 1 when both have none."""
-    if not normalize(prediction).split() or not normalize(gold).split():
-        return float(normalize(prediction).split() == normalize(gold).split())
+    pred_tokens, gold_tokens = normalize(prediction).split(), normalize(gold).split()
+    if not pred_tokens or not gold_tokens:
+        return float(pred_tokens == gold_tokens)
     return qa_f1(prediction, gold, normalize)
 
 
@@ -171,7 +172,8 @@ def score_qa(
     ``gold`` maps each question id to its gold answer texts, or lists (id, answers)
     pairs, where a repeated id counts each time (the scripts score every question of the
     file). Questions missing from ``predictions`` score 0; predictions for unknown ids
-    are ignored.
+    are ignored. ``squad_v2`` adds ``has_ans_*`` and ``no_ans_*`` (exact_match, f1,
+    count) where the gold has questions with, and without, answers.
     """
     normalize = _normalizer(metric, lang)
     per_question: list[tuple[bool, float, float]] = []  # (has an answer, exact, F1)
