@@ -39,10 +39,16 @@ class Crash(Exception):
     pass
 
 
-def _run(tokenizer, features, state_dir=None, crash_at=None, scores=None, **overrides):
+def _run(tokenizer, features, state_dir=None, crash_at=None, scores=None, freeze=False, backend="torch",
+         **overrides):
     """Train 12 steps; ``crash_at`` raises when that micro-batch is asked for;
-    ``scores`` scripts what the validation returns at each evaluation."""
+    ``scores`` scripts what the validation returns at each evaluation; ``freeze``: the
+    word embeddings not trained (``freeze_embeddings``)."""
     model = _model(tokenizer)
+    if freeze:
+        from xstilts_tui.compute.training_stage import freeze_word_embeddings
+
+        freeze_word_embeddings(model)
     hp = HParams(**{**vars(HParams()), "lr": 1e-3, "batch_size": 8, "grad_accum": 2, "max_steps": 12,
           "log_every": 1, "save_every": 4, "eval_every": 0, **overrides})
     evaluated = []
@@ -61,7 +67,8 @@ def _run(tokenizer, features, state_dir=None, crash_at=None, scores=None, **over
         return inner(i)
 
     job.batch = batch
-    stats = get_backend("torch").train(job)
+    options = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["query", "value"]} if backend == "peft" else {}
+    stats = get_backend(backend, options).train(job)
     return model, stats, evaluated
 
 
@@ -87,6 +94,56 @@ def test_best_evaluation_is_kept_and_patience_stops_early(demo_tokenizer, featur
     at_four, _, _ = _run(demo_tokenizer, features, eval_every=2, patience=1,
                          scores=[10.0, 30.0, 20.0])
     for (name, a), b in zip(model.named_parameters(), at_four.parameters()):
+        assert torch.equal(a, b), name
+
+
+def test_the_kept_best_weights_are_what_training_changes_one_copy_at_a_time(demo_tokenizer, features,
+                                                                           monkeypatch):
+    """Keeping the best step's weights copies what training changes (not frozen word
+    embeddings: 96M of multilingual-e5-small's 118M parameters), and lets the previous
+    copy go before it makes the next (never two copies at once); what is put back at the
+    end equals a run that stopped at the best step."""
+    import gc
+    import weakref
+
+    from xstilts_tui.compute.engines import torch_engine
+
+    real, kept, overlaps = torch_engine._cpu_copy, [], []
+
+    def spy(model):
+        gc.collect()
+        overlaps.append(any(ref() is not None for ref in kept[-1:]))
+        copy = real(model)
+        kept.append(weakref.ref(next(iter(copy.values()))))
+        spy.keys = set(copy)
+        return copy
+
+    monkeypatch.setattr(torch_engine, "_cpu_copy", spy)
+    # Evaluations at 2, 4, 6 improve (three copies), then none: step 6 is put back.
+    model, stats, _ = _run(demo_tokenizer, features, eval_every=2, freeze=True,
+                           scores=[10.0, 30.0, 40.0, 20.0, 15.0, 5.0, 1.0])
+    assert stats.best_step == 6 and len(kept) == 3 and overlaps == [False, False, False]
+    assert not any(k.endswith("word_embeddings.weight") for k in spy.keys)
+    for trained in ("qa_outputs.weight", "roberta.encoder.layer.0.output.dense.weight"):
+        assert any(k.endswith(trained) for k in spy.keys), trained
+    monkeypatch.setattr(torch_engine, "_cpu_copy", real)
+    at_six, _, _ = _run(demo_tokenizer, features, eval_every=2, patience=1, freeze=True,
+                        scores=[10.0, 30.0, 40.0, 20.0])
+    fresh = _model(demo_tokenizer)
+    assert torch.equal(model.roberta.embeddings.word_embeddings.weight,
+                       fresh.roberta.embeddings.word_embeddings.weight)
+    for (name, a), b in zip(model.state_dict().items(), at_six.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_a_lora_stage_keeps_its_adapters_and_head_and_puts_back_the_best(demo_tokenizer, features):
+    """With LoRA the kept copy is the adapters and the head (the base is frozen); the best
+    step's are put back: the same weights as a run that stopped there."""
+    scores = [10.0, 30.0, 40.0, 20.0, 15.0, 5.0, 1.0]
+    model, stats, _ = _run(demo_tokenizer, features, eval_every=2, backend="peft", scores=scores)
+    at_six, _, _ = _run(demo_tokenizer, features, eval_every=2, patience=1, backend="peft", scores=scores[:4])
+    assert stats.best_step == 6 and stats.steps == 12
+    for (name, a), b in zip(model.state_dict().items(), at_six.state_dict().values()):
         assert torch.equal(a, b), name
 
 

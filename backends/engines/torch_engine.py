@@ -43,8 +43,17 @@ def cpu_has_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
+def _frozen_names(model) -> set[str]:
+    """Every name a parameter that is not trained goes by (tied ones under each name)."""
+    return {name for name, p in model.named_parameters(remove_duplicate=False) if not p.requires_grad}
+
+
 def _cpu_copy(model) -> dict[str, Any]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    """What training can change, copied to the CPU: the trained parameters and the buffers.
+    Frozen parameters (the word embeddings under ``freeze_embeddings``, a LoRA model's base
+    weights) are the same at every step and are not copied."""
+    frozen = _frozen_names(model)
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items() if k not in frozen}
 
 
 class TorchBackend(Backend):
@@ -176,7 +185,9 @@ class TorchBackend(Backend):
         return self._scheduler.get_last_lr()[0]
 
     def keep_best(self, job: TrainJob, step: int) -> None:
-        """Kept in memory; nothing to keep when the last step is the best."""
+        """Kept in memory; nothing to keep when the last step is the best. The previous
+        copy goes first: one copy at a time."""
+        self._best = None
         self._best = _cpu_copy(self._model) if step < job.steps else None
 
     def save_state(self, job: TrainJob, step: int, selection: Selection) -> None:
@@ -193,7 +204,11 @@ class TorchBackend(Backend):
         self._optimizer.zero_grad(set_to_none=True)
         if selection.best_step is None or selection.best_step == step or self._best is None:
             return False
-        self._model.load_state_dict(self._best)
+        missing, unexpected = self._model.load_state_dict(self._best, strict=False)
+        left_out = set(missing) - _frozen_names(self._model)
+        if unexpected or left_out:
+            raise RuntimeError(f"the kept weights do not fit the model: {sorted(left_out)[:3]} missing, "
+                               f"{sorted(unexpected)[:3]} unexpected")
         return True
 
     def end(self) -> None:
