@@ -267,7 +267,7 @@ def check_rows(spec: TaskSpec, rows: list[dict], where: str, split: str) -> None
                 raise DataError(f"{where}: question {qid} appears twice; ids must be unique")
             seen.add(qid)
             answers = row["answers"]
-            if not answers["text"] and spec.metric != "squad_v2":  # v2.0: unanswerable questions
+            if not answers["text"] and not spec.unanswerable:
                 raise DataError(f"{where}: question {qid} has no answers")
             if split == "train":
                 for text, start in zip(answers["text"], answers["answer_start"]):

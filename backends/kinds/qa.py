@@ -234,7 +234,7 @@ class ExtractiveQA(Kind):
         starts = [s[: len(f.input_ids)] for f, (s, _) in zip(features, logits)]
         ends = [e[: len(f.input_ids)] for f, (_, e) in zip(features, logits)]
         predictions = best_spans(rows, features, starts, ends, hp.n_best, hp.max_answer_length,
-                                 hp.null_score_diff_threshold if spec.metric == "squad_v2" else None)
+                                 hp.null_score_diff_threshold if spec.unanswerable else None)
         gold = {r["id"]: r["answers"]["text"] for r in rows}
         scores = score_qa(gold, predictions, spec.metric, lang if spec.metric == "mlqa" else None)
         if keep is not None:

@@ -194,7 +194,7 @@ def _score_qa_file(spec, gold_path: str, pred_path: str, lang: str | None) -> di
     if not gold:
         raise UsageError(f"score: --gold {gold_path}: no questions")
     empty = next((qid for qid, answers in gold if not answers), None)
-    if empty is not None and spec.metric != "squad_v2":  # v2.0: unanswerable questions
+    if empty is not None and not spec.unanswerable:
         raise UsageError(f"score: --gold {gold_path}: question {empty} has no answers")
     try:
         predictions = json.loads("\n".join(_file_lines(pred_path, "--pred")))
@@ -204,9 +204,15 @@ def _score_qa_file(spec, gold_path: str, pred_path: str, lang: str | None) -> di
         raise UsageError(f"score: --pred {pred_path}: JSON nested too deeply") from None
     if not isinstance(predictions, dict) or not all(isinstance(v, str) for v in predictions.values()):
         raise UsageError(f"score: --pred {pred_path}: expected a JSON object {{question id: answer text}}")
-    scores = score_qa(gold, predictions, spec.metric, lang)
-    return {**{name: scores[name] for name in ("exact_match", "f1", *spec.metric_names) if name in scores},
-            "questions": scores["count"], "predicted": sum(1 for q, _ in gold if q in predictions)}
+    return {**_qa_scores(spec, score_qa(gold, predictions, spec.metric, lang)),
+            "predicted": sum(1 for q, _ in gold if q in predictions)}
+
+
+def _qa_scores(spec, scores: dict) -> dict:
+    """What ``score`` prints of ``score_qa``'s result: exact match and F1 first, the task's
+    other numbers where the file gave them (v2.0's HasAns/NoAns), the number of questions."""
+    names = ("exact_match", "f1", *spec.metric_names)
+    return {**{name: scores[name] for name in names if name in scores}, "questions": scores["count"]}
 
 
 def _as_label_names(spec, gold: list[str], lines: list[str], pred_path: str) -> tuple[list[str], dict]:
@@ -335,9 +341,8 @@ def score_recorded(spec, pred_path: str, lang: str | None) -> dict:
         lang = frame["language"][0]
     if spec.kind == EXTRACTIVE_QA:
         gold = [(qid, json.loads(g)) for qid, g in zip(frame["example_id"], frame["gold"])]
-        scores = score_qa(gold, dict(zip(frame["example_id"], frame["prediction"])), spec.metric, lang)
-        return {**{name: scores[name] for name in ("exact_match", "f1", *spec.metric_names) if name in scores},
-                "questions": scores["count"]}
+        return _qa_scores(spec, score_qa(gold, dict(zip(frame["example_id"], frame["prediction"])),
+                                         spec.metric, lang))
     if spec.kind == TOKEN_TAGGING:
         gold = _tag_lists(pred_path, frame["gold"])
         predicted = _tag_lists(pred_path, frame["prediction"])

@@ -133,6 +133,12 @@ class TaskSpec:
         return self.validation == _SQUAD_VALID
 
     @property
+    def unanswerable(self) -> bool:
+        """QA with questions that have no answer (SQuAD v2.0): accepted in its data, and the
+        null answer predicted (HF utils_qa.py's version_2_with_negative)."""
+        return self.metric == "squad_v2"
+
+    @property
     def all_languages(self) -> tuple[str, ...]:
         return self.languages + self.extra_languages
 
