@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     from .engines.training import STOP, StageStopped
 
     # SIGTERM (a cancel, a cluster's time limit, a preemption): the training loop saves a
-    # resume state after its current step and the stage ends as stopped.
+    # resume state after its current step (an evaluation stops at its next batch) and the
+    # stage ends as stopped.
     signal.signal(signal.SIGTERM, lambda signum, frame: STOP.set())
     try:
         from .planned import check_code_and_libraries

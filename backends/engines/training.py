@@ -177,6 +177,15 @@ def stop_if_asked(job: "TrainJob", step: int, save) -> None:
                        "(save_every = 0), the stage will start over")
 
 
+def stop_if_asked_during_evaluation() -> None:
+    """Between evaluation batches (a selection evaluation, a test set, retrieval): when a
+    stop was asked, end the stage now rather than after every language. No state is saved
+    here: the last resume state stands, and a rerun continues from it."""
+    if STOP.is_set():
+        raise StageStopped("stopped by SIGTERM during evaluation; a rerun continues from the "
+                           "last saved resume state, if any")
+
+
 class TrainingDiverged(RuntimeError):
     """The loss stopped being a finite number: the stage fails at that step."""
 

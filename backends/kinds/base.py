@@ -65,6 +65,8 @@ def run_model(model, backend, features: list, collate: Callable[[list], dict],
     0: the largest that fits - a GPU out of memory halves the batch and goes on."""
     import torch
 
+    from ..engines.training import stop_if_asked_during_evaluation
+
     device = backend.device
     auto = batch_size == 0
     size = _batch_or_auto(batch_size, device)
@@ -75,6 +77,7 @@ def run_model(model, backend, features: list, collate: Callable[[list], dict],
     b = 0
     with torch.inference_mode():
         while b < len(order):
+            stop_if_asked_during_evaluation()
             chunk = order[b: b + size]
             batch = collate([features[i] for i in chunk])
             try:

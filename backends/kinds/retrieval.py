@@ -62,11 +62,14 @@ def sentence_vectors(model, tokenizer, texts: list[str], layer: int, max_length:
     hidden states, in fp32 (under bf16 autocast too), in batches of similar length."""
     import torch
 
+    from ..engines.training import stop_if_asked_during_evaluation
+
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     model.eval()
     with torch.inference_mode(), _stop_after(model, layer) as read:
         for start in range(0, len(order), batch_size):
+            stop_if_asked_during_evaluation()
             chunk = order[start:start + batch_size]
             enc = tokenizer([texts[i] for i in chunk], truncation=True, max_length=max_length,
                             padding=True, return_tensors="pt")

@@ -82,7 +82,7 @@ def prepare_stage(plan, stage, display) -> None:
 
 def stop_processes(running: list[Any], grace_s: float) -> None:
     """Stop workers and everything they started: SIGTERM (a worker saves a resume state
-    after its current step), then SIGKILL after ``grace_s``; a job is cancelled (scancel)."""
+    after its current step; one evaluating stops at its next batch), then SIGKILL after ``grace_s``; a job is cancelled (scancel)."""
     for process in running:
         process.signal(signal.SIGTERM)
     deadline = time.monotonic() + grace_s
