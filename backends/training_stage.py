@@ -286,8 +286,10 @@ def run_training_stage(spec: dict[str, Any], stage_dir: Path, events) -> dict[st
     stats = backend.train(job)
     checkpoint = write_checkpoint(stage_dir, lambda folder: backend.save(model, tokenizer, folder))
     if target:  # every rank evaluates (sharded weights need them all); rank 0 reports
+        # The scores name the step whose weights they scored: the kept one, where selection kept one.
+        scored = stats.steps if stats.best_step is None else stats.best_step
         for lang in scoring.test_sets:
-            scoring.score_test(lang, stats.steps)
+            scoring.score_test(lang, scored)
     if distributed.rank() != 0:
         return {}
     return stage_cost(spec, stats, backend, model, checkpoint, world)

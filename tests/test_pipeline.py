@@ -177,3 +177,34 @@ def test_a_failing_stage_fails_its_dependents_and_the_rest_go_on(tmp_path, capsy
     results = pl.read_parquet(out / "results.parquet")
     assert set(results["arm"].to_list()) == {"baseline"}
     assert "error: intermediate/squad/torch/seed0:" in stderr
+
+
+def test_test_scores_and_predictions_name_the_step_whose_weights_they_scored(tmp_path, capsys, tiny_model_dir):
+    # Selection every step, stopping at the first evaluation without a gain: the kept step
+    # is before the last one trained, and the test sets are scored on the kept weights.
+    data = json.loads((XQUAD_DIR / "xquad.en.json").read_text(encoding="utf-8"))
+    for article in data["data"]:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                qa["id"] += "-selection"  # not a question the test sets hold
+    selection = tmp_path / "selection.en.json"
+    selection.write_text(json.dumps(data), encoding="utf-8")
+    text = _local_recipe(tiny_model_dir, XQUAD_DIR / "xquad.en.json")
+    text = text[:text.index('[[arms]]\nname = "squad"')] + text[text.index("[tasks.xquad]"):]
+    text = text.replace("max_steps = 3\n", "max_steps = 12\neval_every = 1\npatience = 1\n").replace(
+        'eval_files = "', f'validation_file = "{selection}"\neval_files = "')
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(text, encoding="utf-8")
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli(["--recipe", recipe, "--output", out], capsys)
+    assert code == 0, stdout + stderr
+    stage = pl.read_parquet(out / "stages.parquet").row(0, named=True)
+    kept, trained = stage["best_step"], stage["steps"]
+    assert kept is not None and kept < trained, (kept, trained)
+    results = pl.read_parquet(out / "results.parquet")
+    test = results.filter(pl.col("split") == "test")
+    assert test.height == 4 and test["step"].to_list() == [kept] * 4
+    validation = results.filter(pl.col("split") == "validation")
+    assert validation["step"].max() == trained  # validation rows keep the step they evaluated
+    for path in (tmp_path / "stage-cache").glob("target-*/predictions/*.parquet"):
+        assert pl.read_parquet(path)["step"].unique().to_list() == [kept]
