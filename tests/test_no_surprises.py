@@ -585,3 +585,37 @@ def test_the_headless_overall_line_counts_running_stages_and_a_bar_shows_the_ave
     display.average_rate({**event, "examples_per_s": 1000.0})  # the first event starts the clock
     display.average_rate({**event, "examples_per_s": 100.0})  # 1 s at 100 ex/s
     assert display.average_rate({**event, "examples_per_s": 10.0}) == (100 * 1 + 10 * 2) / 3
+
+
+def test_the_time_left_counts_each_kind_of_stage_at_its_own_pace_and_says_what_is_not_timed():
+    from xstilts_tui.run.progress import time_left_estimate
+
+    ud, xquad, tatoeba = ("intermediate", "udpos", "torch"), ("target", "xquad", "torch"), \
+        ("target", "tatoeba", "torch")
+    # The small study after its 9 short intermediate stages (40 s each): 24 target stages
+    # wait, none of their kind has run. Not "24 x 40 s left".
+    walls = {ud: [40.0] * 9}
+    assert time_left_estimate(walls, [xquad] * 12 + [tatoeba] * 11, [tatoeba], 1) == (None, 24)
+    # Once one of each has run, each kind at its own pace; a running stage counts half.
+    walls = {ud: [40.0] * 9, xquad: [450.0], tatoeba: [250.0]}
+    seconds, untimed = time_left_estimate(walls, [xquad] * 11 + [tatoeba] * 10, [xquad], 1)
+    assert untimed == 0 and seconds == 11 * 450 + 10 * 250 + 450 / 2
+    assert time_left_estimate(walls, [xquad] * 2, [], 2) == (450.0, 0)  # two slots
+    # Some kinds timed, some not: the timed part, and how many are not.
+    assert time_left_estimate({xquad: [400.0, 500.0]}, [xquad, tatoeba], [], 1) == (450.0, 1)
+    assert time_left_estimate({}, [], [], 1) == (0.0, 0)
+
+
+def test_the_overall_line_says_when_its_estimate_leaves_stages_out():
+    import io
+
+    out = io.StringIO()
+    display = PlainDisplay(out)
+    display.run_progress(9, 33, 1, 428.0, None, untimed=24)
+    display.run_progress(11, 33, 1, 1200.0, 3000.0, untimed=20)
+    display.run_progress(30, 33, 1, 9000.0, 900.0)
+    assert out.getvalue().splitlines() == [
+        "[run] 9/33 stages done, 1 running, 0:07:08 elapsed, time left: 24 stage(s) of a kind not run yet",
+        "[run] 11/33 stages done, 1 running, 0:20:00 elapsed, more than 0:50:00 left "
+        "(20 stage(s) of a kind not run yet)",
+        "[run] 30/33 stages done, 1 running, 2:30:00 elapsed, ~0:15:00 left"]

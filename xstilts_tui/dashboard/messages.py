@@ -110,7 +110,7 @@ class AppDisplay(PlainDisplay):
         self.app.post_message(LogLine(f"  {line}"))
 
     def run_progress(self, done: int, total: int, running: int, elapsed_s: float,
-                     left_s: float | None = None) -> None:
+                     left_s: float | None = None, untimed: int = 0) -> None:
         """The Runs screen keeps its own overall line."""
 
     def stage_finished(self, stage: str, status: str, detail: str = "") -> None:

@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Label, ProgressBar, RichLog, Static
 
 from xstilts_tui.plan.stages import Plan
 from xstilts_tui.protocol.stage_cache import lock_held
-from xstilts_tui.run.progress import clock
+from xstilts_tui.run.progress import Shape, clock, stage_shape, time_left_estimate, time_left_words
 from xstilts_tui.dashboard.context import DONE, NOT_DONE, RunContext
 
 
@@ -69,7 +69,8 @@ class RunsView(Vertical):
         super().__init__(**kw)
         self.states: dict[str, str] = {}
         self.started_at: dict[str, float] = {}
-        self.durations: list[float] = []  # stages trained in this run, in seconds
+        self.durations: dict[Shape, list[float]] = {}  # stages trained in this run, in seconds, by shape
+        self.shapes: dict[str, Shape] = {}  # what sets each stage's pace (``stage_shape``)
         self.step_of: dict[str, tuple[int, int]] = {}
         self.bars: dict[str, StageBar] = {}
         self.run_name = ""
@@ -110,6 +111,7 @@ class RunsView(Vertical):
         will run why (new, code changed, weights changed...: as ``plan`` says it)."""
         self._reset(name)
         table = self.query_one("#stages", DataTable)
+        self.shapes = {stage.id: stage_shape(stage) for stage in plan.stages}
         for stage_id, (state, why) in plan.states().items():
             self.states[stage_id] = "cached" if state == "reused" else state
             shown = "reused" if state == "reused" else (why_word(why) if state == "pending" else state)
@@ -184,7 +186,7 @@ class RunsView(Vertical):
         self._set(stage, "state", status)
         started = self.started_at.pop(stage, None)
         if status == "done" and started is not None:
-            self.durations.append(time.monotonic() - started)
+            self.durations.setdefault(self.shapes.get(stage), []).append(time.monotonic() - started)
         if status in DONE:
             self._set(stage, "left", "")
             if started is not None:
@@ -231,16 +233,17 @@ class RunsView(Vertical):
             return None
         return (time.monotonic() - started) / step * max(0, total - step)
 
-    def estimate_left(self) -> float | None:
-        """Seconds left: the running stages' own estimates, then the pending stages at the
-        mean time of the stages this run trained, shared among as many as run at once."""
-        pending = sum(1 for v in self.states.values() if v == "pending")
+    def estimate_left(self) -> tuple[float | None, int]:
+        """Seconds left: the running stages' own estimates, then the pending stages each at
+        the mean time of the stages of its shape this run trained, shared among as many as
+        run at once; and how many pending stages are of a shape not timed yet."""
+        pending = [self.shapes.get(s) for s, v in self.states.items() if v == "pending"]
         running = [s for s, v in self.states.items() if v == "running"]
         lefts = [self.stage_left(s) for s in running]
-        if any(v is None for v in lefts) or (pending and not self.durations):
-            return None
-        mean = sum(self.durations) / len(self.durations) if self.durations else 0.0
-        return max(lefts, default=0.0) + pending * mean / max(1, len(running))
+        seconds, untimed = time_left_estimate(self.durations, pending, [], max(1, len(running)))
+        if any(v is None for v in lefts) or seconds is None:
+            return None, untimed
+        return max(lefts, default=0.0) + seconds, untimed
 
     def update_overall(self) -> None:
         if self.run_started is None or not self.states:
@@ -254,7 +257,7 @@ class RunsView(Vertical):
                 f"{self.ended}: {done}/{total} stages done, {elapsed} elapsed")
             return
         running = sum(1 for v in self.states.values() if v == "running")
-        left = self.estimate_left()
+        left, untimed = self.estimate_left()
         self.query_one("#overall", Static).update(
             f"{done}/{total} stages done, {running} running, {elapsed} elapsed, "
-            + (f"about {clock(left)} left" if left is not None else "time left: -"))
+            + (time_left_words(left, untimed, "") or "time left: -"))

@@ -13,6 +13,40 @@ def clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+Shape = tuple[str, str | None, str | None]  # (kind, task, backend): what sets a stage's pace
+
+
+def stage_shape(stage: Any) -> Shape:
+    """A plan stage's shape."""
+    return stage.kind, stage.task, (stage.spec.get("backend") or {}).get("kind")
+
+
+def time_left_estimate(walls: dict[Shape, list[float]], pending: list[Shape], running: list[Shape],
+                       slots: int) -> tuple[float | None, int]:
+    """The time the stages still to run take, each at the mean wall time of the stages of
+    its shape this run finished (a running one counts half), over ``slots``; and how many
+    are of a shape not timed yet, which the time leaves out. None where stages remain and
+    none of them is timed."""
+    mean = {shape: sum(w) / len(w) for shape, w in walls.items() if w}
+    timed = [mean[s] for s in pending if s in mean] + [mean[s] / 2 for s in running if s in mean]
+    untimed = sum(1 for s in pending + running if s not in mean)
+    if untimed and not timed:
+        return None, untimed
+    return sum(timed) / max(1, slots), untimed
+
+
+def time_left_words(left_s: float | None, untimed: int, lead: str) -> str:
+    """The runner's estimate in words (``lead`` before them), saying how many stages it
+    leaves out; "" where there is no estimate."""
+    if untimed and left_s is None:
+        return f"{lead}time left: {untimed} stage(s) of a kind not run yet"
+    if left_s is None:
+        return ""
+    if untimed:
+        return f"{lead}more than {clock(left_s)} left ({untimed} stage(s) of a kind not run yet)"
+    return f"{lead}~{clock(left_s)} left"
+
+
 def time_left(elapsed_s: float, step: int, total: int) -> str:
     """``H:MM:SS`` left at the pace so far (``-`` before the first step)."""
     if not step:
@@ -68,10 +102,10 @@ class PlainDisplay:
         self.print(f"[{stage}] {status}" + (f": {detail}" if detail else ""))
 
     def run_progress(self, done: int, total: int, running: int, elapsed_s: float,
-                     left_s: float | None = None) -> None:
+                     left_s: float | None = None, untimed: int = 0) -> None:
         """The overall line: stages done (or cached) of all, after each stage ends."""
         self.print(f"[run] {done}/{total} stages done, {running} running, "
-                   f"{clock(elapsed_s)} elapsed" + (f", ~{clock(left_s)} left" if left_s is not None else ""))
+                   f"{clock(elapsed_s)} elapsed" + time_left_words(left_s, untimed, ", "))
 
     def log_line(self, stage: str, line: str) -> None:
         """A line of the worker's own output; kept in its log file, not shown headless."""
@@ -111,14 +145,13 @@ class LiveDisplay(PlainDisplay):
                          stats=f"loss {event['loss']:.4f}  {self.average_rate(event):.1f} ex/s")
 
     def run_progress(self, done: int, total: int, running: int, elapsed_s: float,
-                     left_s: float | None = None) -> None:
+                     left_s: float | None = None, untimed: int = 0) -> None:
         """The overall bar: stages done of all, those running, the runner's estimate of the
         time left."""
         if self._overall is None:
             self._overall = self.bars.add_task("all stages", total=total, stats="")
-        self.bars.update(self._overall, completed=done,
-                         stats=f"{running} running, " + (f"~{clock(left_s)} left" if left_s is not None
-                                                         else "time left: after a stage trains"))
+        left = time_left_words(left_s, untimed, "") or "time left: after a stage trains"
+        self.bars.update(self._overall, completed=done, stats=f"{running} running, {left}")
 
     def stage_finished(self, stage: str, status: str, detail: str = "") -> None:
         task = self._tasks.get(stage)

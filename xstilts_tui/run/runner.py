@@ -20,7 +20,7 @@ from typing import Any
 
 from xstilts_tui.protocol import provenance
 from xstilts_tui.plan.stages import Plan, Stage
-from xstilts_tui.run.progress import PlainDisplay
+from xstilts_tui.run.progress import PlainDisplay, Shape, stage_shape, time_left_estimate
 from xstilts_tui.results.store import ResultsStore, archive_previous
 from xstilts_tui.results.manifest import write_manifest
 from xstilts_tui.run.stage_io import EventTail, stop_processes
@@ -95,7 +95,7 @@ class Runner:
         self.poll_s = poll_s
         self.slots = slots or [Slot("cpu")]
         self.workers: dict[str, Worker] = {}
-        self.walls: list[float] = []  # wall times of the stages this run trained
+        self.walls: dict[Shape, list[float]] = {}  # wall times of the stages this run trained
         self.cancelled = threading.Event()
         self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
         self.store = ResultsStore(plan.output_dir, self.run_id, plan.recipe.name)
@@ -208,18 +208,19 @@ class Runner:
         self.display.stage_finished(stage.id, status, detail or reason)
         self.tracking.stage_end(stage, status)
         if status == "done" and finished and finished.get("wall_s"):
-            self.walls.append(float(finished["wall_s"]))
+            self.walls.setdefault(stage_shape(stage), []).append(float(finished["wall_s"]))
         self._overall(outcome)
 
     def _overall(self, outcome: RunOutcome) -> None:
-        """The overall progress: stages done of all, those running, and the time left at
-        the mean wall time of the stages this run trained (None before the first)."""
+        """The overall progress: stages done of all, those running, and the time left, each
+        stage at the pace of the stages of its kind this run trained (``time_left_estimate``)."""
         done = sum(1 for v in outcome.status.values() if v in ("done", "cached"))
-        left = len(self.plan.stages) - len(outcome.status) - len(self.workers)
-        estimate = (sum(self.walls) / len(self.walls) * (left + len(self.workers) / 2)
-                    / max(1, len(self.slots))) if self.walls else None
+        pending = [stage_shape(s) for s in self.plan.stages
+                   if s.id not in outcome.status and s.id not in self.workers]
+        running = [stage_shape(s) for s in self.plan.stages if s.id in self.workers]
+        estimate, untimed = time_left_estimate(self.walls, pending, running, len(self.slots))
         self.display.run_progress(done, len(self.plan.stages), len(self.workers),
-                                  time.monotonic() - self.started_at, estimate)
+                                  time.monotonic() - self.started_at, estimate, untimed=untimed)
 
     def _try_lock(self, stage: Stage, told: set[str]):
         """The stage's lock if it is free now; None while another run holds it (a run on
