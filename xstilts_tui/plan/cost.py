@@ -12,8 +12,9 @@ from __future__ import annotations
 import heapq
 import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from xstilts_tui.plan.stages import Plan, Stage
 from xstilts_tui.tasks.registry import RETRIEVAL, TASKS
@@ -95,15 +96,46 @@ def model_parameters(plan: Plan) -> int | None:
         return None
 
 
-def _rate_key(plan: Plan, spec: dict[str, Any]) -> tuple:
-    return (json.dumps(plan_model_identity(spec), sort_keys=True, default=str),
-            spec["backend"]["kind"], spec["kind"], spec["hparams"]["max_length"])
+Lookup = Callable[[str], "tuple[str, dict[str, Any]] | None"]
 
 
-def plan_model_identity(spec: dict[str, Any]) -> Any:
-    """What a rate depends on in a stage's model: the encoder, not which checkpoint of it."""
-    model = spec.get("model", {})
-    return {k: v for k, v in model.items() if k not in ("stage", "key")}
+def encoder_identity(model: dict[str, Any], lookup: Lookup) -> str | None:
+    """What sets a stage's pace in its model: the encoder it trains, followed through the
+    checkpoints it starts from (an intermediate stage's, the base stage's) to the model the
+    recipe names, so that a target stage after an intermediate one and the baseline's share
+    a rate and two encoders never do. ``lookup``: a stage key's (kind, spec). None where a
+    link is missing (a stage no longer in the cache)."""
+    for _ in range(16):
+        if "stage" not in model:
+            return json.dumps({k: v for k, v in model.items() if k != "key"}, sort_keys=True, default=str)
+        upstream = lookup(str(model.get("key", "")))
+        if upstream is None:
+            return None
+        kind, spec = upstream
+        if kind == "base":  # a model built from a config: that stage is the encoder
+            return json.dumps({"base": model["key"]})
+        model = spec.get("model", {})
+    return None
+
+
+def _cached_stage(cache_dir: Path, key: str) -> tuple[str, dict[str, Any]] | None:
+    if not key.isalnum():
+        return None
+    for folder in cache_dir.glob(f"*-{key[:20]}"):
+        try:
+            spec = json.loads((folder / "stage.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(spec, dict) and spec.get("kind"):
+            return spec["kind"], spec
+    return None
+
+
+def _rate_key(spec: dict[str, Any], lookup: Lookup) -> tuple | None:
+    encoder = encoder_identity(spec.get("model", {}), lookup)
+    if encoder is None:
+        return None
+    return (encoder, spec["backend"]["kind"], spec["kind"], spec["hparams"]["max_length"])
 
 
 def measured_rates(plan: Plan) -> dict[tuple, float]:
@@ -111,6 +143,7 @@ def measured_rates(plan: Plan) -> dict[tuple, float]:
     rates: dict[tuple, float] = {}
     if not plan.cache_dir.is_dir():
         return rates
+    lookup = partial(_cached_stage, plan.cache_dir)
     for done in plan.cache_dir.glob("*/DONE"):
         spec_path = done.parent / "stage.json"
         try:
@@ -122,11 +155,18 @@ def measured_rates(plan: Plan) -> dict[tuple, float]:
                 event = json.loads(line)
                 if event.get("type") == "stage_finished" and event.get("examples_per_s"):
                     rate = float(event["examples_per_s"])
-            if rate:
-                rates[_rate_key(plan, spec)] = rate
-        except (OSError, ValueError, KeyError, TypeError):
+            key = _rate_key(spec, lookup)
+            if rate and key is not None:
+                rates[key] = rate
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
     return rates
+
+
+def _plan_lookup(plan: Plan) -> Lookup:
+    """A stage key's (kind, spec): the plan's own stages first, then the cache's."""
+    by_key = {s.key: (s.kind, s.spec) for s in plan.stages}
+    return lambda key: by_key.get(key) or _cached_stage(plan.cache_dir, key)
 
 
 def plan_costs(plan: Plan, done: set[str] | None = None) -> list[StageCost]:
@@ -135,6 +175,7 @@ def plan_costs(plan: Plan, done: set[str] | None = None) -> list[StageCost]:
     if done is None:
         done = {s.id for s in plan.stages if plan.is_done(s)}
     rates = measured_rates(plan)
+    lookup = _plan_lookup(plan)
     params = model_parameters(plan)
     costs = []
     for stage in plan.stages:
@@ -146,7 +187,8 @@ def plan_costs(plan: Plan, done: set[str] | None = None) -> list[StageCost]:
         if stage.id in done:
             costs.append(StageCost(stage.id, examples, tokens, 0.0, "cached"))
             continue
-        rate = rates.get(_rate_key(plan, {**stage.spec, "kind": stage.kind}))
+        key = _rate_key({**stage.spec, "kind": stage.kind}, lookup)
+        rate = rates.get(key) if key is not None else None
         if rate and examples is not None:
             costs.append(StageCost(stage.id, examples, tokens, examples / rate, "measured"))
         elif params and tokens is not None:
