@@ -65,3 +65,36 @@ def test_a_rate_measured_on_one_encoder_never_times_another(tmp_path):
     costs = {c.stage: c for c in plan_costs(plan_b, done=set())}
     # Encoder b's stages have nothing measured: every one from FLOPs.
     assert {c.source for c in costs.values() if c.examples} == {"flops"}
+
+
+def test_on_a_cpu_the_flop_estimate_uses_this_cpus_rate_and_the_non_embedding_parameters(tmp_path, monkeypatch):
+    """A plan for a CPU is timed at a rate measured on this CPU, not an H100's (3 s for a
+    stage that took 34 minutes); and, as in 6ND, from the parameters that do the
+    multiplications: the word-embedding lookup does none (96M of multilingual-e5-small's
+    118M parameters)."""
+    from xstilts_tui.plan import cost
+    from xstilts_tui.plan.show import describe
+    from xstilts_tui.protocol.provenance import Runtime
+
+    monkeypatch.setattr(cost, "_matmul_flops", lambda: 1e11)
+    monkeypatch.setattr(cost, "cpu_count", lambda: 4)
+    recipe = parse_recipe(SMALL_DEMO, str(tmp_path / "r.toml"), tmp_path)
+    plan = build_plan(recipe, tmp_path / "out", tmp_path / "cache", runtime=Runtime(device="cpu", threads=2))
+    target = next(c for c in plan_costs(plan, done=set()) if c.stage.startswith("target/baseline/"))
+    # One layer of hidden 32 and inner 64: 4 x 32 x 32 + 2 x 32 x 64 = 8,192 parameters
+    # multiply; at 40% of the rate measured on all 4 cores, halved for a stage's 2 threads.
+    assert target.source == "flops"
+    assert target.seconds == 6 * 8_192 * target.tokens / (0.40 * 1e11 * 2 / 4)
+    text = describe(plan)
+    assert "H100" not in text and "measured here" in text
+
+
+def test_on_a_gpu_the_flop_estimate_names_the_gpu_rate(tmp_path):
+    from xstilts_tui.plan.show import describe
+    from xstilts_tui.protocol.provenance import Runtime
+
+    recipe = parse_recipe(SMALL_DEMO, str(tmp_path / "r.toml"), tmp_path)
+    plan = build_plan(recipe, tmp_path / "out", tmp_path / "cache", runtime=Runtime(device="cuda"))
+    target = next(c for c in plan_costs(plan, done=set()) if c.stage.startswith("target/baseline/"))
+    assert target.seconds == 6 * 8_192 * target.tokens / (0.40 * 989e12)
+    assert "989 TFLOP/s" in describe(plan)

@@ -2,9 +2,11 @@
 estimate of each stage's time, and the makespan on a number of slots.
 
 A stage's time comes, where possible, from a rate measured by a finished stage in the
-stage cache (the same model, backend kind, phase and sequence length: its examples/s);
-else from a FLOP count, ``6 x parameters x tokens`` at ``MFU`` of ``PEAK_FLOPS`` (named in
-the output, so that nobody mistakes it for a measurement). Evaluation time is left out.
+stage cache (the same encoder, backend kind, phase and sequence length: its examples/s);
+else from a FLOP count, ``6 x non-embedding parameters x tokens`` at ``MFU`` of a peak: an
+H100's (``PEAK_FLOPS``) for a GPU, a matrix product's measured here for a CPU (the rule is
+named in the output, so that nobody mistakes it for a measurement of the stage).
+Evaluation time is left out.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from __future__ import annotations
 import heapq
 import json
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Callable
 
 from xstilts_tui.plan.stages import Plan, Stage
+from xstilts_tui.protocol.provenance import Runtime
+from xstilts_tui.protocol.slots import cpu_count
 from xstilts_tui.tasks.registry import RETRIEVAL, TASKS
 
 # English training examples per task: the train split sizes of the datasets' cards (the
@@ -29,13 +33,48 @@ TRAIN_EXAMPLES = {
     "udpos": 21_253, "panx": 20_000, "xglue-nc": 100_000, "xglue-qam": 100_000,
     "xglue-qadsm": 100_000,
 }
-# Parameters of the hub encoders the study uses (their model cards).
-HUB_PARAMETERS = {"FacebookAI/xlm-roberta-large": 560_000_000, "xlm-roberta-large": 560_000_000,
-                  "FacebookAI/xlm-roberta-base": 278_000_000, "xlm-roberta-base": 278_000_000,
-                  "google-bert/bert-base-multilingual-cased": 178_000_000}
+# Parameters that multiply in the hub encoders the study uses (their configs: layers x
+# (4 x hidden^2 + 2 x hidden x inner)); the embedding lookup does no multiplications, as in
+# the 6ND rule of the scaling-law papers.
+HUB_PARAMETERS = {"FacebookAI/xlm-roberta-large": 301_989_888, "xlm-roberta-large": 301_989_888,
+                  "FacebookAI/xlm-roberta-base": 84_934_656, "xlm-roberta-base": 84_934_656,
+                  "google-bert/bert-base-multilingual-cased": 84_934_656}
 PEAK_FLOPS = 989e12  # an H100's dense bf16 peak, FLOP/s
-MFU = 0.40  # the share of it a fine-tuning run of an encoder reaches, assumed
-FLOP_RULE = f"6 x parameters x tokens at {MFU:.0%} of {PEAK_FLOPS / 1e12:.0f} TFLOP/s (an H100, bf16)"
+MFU = 0.40  # the share of the peak a fine-tuning run of an encoder reaches, assumed
+GPU_RULE = f"6 x non-embedding parameters x tokens at {MFU:.0%} of {PEAK_FLOPS / 1e12:.0f} TFLOP/s (an H100, bf16)"
+
+
+@lru_cache(maxsize=1)
+def _matmul_flops() -> float:
+    """FLOP/s of an fp32 matrix product on every core of this CPU (numpy's BLAS; the
+    best of three 0.1-second tries; once a process)."""
+    import time
+
+    import numpy as np
+
+    a = np.random.default_rng(0).random((1024, 1024), dtype=np.float32)
+    a @ a
+    best = 0.0
+    for _ in range(3):
+        start, count = time.perf_counter(), 0
+        while time.perf_counter() - start < 0.1:
+            a @ a
+            count += 1
+        best = max(best, 2 * 1024 ** 3 * count / (time.perf_counter() - start))
+    return best
+
+
+def peak_flops(runtime: Runtime) -> tuple[float, str]:
+    """The FLOP/s a stage's estimate assumes a stage reaches MFU of, and the rule in
+    words: an H100's on a GPU; on a CPU, a matrix product's measured here, shared out by
+    the threads a stage gets."""
+    if runtime.device != "cpu":
+        return PEAK_FLOPS, GPU_RULE
+    cores = max(cpu_count(), 1)
+    threads = min(runtime.threads or cores, cores)
+    rate = _matmul_flops() * threads / cores
+    return rate, (f"6 x non-embedding parameters x tokens at {MFU:.0%} of {rate / 1e9:.0f} GFLOP/s "
+                  f"(an fp32 matrix product measured here, {threads} of {cores} cores)")
 
 
 @dataclass
@@ -77,22 +116,24 @@ def stage_examples(stage: Stage) -> int | None:
     return int(sum(sizes) * hp["epochs"])
 
 
+def _multiplying(config: dict[str, Any]) -> int:
+    h, layers, inner = config["hidden_size"], config["num_hidden_layers"], config["intermediate_size"]
+    return layers * (4 * h * h + 2 * h * inner)
+
+
 def model_parameters(plan: Plan) -> int | None:
+    """The encoder's parameters that multiply (its layers' weight matrices; not the
+    embeddings): the N of 6ND."""
     model = plan.recipe.model
     if model.hub:
         return HUB_PARAMETERS.get(model.hub)
     if model.config is not None:
-        c = {"hidden_size": 768, "num_hidden_layers": 12, "intermediate_size": 3072,
-             "max_position_embeddings": 514, **model.config}
-        h, layers, inner = c["hidden_size"], c["num_hidden_layers"], c["intermediate_size"]
-        vocab = model.tokenizer.vocab_size if model.tokenizer else 250_002
-        return layers * (4 * h * h + 2 * h * inner) + (vocab + c["max_position_embeddings"]) * h
+        return _multiplying({"hidden_size": 768, "num_hidden_layers": 12, "intermediate_size": 3072,
+                             **model.config})
     config = Path(model.path or "") / "config.json"
     try:
-        c = json.loads(config.read_text(encoding="utf-8"))
-        h, layers, inner = c["hidden_size"], c["num_hidden_layers"], c["intermediate_size"]
-        return layers * (4 * h * h + 2 * h * inner) + (c["vocab_size"] + c["max_position_embeddings"]) * h
-    except (OSError, ValueError, KeyError):
+        return _multiplying(json.loads(config.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
@@ -193,7 +234,7 @@ def plan_costs(plan: Plan, done: set[str] | None = None) -> list[StageCost]:
             costs.append(StageCost(stage.id, examples, tokens, examples / rate, "measured"))
         elif params and tokens is not None:
             costs.append(StageCost(stage.id, examples, tokens,
-                                   6 * params * tokens / (PEAK_FLOPS * MFU), "flops"))
+                                   6 * params * tokens / (peak_flops(plan.runtime)[0] * MFU), "flops"))
         else:
             costs.append(StageCost(stage.id, examples, tokens, None, "unknown"))
     return costs
@@ -257,7 +298,7 @@ def summary(plan: Plan, costs: list[StageCost], slots: int) -> dict[str, Any]:
         "device_hours": sum(seconds.values()) * per_stage / 3600,
         "estimate_sources": sources,
         "estimate_complete": complete,
-        "flop_rule": FLOP_RULE,
+        "flop_rule": peak_flops(plan.runtime)[1] if "flops" in sources else None,
         "sequential_s": sum(seconds.values()),
         "slots": slots,
         "makespan_s": makespan(plan, seconds, slots),
