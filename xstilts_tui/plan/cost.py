@@ -18,7 +18,7 @@ from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Callable
 
-from xstilts_tui.plan.stages import Plan, Stage
+from xstilts_tui.plan.stages import Plan, Stage, stage_folder
 from xstilts_tui.protocol.provenance import Runtime
 from xstilts_tui.protocol.slots import cpu_count
 from xstilts_tui.tasks.registry import RETRIEVAL, TASKS
@@ -137,19 +137,19 @@ def model_parameters(plan: Plan) -> int | None:
         return None
 
 
-Lookup = Callable[[str], "tuple[str, dict[str, Any]] | None"]
+Lookup = Callable[[str, str], "tuple[str, dict[str, Any]] | None"]
 
 
 def encoder_identity(model: dict[str, Any], lookup: Lookup) -> str | None:
     """What sets a stage's pace in its model: the encoder it trains, followed through the
     checkpoints it starts from (an intermediate stage's, the base stage's) to the model the
     recipe names, so that a target stage after an intermediate one and the baseline's share
-    a rate and two encoders never do. ``lookup``: a stage key's (kind, spec). None where a
-    link is missing (a stage no longer in the cache)."""
+    a rate and two encoders never do. ``lookup``: a stage's (kind, spec) from its id and
+    key. None where a link is missing (a stage no longer in the cache)."""
     for _ in range(16):
         if "stage" not in model:
             return json.dumps({k: v for k, v in model.items() if k != "key"}, sort_keys=True, default=str)
-        upstream = lookup(str(model.get("key", "")))
+        upstream = lookup(str(model["stage"]), str(model.get("key", "")))
         if upstream is None:
             return None
         kind, spec = upstream
@@ -159,17 +159,15 @@ def encoder_identity(model: dict[str, Any], lookup: Lookup) -> str | None:
     return None
 
 
-def _cached_stage(cache_dir: Path, key: str) -> tuple[str, dict[str, Any]] | None:
-    if not key.isalnum():
+def _cached_stage(cache_dir: Path, stage_id: str, key: str) -> tuple[str, dict[str, Any]] | None:
+    kind = stage_id.split("/", 1)[0]  # a stage's id starts with its kind
+    if kind not in ("base", "intermediate", "target") or not key.isalnum():
         return None
-    for folder in cache_dir.glob(f"*-{key[:20]}"):
-        try:
-            spec = json.loads((folder / "stage.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(spec, dict) and spec.get("kind"):
-            return spec["kind"], spec
-    return None
+    try:
+        spec = json.loads((stage_folder(cache_dir, kind, key) / "stage.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return (kind, spec) if isinstance(spec, dict) else None
 
 
 def _rate_key(spec: dict[str, Any], lookup: Lookup) -> tuple | None:
@@ -205,9 +203,13 @@ def measured_rates(plan: Plan) -> dict[tuple, float]:
 
 
 def _plan_lookup(plan: Plan) -> Lookup:
-    """A stage key's (kind, spec): the plan's own stages first, then the cache's."""
-    by_key = {s.key: (s.kind, s.spec) for s in plan.stages}
-    return lambda key: by_key.get(key) or _cached_stage(plan.cache_dir, key)
+    """A stage's (kind, spec): the plan's own stage of that id and key, else the cache's."""
+    def lookup(stage_id: str, key: str) -> tuple[str, dict[str, Any]] | None:
+        stage = plan.by_id.get(stage_id)
+        if stage is not None and stage.key == key:
+            return stage.kind, stage.spec
+        return _cached_stage(plan.cache_dir, stage_id, key)
+    return lookup
 
 
 def plan_costs(plan: Plan, done: set[str] | None = None) -> list[StageCost]:

@@ -55,7 +55,12 @@ class Stage:
     reused: dict[str, Any] | None = None  # a finished stage kept across a change (--reuse)
 
     def dir(self, cache_dir: Path) -> Path:
-        return cache_dir / f"{self.kind}-{self.key[:20]}"
+        return stage_folder(cache_dir, self.kind, self.key)
+
+
+def stage_folder(cache_dir: Path, kind: str, key: str) -> Path:
+    """Where a stage of this kind and key lives in a stage cache."""
+    return cache_dir / f"{kind}-{key[:20]}"
 
 
 @dataclass
